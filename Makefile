@@ -1,0 +1,42 @@
+# scvi-causal: every target sets itself up on a fresh clone.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+# CPU wheel of torch that lies on these machines' disk: installed before the package so that
+# pip never pulls a multi-GB CUDA build.
+TORCH_PIN ?= torch==2.13.0
+PYTEST_ARGS ?=
+
+.PHONY: setup demo test lint docs bench bench-sim clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet $(TORCH_PIN)
+	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m ipykernel install --user --name scvi-causal --display-name "scvi-causal" >/dev/null
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m scvi_causal.demo --output demo_output
+
+test: $(STAMP)
+	$(VENV)/bin/ruff check src tests benchmarks tutorials
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests benchmarks tutorials
+
+docs: $(STAMP)
+	$(VENV)/bin/sphinx-build -W --keep-going -b html docs docs/_build/html
+
+bench-sim: $(STAMP)
+	$(PY) benchmarks/simulated/run.py
+
+bench: bench-sim
+
+clean:
+	rm -rf $(VENV) demo_output docs/_build

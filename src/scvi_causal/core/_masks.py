@@ -1,0 +1,129 @@
+"""Per-intervention target masks over latent units (torch only)."""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+from torch import nn
+from torch.distributions import RelaxedBernoulli
+
+MaskKind = Literal["spike_slab", "l1", "dense"]
+
+
+class InterventionMask(nn.Module):
+    r"""Masks :math:`m_p \in \{0, 1\}^K` saying which latent units intervention :math:`p` targets.
+
+    Three kinds, all sharing one interface:
+
+    * ``"spike_slab"``: a Bernoulli variable per entry with learned logits. While training,
+      a hard (0/1) sample is drawn with the straight-through relaxed-Bernoulli (Gumbel-sigmoid)
+      estimator :cite:p:`maddison2017concrete,jang2017categorical` at temperature
+      ``temperature``; in evaluation mode the posterior mode (probability > 0.5) is used.
+    * ``"l1"``: a continuous mask :math:`\sigma(\ell)`, as in the sVAE
+      :cite:p:`lachapelle2022disentanglement`.
+    * ``"dense"``: all ones (every intervention may move every unit, the iVAE
+      :cite:p:`khemakhem2020ivae`).
+
+    Rows can be frozen to hard values (e.g. all-ones masks for new perturbations, as the
+    published transfer protocol does), after which they are neither sampled nor learned.
+
+    Parameters
+    ----------
+    n_interventions
+        Number of (atomic) interventions :math:`P`.
+    n_latent
+        Number of latent units :math:`K`.
+    kind
+        ``"spike_slab"``, ``"l1"`` or ``"dense"``.
+    init_prob
+        Initial inclusion probability of every entry.
+    temperature
+        Temperature of the relaxed Bernoulli (``"spike_slab"`` only).
+
+    Examples
+    --------
+    >>> import torch
+    >>> mask = InterventionMask(3, 5, kind="spike_slab")
+    >>> mask(torch.eye(3)).shape
+    torch.Size([3, 5])
+    >>> mask.inclusion_probs().shape
+    torch.Size([3, 5])
+    """
+
+    def __init__(
+        self,
+        n_interventions: int,
+        n_latent: int,
+        kind: MaskKind = "spike_slab",
+        init_prob: float = 0.5,
+        temperature: float = 1.0,
+    ):
+        super().__init__()
+        if kind not in ("spike_slab", "l1", "dense"):
+            raise ValueError(f"Unknown mask kind {kind!r}; use 'spike_slab', 'l1' or 'dense'.")
+        if not 0.0 < init_prob < 1.0:
+            raise ValueError(f"`init_prob` must be in (0, 1), got {init_prob}.")
+        self.kind = kind
+        self.n_interventions = n_interventions
+        self.n_latent = n_latent
+        init_logit = math.log(init_prob) - math.log1p(-init_prob)
+        self.logits = nn.Parameter(
+            torch.full((n_interventions, n_latent), init_logit),
+            requires_grad=kind != "dense",
+        )
+        self.register_buffer("temperature", torch.tensor(float(temperature)))
+        self.register_buffer("frozen", torch.zeros(n_interventions, dtype=torch.bool))
+        self.register_buffer("frozen_values", torch.ones(n_interventions, n_latent))
+
+    def set_temperature(self, temperature: float) -> None:
+        """Set the relaxed-Bernoulli temperature (used by training schedules)."""
+        if temperature <= 0:
+            raise ValueError(f"`temperature` must be positive, got {temperature}.")
+        self.temperature.fill_(float(temperature))
+
+    def inclusion_probs(self) -> torch.Tensor:
+        """Posterior inclusion probabilities, shape ``(P, K)`` (frozen rows: their values)."""
+        if self.kind == "dense":
+            probs = torch.ones_like(self.logits)
+        else:
+            probs = torch.sigmoid(self.logits)
+        return torch.where(self.frozen.unsqueeze(-1), self.frozen_values, probs)
+
+    def forward(self, active: torch.Tensor | None = None) -> torch.Tensor:
+        """Draw one mask per intervention, shape ``(P, K)``.
+
+        ``active`` is accepted for interface symmetry with priors and is unused: a mask is a
+        global variable, drawn once per step and shared by all cells.
+        """
+        if self.kind == "dense":
+            mask = torch.ones_like(self.logits)
+        elif self.kind == "l1":
+            mask = torch.sigmoid(self.logits)
+        elif self.training:
+            soft = RelaxedBernoulli(self.temperature, logits=self.logits).rsample()
+            hard = (soft > 0.5).to(soft.dtype)
+            mask = hard + soft - soft.detach()  # straight-through
+        else:
+            mask = (self.logits > 0).to(self.logits.dtype)
+        return torch.where(self.frozen.unsqueeze(-1), self.frozen_values, mask)
+
+    @torch.no_grad()
+    def freeze(self, rows: torch.Tensor | None = None, values: torch.Tensor | float | None = None):
+        """Fix the masks of ``rows`` (default: all) to hard ``values``.
+
+        ``values`` defaults to the current posterior mode (inclusion probability > 0.5); a
+        float such as ``1.0`` fixes every entry of those rows to that value.
+        """
+        if rows is None:
+            rows = torch.arange(self.n_interventions, device=self.logits.device)
+        rows = torch.as_tensor(rows, device=self.logits.device)
+        if values is None:
+            vals = (self.inclusion_probs()[rows] > 0.5).float()
+        elif isinstance(values, float | int):
+            vals = torch.full((len(rows), self.n_latent), float(values), device=self.logits.device)
+        else:
+            vals = torch.as_tensor(values, dtype=torch.float32, device=self.logits.device)
+        self.frozen_values[rows] = vals
+        self.frozen[rows] = True

@@ -1,0 +1,461 @@
+"""SparseShiftVI: the sparse mechanism shift model (sVAE+) as an scvi-tools model."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+import torch
+from anndata import AnnData
+from scvi import REGISTRY_KEYS
+from scvi.data import AnnDataManager
+from scvi.data.fields import (
+    CategoricalJointObsField,
+    CategoricalObsField,
+    LayerField,
+    NumericalJointObsField,
+)
+from scvi.model.base import BaseModelClass, RNASeqMixin, UnsupervisedTrainingMixin, VAEMixin
+from scvi.utils import setup_anndata_dsp
+
+from scvi_causal.module import SparseShiftVAE, parse_interventions
+from scvi_causal.module._sparse_shift_vae import PERTURBATION_KEY
+from scvi_causal.train import SparseShiftTrainingPlan
+
+from ._validation import check_counts, check_perturbations
+
+logger = logging.getLogger(__name__)
+
+#: Target number of optimisation steps of the default training length.
+DEFAULT_N_STEPS = 10_000
+
+
+class SparseShiftVI(RNASeqMixin, VAEMixin, UnsupervisedTrainingMixin, BaseModelClass):
+    r"""Sparse mechanism shift variational inference for perturbation screens (sVAE+).
+
+    Each perturbation is a sparse stochastic intervention on the latent units: a learned mask
+    :math:`m_p` (spike-and-slab, relaxed Bernoulli) selects the units it moves and a learned
+    shift :math:`\mu_p` moves them, :math:`z \mid p \sim \mathcal{N}(m_p \odot \mu_p, I)`;
+    control cells follow :math:`\mathcal{N}(0, I)` :cite:p:`lopez2023learning`. Expression is
+    decoded from :math:`z` as in scVI :cite:p:`lopez2018deep`. The perturbation label enters only
+    through the prior, never the encoder or decoder.
+
+    Parameters
+    ----------
+    adata
+        AnnData registered with :meth:`setup_anndata`.
+    n_latent
+        Number of latent units.
+    n_hidden
+        Hidden units per layer of encoder and decoder.
+    n_layers
+        Hidden layers of encoder and decoder.
+    dropout_rate
+        Dropout in the encoder.
+    gene_likelihood
+        ``"nb"`` (default), ``"zinb"`` or ``"poisson"``.
+    dispersion
+        As in :class:`scvi.model.SCVI`.
+    intervention_prior
+        ``"spike_slab"`` (default, sVAE+), ``"l1"`` (continuous mask with an L1 penalty, sVAE),
+        ``"dense"`` (every perturbation shifts every unit, iVAE) or ``"none"`` (plain VAE, labels
+        ignored).
+    beta
+        Weight of the KL term on :math:`z` (:math:`\beta`-VAE when > 1).
+    prior_prob
+        Prior inclusion probability :math:`\pi` of a (perturbation, unit) edge for
+        ``"spike_slab"``. The default ``None`` uses ``1 / n_latent``: about one target per
+        perturbation a priori, a preference for sparsity that does not depend on the number of
+        cells (the sparsity term is a prior, counted once per data set, while the evidence for
+        an edge grows with the cells of that perturbation).
+    l1_weight
+        Penalty per unit of mask mass for ``"l1"`` (nats, counted once per data set).
+    slab_scale
+        Standard deviation of the Gaussian slab on shifts.
+    mask_init_prob
+        Initial inclusion probability of every edge.
+    **vae_kwargs
+        Other keyword arguments of :class:`scvi.module.VAE` (``use_batch_norm``,
+        ``encode_covariates``, ...).
+
+    Examples
+    --------
+    >>> from scvi_causal.data import simulate_sparse_shift
+    >>> from scvi_causal.model import SparseShiftVI
+    >>> adata = simulate_sparse_shift(n_perturbations=5, n_cells_per_perturbation=30, seed=0)
+    >>> SparseShiftVI.setup_anndata(adata, perturbation_key="perturbation",
+    ...                             control_category="control")
+    >>> model = SparseShiftVI(adata, n_latent=15)
+    >>> model.train(max_epochs=2)  # doctest: +SKIP
+    >>> graph = model.get_target_graph()
+    >>> graph.shape
+    (5, 15)
+    """
+
+    _module_cls = SparseShiftVAE
+    _training_plan_cls = SparseShiftTrainingPlan
+
+    def __init__(
+        self,
+        adata: AnnData | None = None,
+        n_latent: int = 15,
+        n_hidden: int = 128,
+        n_layers: int = 1,
+        dropout_rate: float = 0.1,
+        gene_likelihood: Literal["nb", "zinb", "poisson"] = "nb",
+        dispersion: Literal["gene", "gene-batch", "gene-cell"] = "gene",
+        intervention_prior: Literal["spike_slab", "l1", "dense", "none"] = "spike_slab",
+        beta: float = 1.0,
+        prior_prob: float | None = None,
+        l1_weight: float = 1.0,
+        slab_scale: float | None = 10.0,
+        mask_init_prob: float = 0.5,
+        **vae_kwargs,
+    ):
+        if not isinstance(n_latent, int | np.integer) or n_latent < 1:
+            raise ValueError(f"`n_latent` must be a positive integer, got {n_latent!r}.")
+        if gene_likelihood not in ("nb", "zinb", "poisson"):
+            raise ValueError(
+                f"gene_likelihood must be 'nb', 'zinb' or 'poisson', got {gene_likelihood!r}."
+            )
+        if intervention_prior not in ("spike_slab", "l1", "dense", "none"):
+            raise ValueError(
+                "intervention_prior must be 'spike_slab', 'l1', 'dense' or 'none', "
+                f"got {intervention_prior!r}."
+            )
+        super().__init__(adata)
+        setup_args = self.adata_manager.registry["setup_args"]
+        categories = self.adata_manager.get_state_registry(PERTURBATION_KEY).categorical_mapping
+        self.control_categories_ = _as_list(setup_args["control_category"])
+        self.perturbation_names_, intervention_matrix = parse_interventions(
+            list(categories), self.control_categories_, setup_args["perturbation_delimiter"]
+        )
+        prior_kwargs = {
+            "prior_prob": prior_prob if prior_prob is not None else 1.0 / n_latent,
+            "l1_weight": l1_weight,
+            "slab_scale": slab_scale,
+            "mask_init_prob": mask_init_prob,
+        }
+        n_cats_per_cov = (
+            self.adata_manager.get_state_registry(REGISTRY_KEYS.CAT_COVS_KEY).n_cats_per_key
+            if REGISTRY_KEYS.CAT_COVS_KEY in self.adata_manager.data_registry
+            else None
+        )
+        self.module = self._module_cls(
+            n_input=self.summary_stats.n_vars,
+            intervention_matrix=intervention_matrix,
+            intervention_prior=intervention_prior,
+            beta=beta,
+            prior_kwargs=None if intervention_prior == "none" else prior_kwargs,
+            n_batch=self.summary_stats.n_batch,
+            n_continuous_cov=self.summary_stats.get("n_extra_continuous_covs", 0),
+            n_cats_per_cov=n_cats_per_cov,
+            n_latent=n_latent,
+            n_hidden=n_hidden,
+            n_layers=n_layers,
+            dropout_rate=dropout_rate,
+            gene_likelihood=gene_likelihood,
+            dispersion=dispersion,
+            **vae_kwargs,
+        )
+        self._model_summary_string = (
+            f"SparseShiftVI: {len(self.perturbation_names_)} perturbations, "
+            f"n_latent={n_latent}, intervention_prior={intervention_prior!r}, "
+            f"gene_likelihood={gene_likelihood!r}"
+        )
+        self.init_params_ = self._get_init_params(locals())
+
+    @classmethod
+    @setup_anndata_dsp.dedent
+    def setup_anndata(
+        cls,
+        adata: AnnData,
+        perturbation_key: str = "perturbation",
+        control_category: str | Sequence[str] | None = "control",
+        perturbation_delimiter: str | None = "+",
+        layer: str | None = None,
+        batch_key: str | None = None,
+        categorical_covariate_keys: list[str] | None = None,
+        continuous_covariate_keys: list[str] | None = None,
+        **kwargs,
+    ):
+        """%(summary)s.
+
+        Registers raw counts, the perturbation column (never passed to encoder or decoder) and
+        optional batch and covariates (injected as in scVI). Checks the inputs first and
+        raises a clear error on missing keys, a control label that is not present, missing
+        labels, categories with zero cells, negative or non-finite values (non-integer values
+        warn, as in scVI).
+
+        Parameters
+        ----------
+        %(param_adata)s
+        perturbation_key
+            Column of ``adata.obs`` with each cell's perturbation label. Combinations are
+            written ``"A+B"``.
+        control_category
+            Label (or list of labels) of control cells, e.g. ``"non-targeting"``. Must be
+            present. ``None`` for a screen without control cells.
+        perturbation_delimiter
+            Separator of combinations; ``None`` to treat every label as one perturbation.
+        %(param_layer)s
+        %(param_batch_key)s
+        %(param_cat_cov_keys)s
+        %(param_cont_cov_keys)s
+
+        Examples
+        --------
+        >>> from scvi_causal.data import simulate_sparse_shift
+        >>> adata = simulate_sparse_shift(n_perturbations=3, n_cells_per_perturbation=20)
+        >>> SparseShiftVI.setup_anndata(adata, control_category="control")
+        """
+        check_perturbations(adata, perturbation_key, control_category)
+        check_counts(adata, layer)
+        covariates = [*(categorical_covariate_keys or []), *(continuous_covariate_keys or [])]
+        for key in [batch_key, *covariates]:
+            if key is not None and key not in adata.obs:
+                raise KeyError(f"Covariate {key!r} is not a column of adata.obs.")
+            if key == perturbation_key:
+                raise ValueError(
+                    "The perturbation column cannot also be a batch or covariate: a "
+                    "perturbation acts only through the latent shift."
+                )
+        setup_method_args = cls._get_setup_method_args(**locals())
+        anndata_fields = [
+            LayerField(REGISTRY_KEYS.X_KEY, layer, is_count_data=True),
+            CategoricalObsField(REGISTRY_KEYS.BATCH_KEY, batch_key),
+            CategoricalObsField(PERTURBATION_KEY, perturbation_key),
+            CategoricalJointObsField(REGISTRY_KEYS.CAT_COVS_KEY, categorical_covariate_keys),
+            NumericalJointObsField(REGISTRY_KEYS.CONT_COVS_KEY, continuous_covariate_keys),
+        ]
+        adata_manager = AnnDataManager(fields=anndata_fields, setup_method_args=setup_method_args)
+        adata_manager.register_fields(adata, **kwargs)
+        cls.register_manager(adata_manager)
+
+    def train(
+        self,
+        max_epochs: int | None = None,
+        batch_size: int = 1024,
+        lr: float = 1e-3,
+        intervention_lr_factor: float = 10.0,
+        n_epochs_kl_warmup: int | None = None,
+        plan_kwargs: dict | None = None,
+        **kwargs,
+    ):
+        """Train the model.
+
+        Defaults are those that identify targets on the benchmarks: large minibatches, a
+        learning rate on per-perturbation parameters 10x the networks', a KL warm-up over the
+        first quarter of training and enough optimisation steps (about
+        ``DEFAULT_N_STEPS = 10,000``). Mask density and temperature are logged per epoch in
+        ``model.history`` (``mask_density_train``, ``mask_temperature_train``).
+
+        Parameters
+        ----------
+        max_epochs
+            Epochs; default ``clip(10,000 * batch_size / n_cells, 20, 1000)``.
+        batch_size
+            Minibatch size.
+        lr
+            Learning rate of the networks.
+        intervention_lr_factor
+            Learning-rate multiplier for mask logits and shifts.
+        n_epochs_kl_warmup
+            Epochs of linear KL warm-up; default a quarter of ``max_epochs``.
+        plan_kwargs
+            More arguments of :class:`~scvi_causal.train.SparseShiftTrainingPlan`.
+        **kwargs
+            Passed to :meth:`scvi.model.base.UnsupervisedTrainingMixin.train` (``accelerator``,
+            ``devices``, ``early_stopping``, ``train_size``, ...).
+
+        Examples
+        --------
+        >>> model.train(max_epochs=50)  # doctest: +SKIP
+        >>> model.history["mask_density_train"].tail()  # doctest: +SKIP
+        """
+        if max_epochs is None:
+            max_epochs = default_max_epochs(self.adata.n_obs, batch_size)
+        plan = {
+            "lr": lr,
+            "intervention_lr_factor": intervention_lr_factor,
+            "n_epochs_kl_warmup": (
+                max(1, max_epochs // 4) if n_epochs_kl_warmup is None else n_epochs_kl_warmup
+            ),
+        }
+        plan.update(plan_kwargs or {})
+        return super().train(
+            max_epochs=max_epochs, batch_size=batch_size, plan_kwargs=plan, **kwargs
+        )
+
+    # ------------------------------------------------------------------ results
+    def _latent_columns(self) -> list[str]:
+        return [f"z{k}" for k in range(self.module.n_latent)]
+
+    def _require_sparse_prior(self, what: str):
+        if self.module.intervention_prior == "none":
+            raise ValueError(
+                f"{what} is not defined for intervention_prior='none' (a plain VAE has no "
+                "per-perturbation parameters); use get_perturbation_shifts(source='latent')."
+            )
+
+    @torch.inference_mode()
+    def get_target_graph(self) -> pd.DataFrame:
+        """Perturbation x latent target graph: posterior inclusion probabilities.
+
+        Returns
+        -------
+        DataFrame indexed by perturbation (controls excluded), columns ``z0..z{K-1}``, values in
+        [0, 1]. For ``"dense"`` every entry is 1; for ``"l1"`` the continuous mask values.
+
+        Examples
+        --------
+        >>> graph = model.get_target_graph()  # doctest: +SKIP
+        >>> (graph > 0.5).sum(axis=1)  # number of targets per perturbation  # doctest: +SKIP
+        """
+        self._require_sparse_prior("A target graph")
+        probs = self.module.prior.inclusion_probs().detach().cpu().numpy()
+        return pd.DataFrame(probs, index=self.perturbation_names_, columns=self._latent_columns())
+
+    @torch.inference_mode()
+    def get_perturbation_shifts(
+        self,
+        source: Literal["model", "latent"] = "model",
+        adata: AnnData | None = None,
+        masked: bool = True,
+        batch_size: int | None = None,
+    ) -> pd.DataFrame:
+        """Latent shift of each perturbation.
+
+        Parameters
+        ----------
+        source
+            ``"model"``: the learned shifts :math:`\\mu_p` (times the posterior mode of the mask
+            when ``masked``). ``"latent"``: the mean latent representation of the cells of each
+            (single) perturbation minus that of control cells (of all cells when the screen has
+            no controls), which also works for ``intervention_prior="none"``.
+        adata, batch_size
+            Cells used for ``source="latent"``.
+        masked
+            Multiply learned shifts by the mask mode.
+
+        Returns
+        -------
+        DataFrame indexed by perturbation, columns ``z0..z{K-1}``.
+
+        Examples
+        --------
+        >>> shifts = model.get_perturbation_shifts()  # doctest: +SKIP
+        """
+        cols = self._latent_columns()
+        if source == "model":
+            self._require_sparse_prior("A learned shift")
+            prior = self.module.prior
+            shifts = prior.shifts.detach()
+            if masked:
+                shifts = shifts * (prior.inclusion_probs() > 0.5).float()
+            return pd.DataFrame(shifts.cpu().numpy(), index=self.perturbation_names_, columns=cols)
+        if source != "latent":
+            raise ValueError(f"`source` must be 'model' or 'latent', got {source!r}.")
+        adata = self._validate_anndata(adata)
+        z = self.get_latent_representation(adata, batch_size=batch_size)
+        labels = self._perturbation_labels(adata)
+        is_control = labels.isin(self.control_categories_).to_numpy()
+        ref = z[is_control].mean(0) if is_control.any() else z.mean(0)
+        out = pd.DataFrame(np.nan, index=self.perturbation_names_, columns=cols)
+        for name in self.perturbation_names_:
+            sel = (labels == name).to_numpy()
+            if sel.any():
+                out.loc[name] = z[sel].mean(0) - ref
+        return out
+
+    def _perturbation_labels(self, adata: AnnData) -> pd.Series:
+        key = self.get_anndata_manager(adata).data_registry[PERTURBATION_KEY].attr_key
+        state = self.get_anndata_manager(adata).get_state_registry(PERTURBATION_KEY)
+        return adata.obs[state.original_key].astype(str).rename(key).reset_index(drop=True)
+
+    @torch.inference_mode()
+    def get_perturbation_scores(
+        self,
+        adata: AnnData | None = None,
+        indices: Sequence[int] | None = None,
+        n_mc_samples: int = 100,
+        batch_size: int | None = None,
+    ) -> pd.DataFrame:
+        """Held-out fit per perturbation: mean per-cell ELBO and IWELBO (higher is better).
+
+        Masks are at their posterior mode; ``n_mc_samples`` importance samples from the
+        encoder per cell give the ELBO (mean log weight) and the importance-weighted bound
+        :cite:p:`burda2016importance` (log mean weight, tighter).
+
+        Parameters
+        ----------
+        adata
+            Cells to score (default: the training AnnData). Their perturbations must be known
+            to the model (see :meth:`load_query_data` for new ones).
+        indices
+            Subset of cells.
+        n_mc_samples
+            Importance samples per cell.
+        batch_size
+            Minibatch size.
+
+        Returns
+        -------
+        DataFrame indexed by perturbation category with columns ``n_cells``, ``elbo``,
+        ``iwelbo`` and ``is_control``.
+
+        Examples
+        --------
+        >>> scores = model.get_perturbation_scores(n_mc_samples=50)  # doctest: +SKIP
+        >>> scores["iwelbo"].mean()  # doctest: +SKIP
+        """
+        if n_mc_samples < 1:
+            raise ValueError("`n_mc_samples` must be >= 1.")
+        adata = self._validate_anndata(adata)
+        dl = self._make_data_loader(adata=adata, indices=indices, batch_size=batch_size)
+        self.module.eval()
+        elbo, iwelbo, codes = [], [], []
+        for tensors in dl:
+            log_w = self.module.importance_weights(tensors, n_samples=n_mc_samples)
+            if log_w.ndim == 1:
+                log_w = log_w.unsqueeze(0)
+            elbo.append(log_w.mean(0).cpu())
+            iwelbo.append((torch.logsumexp(log_w, 0) - np.log(log_w.shape[0])).cpu())
+            codes.append(tensors[PERTURBATION_KEY].view(-1).long().cpu())
+        mapping = self.get_anndata_manager(adata).get_state_registry(
+            PERTURBATION_KEY
+        ).categorical_mapping
+        df = pd.DataFrame(
+            {
+                "perturbation": np.asarray(mapping)[torch.cat(codes).numpy()],
+                "elbo": torch.cat(elbo).numpy(),
+                "iwelbo": torch.cat(iwelbo).numpy(),
+            }
+        )
+        out = df.groupby("perturbation", sort=True).agg(
+            n_cells=("elbo", "size"), elbo=("elbo", "mean"), iwelbo=("iwelbo", "mean")
+        )
+        out["is_control"] = out.index.isin(self.control_categories_)
+        return out
+
+
+def default_max_epochs(n_obs: int, batch_size: int) -> int:
+    """Default epochs: about ``DEFAULT_N_STEPS`` optimisation steps, clipped to [20, 1000].
+
+    Examples
+    --------
+    >>> default_max_epochs(16_000, 1024)
+    640
+    """
+    return int(np.clip(round(DEFAULT_N_STEPS * batch_size / max(n_obs, 1)), 20, 1000))
+
+
+def _as_list(value) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value]
+    return [str(v) for v in value]

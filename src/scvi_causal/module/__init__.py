@@ -1,0 +1,5 @@
+"""scvi-tools modules (pure ``nn.Module``s that never see AnnData)."""
+
+from ._sparse_shift_vae import SparseShiftVAE, parse_interventions
+
+__all__ = ["SparseShiftVAE", "parse_interventions"]

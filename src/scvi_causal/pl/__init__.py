@@ -1,0 +1,1 @@
+"""Plotting functions; each returns a :class:`matplotlib.figure.Figure`."""
