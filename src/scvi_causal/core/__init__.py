@@ -2,7 +2,7 @@
 
 from ._masks import InterventionMask
 from ._priors import SparseShiftPrior, StandardNormalPrior, make_prior
-from ._sparsity import bernoulli_kl, l1_penalty
+from ._sparsity import bernoulli_kl, l1_penalty, l1_penalty_per_sample
 
 __all__ = [
     "InterventionMask",
@@ -10,5 +10,6 @@ __all__ = [
     "StandardNormalPrior",
     "bernoulli_kl",
     "l1_penalty",
+    "l1_penalty_per_sample",
     "make_prior",
 ]

@@ -91,23 +91,26 @@ class InterventionMask(nn.Module):
             probs = torch.sigmoid(self.logits)
         return torch.where(self.frozen.unsqueeze(-1), self.frozen_values, probs)
 
-    def forward(self, active: torch.Tensor | None = None) -> torch.Tensor:
-        """Draw one mask per intervention, shape ``(P, K)``.
+    def forward(self, rows: torch.Tensor | None = None) -> torch.Tensor:
+        """Draw masks: one per intervention ``(P, K)``, or one per entry of ``rows`` ``(n, K)``.
 
-        ``active`` is accepted for interface symmetry with priors and is unused: a mask is a
-        global variable, drawn once per step and shared by all cells.
+        ``rows`` (integer indices, repeats allowed) draws an independent mask for each entry,
+        e.g. one per (cell, perturbation) pair.
         """
+        logits = self.logits if rows is None else self.logits[rows]
+        frozen = self.frozen if rows is None else self.frozen[rows]
+        frozen_values = self.frozen_values if rows is None else self.frozen_values[rows]
         if self.kind == "dense":
-            mask = torch.ones_like(self.logits)
+            mask = torch.ones_like(logits)
         elif self.kind == "l1":
-            mask = torch.sigmoid(self.logits)
+            mask = torch.sigmoid(logits)
         elif self.training:
-            soft = RelaxedBernoulli(self.temperature, logits=self.logits).rsample()
+            soft = RelaxedBernoulli(self.temperature, logits=logits).rsample()
             hard = (soft > 0.5).to(soft.dtype)
             mask = hard + soft - soft.detach()  # straight-through
         else:
-            mask = (self.logits > 0).to(self.logits.dtype)
-        return torch.where(self.frozen.unsqueeze(-1), self.frozen_values, mask)
+            mask = (logits > 0).to(logits.dtype)
+        return torch.where(frozen.unsqueeze(-1), frozen_values, mask)
 
     @torch.no_grad()
     def freeze(self, rows: torch.Tensor | None = None, values: torch.Tensor | float | None = None):

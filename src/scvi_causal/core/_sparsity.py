@@ -41,6 +41,35 @@ def bernoulli_kl(logits: torch.Tensor, prior_prob: float) -> torch.Tensor:
     return q * (log_q - math.log(prior_prob)) + (1 - q) * (log_1mq - math.log1p(-prior_prob))
 
 
+def l1_penalty_per_sample(
+    intervention: torch.Tensor, mask_mass: torch.Tensor, weight: float
+) -> torch.Tensor:
+    """Per-sample cost ``weight * intervention @ mask_mass`` of the units each sample's
+    interventions target.
+
+    Parameters
+    ----------
+    intervention
+        ``(n, P)`` multi-hot interventions.
+    mask_mass
+        ``(P,)`` expected number of targeted units of each intervention.
+    weight
+        Cost per targeted unit and sample (nats).
+
+    Returns
+    -------
+    ``(n,)`` tensor.
+
+    Examples
+    --------
+    >>> import torch
+    >>> a = torch.tensor([[1.0, 0.0], [1.0, 1.0], [0.0, 0.0]])
+    >>> l1_penalty_per_sample(a, torch.tensor([2.0, 1.0]), weight=0.5).tolist()
+    [1.0, 1.5, 0.0]
+    """
+    return weight * (intervention @ mask_mass)
+
+
 def l1_penalty(probs: torch.Tensor, weight: float) -> torch.Tensor:
     """Continuous sparsity penalty ``weight * sum(probs)``.
 

@@ -67,12 +67,14 @@ class SparseShiftVI(RNASeqMixin, VAEMixin, UnsupervisedTrainingMixin, BaseModelC
         Weight of the KL term on :math:`z` (:math:`\beta`-VAE when > 1).
     prior_prob
         Prior inclusion probability :math:`\pi` of a (perturbation, unit) edge for
-        ``"spike_slab"``. The default ``None`` uses ``1 / n_latent``: about one target per
-        perturbation a priori, a preference for sparsity that does not depend on the number of
-        cells (the sparsity term is a prior, counted once per data set, while the evidence for
-        an edge grows with the cells of that perturbation).
-    l1_weight
-        Penalty per unit of mask mass for ``"l1"`` (nats, counted once per data set).
+        ``"spike_slab"`` (counted once per data set). ``None``: ``1 / n_latent``, about one
+        target per perturbation a priori.
+    sparsity_penalty
+        Cost in nats, per cell, of each unit that the cell's perturbation targets
+        (``"spike_slab"`` and ``"l1"``). An edge survives only if it improves the fit of the
+        perturbation's cells by more than this per cell, so the sparsity pressure does not
+        change with the number of cells per perturbation (see
+        :class:`~scvi_causal.core.SparseShiftPrior`).
     slab_scale
         Standard deviation of the Gaussian slab on shifts.
     mask_init_prob
@@ -110,7 +112,7 @@ class SparseShiftVI(RNASeqMixin, VAEMixin, UnsupervisedTrainingMixin, BaseModelC
         intervention_prior: Literal["spike_slab", "l1", "dense", "none"] = "spike_slab",
         beta: float = 1.0,
         prior_prob: float | None = None,
-        l1_weight: float = 1.0,
+        sparsity_penalty: float = 1.0,
         slab_scale: float | None = 10.0,
         mask_init_prob: float = 0.5,
         **vae_kwargs,
@@ -135,7 +137,7 @@ class SparseShiftVI(RNASeqMixin, VAEMixin, UnsupervisedTrainingMixin, BaseModelC
         )
         prior_kwargs = {
             "prior_prob": prior_prob if prior_prob is not None else 1.0 / n_latent,
-            "l1_weight": l1_weight,
+            "sparsity_penalty": sparsity_penalty,
             "slab_scale": slab_scale,
             "mask_init_prob": mask_init_prob,
         }

@@ -39,8 +39,8 @@ class SparseShiftVAE(VAE):
     beta
         Weight of the local KL term (:math:`\beta`-VAE :cite:p:`higgins2017beta`).
     prior_kwargs
-        Passed to :class:`~scvi_causal.core.SparseShiftPrior` (``prior_prob``, ``l1_weight``,
-        ``slab_scale``, ``mask_init_prob``, ``temperature``).
+        Passed to :class:`~scvi_causal.core.SparseShiftPrior` (``prior_prob``,
+        ``sparsity_penalty``, ``slab_scale``, ``mask_init_prob``, ``temperature``).
     **vae_kwargs
         Passed to :class:`scvi.module.VAE` (``n_latent``, ``n_hidden``, ``gene_likelihood``, ...).
 
@@ -122,12 +122,12 @@ class SparseShiftVAE(VAE):
         kl_weight: float | torch.Tensor = 1.0,
         n_obs: int = 1,
     ) -> LossOutput:
-        """ELBO with the global sparsity term scaled by ``1 / n_obs``.
+        """Negative ELBO with the per-cell sparsity cost and the global term scaled by ``1 / n_obs``.
 
         ``n_obs`` (the number of training cells) is injected by the training plan, so that the
-        per-perturbation terms are counted once per data set rather than once per minibatch.
-        KL warm-up multiplies the local KL and the global term alike, so that warm-up does not
-        prune masks before shifts can pay for themselves.
+        global per-perturbation terms are counted once per data set rather than once per
+        minibatch. KL warm-up multiplies the local KL, the sparsity cost and the global term
+        alike, so that warm-up does not prune masks before shifts can pay for themselves.
         """
         x = tensors[REGISTRY_KEYS.X_KEY]
         qz: Normal = inference_outputs[MODULE_KEYS.QZ_KEY]
@@ -140,17 +140,25 @@ class SparseShiftVAE(VAE):
             ).sum(dim=1)
         else:
             kl_l = torch.zeros_like(kl_z)
+        sparsity = self.prior.local_penalty(
+            self._intervention(tensors) if self.intervention_prior != "none" else None
+        )
+        if sparsity is None:
+            sparsity = torch.zeros_like(kl_z)
         kl_global = self.prior.kl_global()
         loss = (
-            torch.mean(reconst_loss + kl_weight * self.beta * kl_z + kl_l)
+            torch.mean(reconst_loss + kl_weight * (self.beta * kl_z + sparsity) + kl_l)
             + kl_weight * kl_global / n_obs
         )
         return LossOutput(
             loss=loss,
             reconstruction_loss=reconst_loss,
-            kl_local={MODULE_KEYS.KL_Z_KEY: kl_z, MODULE_KEYS.KL_L_KEY: kl_l},
+            kl_local={
+                MODULE_KEYS.KL_Z_KEY: kl_z,
+                MODULE_KEYS.KL_L_KEY: kl_l,
+                "sparsity": sparsity,
+            },
             kl_global=kl_global,
-            extra_metrics=self.prior.extra_metrics(),
         )
 
     @torch.inference_mode()

@@ -91,6 +91,15 @@ class SparseShiftTrainingPlan(TrainingPlan):
 
     def on_train_epoch_start(self):
         """Set the mask temperature for this epoch."""
+        super().on_train_epoch_start()
         mask = getattr(getattr(self.module, "prior", None), "mask", None)
         if mask is not None:
             mask.set_temperature(self.current_temperature(self.current_epoch))
+
+    def on_train_epoch_end(self):
+        """Log mask diagnostics once per epoch (they are global, not per minibatch)."""
+        super().on_train_epoch_end()
+        prior = getattr(self.module, "prior", None)
+        for key, value in getattr(prior, "extra_metrics", dict)().items():
+            self.log(f"{key}_train", value, on_step=False, on_epoch=True,
+                     sync_dist=self.use_sync_dist)

@@ -1,0 +1,357 @@
+"""End-to-end tests of the SparseShiftVI user API on a tiny simulated screen."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import scvi
+import torch
+
+from scvi_causal.data import simulate_sparse_shift
+from scvi_causal.model import SparseShiftVI
+from scvi_causal.model._sparse_shift_vi import default_max_epochs
+
+N_LATENT = 5
+PERTURBATIONS = ["p00", "p01", "p02", "p03"]
+LATENTS = [f"z{k}" for k in range(N_LATENT)]
+TRAIN_KWARGS = {"accelerator": "cpu", "enable_progress_bar": False}
+SMALL_NET = {"n_hidden": 32}
+
+
+def _simulate(**kwargs):
+    params = {
+        "n_perturbations": 4,
+        "n_cells_per_perturbation": 30,
+        "n_control_cells": 60,
+        "n_genes": 50,
+        "seed": 0,
+    }
+    params.update(kwargs)
+    return simulate_sparse_shift(**params)
+
+
+@pytest.fixture(scope="module")
+def base_adata():
+    return _simulate()
+
+
+@pytest.fixture
+def adata(base_adata):
+    return base_adata.copy()
+
+
+@pytest.fixture(scope="module")
+def trained(base_adata):
+    scvi.settings.seed = 0
+    adata = base_adata.copy()
+    SparseShiftVI.setup_anndata(adata, perturbation_key="perturbation", control_category="control")
+    model = SparseShiftVI(adata, n_latent=N_LATENT)
+    model.train(max_epochs=3, **TRAIN_KWARGS)
+    return model
+
+
+def _train(adata, max_epochs=1, **model_kwargs):
+    scvi.settings.seed = 0
+    model = SparseShiftVI(adata, n_latent=N_LATENT, **{**SMALL_NET, **model_kwargs})
+    model.train(max_epochs=max_epochs, **TRAIN_KWARGS)
+    return model
+
+
+def _check_graph_frame(frame, index=PERTURBATIONS):
+    assert isinstance(frame, pd.DataFrame)
+    assert list(frame.index) == index
+    assert list(frame.columns) == LATENTS
+
+
+# ----------------------------------------------------------------------------- user API
+def test_end_to_end_api(trained):
+    model = trained
+    adata = model.adata
+    latent = model.get_latent_representation()
+    assert latent.shape == (adata.n_obs, N_LATENT)
+    assert np.isfinite(latent).all()
+
+    graph = model.get_target_graph()
+    _check_graph_frame(graph)
+    assert ((graph.to_numpy() >= 0) & (graph.to_numpy() <= 1)).all()
+
+    shifts = model.get_perturbation_shifts()
+    _check_graph_frame(shifts)
+    assert np.isfinite(shifts.to_numpy()).all()
+    # Masked shifts are zero wherever the mask's mode is off.
+    assert (shifts.to_numpy()[graph.to_numpy() <= 0.5] == 0).all()
+    unmasked = model.get_perturbation_shifts(masked=False)
+    _check_graph_frame(unmasked)
+
+    scores = model.get_perturbation_scores(n_mc_samples=20)
+    assert list(scores.columns) == ["n_cells", "elbo", "iwelbo", "is_control"]
+    assert sorted(scores.index) == sorted(["control", *PERTURBATIONS])
+    assert scores["n_cells"].sum() == adata.n_obs
+    assert scores.loc["control", "n_cells"] == 60
+    assert scores["is_control"].to_dict() == {name: name == "control" for name in scores.index}
+    assert np.isfinite(scores[["elbo", "iwelbo"]].to_numpy()).all()
+    assert (scores["iwelbo"] >= scores["elbo"] - 1e-4).all()
+
+    for key in ("mask_density_train", "mask_temperature_train", "elbo_train"):
+        assert key in model.history, key
+    temperature = model.history["mask_temperature_train"].to_numpy().ravel()
+    assert len(temperature) == 3
+    assert temperature[0] == pytest.approx(1.0)
+    assert temperature[-1] == pytest.approx(0.2)
+    assert (np.diff(temperature) < 0).all()
+    density = model.history["mask_density_train"].to_numpy().ravel()
+    assert ((density >= 0) & (density <= 1)).all()
+    assert model._model_summary_string.startswith("SparseShiftVI: 4 perturbations")
+
+
+def test_scores_and_shifts_on_subsets(trained):
+    indices = np.arange(0, trained.adata.n_obs, 3)
+    scores = trained.get_perturbation_scores(indices=indices, n_mc_samples=5)
+    assert scores["n_cells"].sum() == len(indices)
+    with pytest.raises(ValueError, match="n_mc_samples"):
+        trained.get_perturbation_scores(n_mc_samples=0)
+    with pytest.raises(ValueError, match="source"):
+        trained.get_perturbation_shifts(source="cells")
+    latent_shifts = trained.get_perturbation_shifts(source="latent")
+    _check_graph_frame(latent_shifts)
+    z = trained.get_latent_representation()
+    labels = trained.adata.obs["perturbation"].to_numpy()
+    expected = z[labels == "p02"].mean(0) - z[labels == "control"].mean(0)
+    np.testing.assert_allclose(latent_shifts.loc["p02"].to_numpy(), expected, rtol=1e-5)
+
+
+def test_save_load_round_trip(trained, tmp_path):
+    model = trained
+    path = tmp_path / "model"
+    model.save(path, save_anndata=False)
+    loaded = SparseShiftVI.load(path, adata=model.adata)
+    pd.testing.assert_frame_equal(loaded.get_target_graph(), model.get_target_graph())
+    pd.testing.assert_frame_equal(loaded.get_perturbation_shifts(), model.get_perturbation_shifts())
+    np.testing.assert_allclose(
+        loaded.get_latent_representation(), model.get_latent_representation(), rtol=0, atol=1e-6
+    )
+    assert loaded.perturbation_names_ == model.perturbation_names_
+    assert loaded.control_categories_ == model.control_categories_
+    assert loaded.module.intervention_prior == model.module.intervention_prior
+    assert float(loaded.module.prior.mask.temperature) == pytest.approx(
+        float(model.module.prior.mask.temperature)
+    )
+
+
+# ----------------------------------------------------------------------------- priors
+@pytest.mark.parametrize("intervention_prior", ["l1", "dense", "none"])
+def test_each_intervention_prior_trains(adata, intervention_prior):
+    SparseShiftVI.setup_anndata(adata, control_category="control")
+    model = _train(adata, intervention_prior=intervention_prior)
+    assert model.get_latent_representation().shape == (adata.n_obs, N_LATENT)
+    latent_shifts = model.get_perturbation_shifts(source="latent")
+    _check_graph_frame(latent_shifts)
+    assert np.isfinite(latent_shifts.to_numpy()).all()
+    scores = model.get_perturbation_scores(n_mc_samples=5)
+    assert np.isfinite(scores[["elbo", "iwelbo"]].to_numpy()).all()
+    if intervention_prior == "none":
+        with pytest.raises(ValueError, match="not defined for intervention_prior='none'"):
+            model.get_target_graph()
+        with pytest.raises(ValueError, match="not defined for intervention_prior='none'"):
+            model.get_perturbation_shifts()
+        return
+    graph = model.get_target_graph()
+    _check_graph_frame(graph)
+    assert ((graph.to_numpy() >= 0) & (graph.to_numpy() <= 1)).all()
+    if intervention_prior == "dense":
+        assert (graph.to_numpy() == 1).all()
+    _check_graph_frame(model.get_perturbation_shifts())
+
+
+# ----------------------------------------------------------------------------- labels
+def test_combination_labels_parse_into_the_union(adata):
+    labels = adata.obs["perturbation"].cat.add_categories(["p00+p01"])
+    combo_cells = np.flatnonzero(labels == "control")[:10]
+    labels.iloc[combo_cells] = "p00+p01"
+    adata.obs["perturbation"] = labels
+    SparseShiftVI.setup_anndata(adata, control_category="control")
+    model = _train(adata)
+    assert model.perturbation_names_ == PERTURBATIONS
+    _check_graph_frame(model.get_target_graph())
+    mapping = list(model.adata_manager.get_state_registry("perturbation").categorical_mapping)
+    matrix = model.module.intervention_matrix.cpu().numpy()
+    np.testing.assert_array_equal(matrix[mapping.index("p00+p01")], [1, 1, 0, 0])
+    np.testing.assert_array_equal(matrix[mapping.index("p02")], [0, 0, 1, 0])
+    np.testing.assert_array_equal(matrix[mapping.index("control")], [0, 0, 0, 0])
+    # The prior of a combination cell is the sum of its members' masked shifts.
+    prior = model.module.prior.eval()
+    with torch.no_grad():
+        loc = prior(torch.as_tensor(matrix)).loc.numpy()
+    np.testing.assert_allclose(
+        loc[mapping.index("p00+p01")],
+        loc[mapping.index("p00")] + loc[mapping.index("p01")],
+        rtol=1e-6,
+        atol=1e-6,
+    )
+    scores = model.get_perturbation_scores(n_mc_samples=5)
+    assert scores.loc["p00+p01", "n_cells"] == 10
+    assert not scores.loc["p00+p01", "is_control"]
+
+
+def test_control_category_as_list(adata):
+    labels = adata.obs["perturbation"].cat.add_categories(["non-targeting"])
+    labels.iloc[np.flatnonzero(labels == "control")[:25]] = "non-targeting"
+    adata.obs["perturbation"] = labels
+    SparseShiftVI.setup_anndata(adata, control_category=["control", "non-targeting"])
+    model = _train(adata)
+    assert model.perturbation_names_ == PERTURBATIONS
+    assert model.control_categories_ == ["control", "non-targeting"]
+    scores = model.get_perturbation_scores(n_mc_samples=5)
+    assert scores.loc[["control", "non-targeting"], "is_control"].all()
+    assert scores.loc[["control", "non-targeting"], "n_cells"].tolist() == [35, 25]
+    assert not scores.loc[PERTURBATIONS, "is_control"].any()
+
+
+def test_screen_without_controls():
+    adata = _simulate(n_control_cells=0)
+    assert adata.uns["simulation"]["control_category"] is None
+    SparseShiftVI.setup_anndata(adata, control_category=None)
+    model = _train(adata)
+    assert model.perturbation_names_ == PERTURBATIONS
+    assert model.control_categories_ == []
+    _check_graph_frame(model.get_target_graph())
+    latent_shifts = model.get_perturbation_shifts(source="latent")
+    _check_graph_frame(latent_shifts)
+    # Without controls the reference is the mean of all cells.
+    z = model.get_latent_representation()
+    labels = adata.obs["perturbation"].to_numpy()
+    np.testing.assert_allclose(
+        latent_shifts.loc["p01"].to_numpy(), z[labels == "p01"].mean(0) - z.mean(0), rtol=1e-5
+    )
+    assert not model.get_perturbation_scores(n_mc_samples=5)["is_control"].any()
+
+
+def test_batch_and_covariates(adata):
+    rng = np.random.default_rng(0)
+    adata.obs["batch"] = pd.Categorical(rng.choice(["b0", "b1"], adata.n_obs))
+    adata.obs["donor"] = pd.Categorical(rng.choice(["d0", "d1", "d2"], adata.n_obs))
+    adata.obs["pct_mito"] = rng.uniform(0, 0.1, adata.n_obs)
+    SparseShiftVI.setup_anndata(
+        adata,
+        control_category="control",
+        batch_key="batch",
+        categorical_covariate_keys=["donor"],
+        continuous_covariate_keys=["pct_mito"],
+    )
+    model = _train(adata)
+    assert model.summary_stats.n_batch == 2
+    assert model.module.n_batch == 2
+    assert np.isfinite(model.get_latent_representation()).all()
+    scores = model.get_perturbation_scores(n_mc_samples=5)
+    assert np.isfinite(scores[["elbo", "iwelbo"]].to_numpy()).all()
+
+
+def test_setup_is_per_dataset(adata, base_adata):
+    other = base_adata.copy()
+    labels = other.obs["perturbation"].cat.rename_categories({"control": "NT"})
+    other.obs["perturbation"] = labels
+    SparseShiftVI.setup_anndata(adata, control_category="control")
+    SparseShiftVI.setup_anndata(other, control_category="NT")
+    first = SparseShiftVI(adata, n_latent=N_LATENT, **SMALL_NET)
+    second = SparseShiftVI(other, n_latent=N_LATENT, **SMALL_NET)
+    assert first.control_categories_ == ["control"]
+    assert second.control_categories_ == ["NT"]
+
+
+def test_default_max_epochs():
+    assert default_max_epochs(16_000, 1024) == 640
+    assert default_max_epochs(10, 1024) == 1000
+    assert default_max_epochs(10_000_000, 128) == 20
+
+
+# ----------------------------------------------------------------------------- bad inputs
+def test_missing_perturbation_key(adata):
+    with pytest.raises(KeyError, match="perturbation_key 'guide' is not a column"):
+        SparseShiftVI.setup_anndata(adata, perturbation_key="guide")
+
+
+def test_control_category_not_present(adata):
+    with pytest.raises(ValueError, match=r"control_category \['NT'\] not found"):
+        SparseShiftVI.setup_anndata(adata, control_category="NT")
+    with pytest.raises(ValueError, match=r"control_category \['NT'\] not found"):
+        SparseShiftVI.setup_anndata(adata, control_category=["control", "NT"])
+
+
+def test_missing_perturbation_labels(adata):
+    labels = adata.obs["perturbation"].copy()
+    labels.iloc[3] = np.nan
+    adata.obs["perturbation"] = labels
+    with pytest.raises(ValueError, match="1 missing labels"):
+        SparseShiftVI.setup_anndata(adata)
+
+
+def test_unused_perturbation_category(adata):
+    adata.obs["perturbation"] = adata.obs["perturbation"].cat.add_categories(["p99"])
+    with pytest.raises(ValueError, match=r"zero cells.*p99"):
+        SparseShiftVI.setup_anndata(adata)
+
+
+@pytest.mark.parametrize("dense", [False, True])
+@pytest.mark.parametrize(
+    ("value", "match"),
+    [(np.nan, "NaN or infinite"), (np.inf, "NaN or infinite"), (-1.0, "negative values")],
+)
+def test_bad_count_values(adata, dense, value, match):
+    if dense:
+        adata.X = adata.X.toarray()
+        adata.X[5, 7] = value
+    else:
+        adata.X.data[5] = value
+    with pytest.raises(ValueError, match=match):
+        SparseShiftVI.setup_anndata(adata)
+
+
+def test_bad_values_in_layer(adata):
+    adata.layers["counts"] = adata.X.copy()
+    adata.layers["counts"].data[0] = np.nan
+    with pytest.raises(ValueError, match=r"adata.layers\['counts'\] contains NaN"):
+        SparseShiftVI.setup_anndata(adata, layer="counts")
+    with pytest.raises(KeyError, match="Layer 'raw' not found"):
+        SparseShiftVI.setup_anndata(adata, layer="raw")
+
+
+def test_non_integer_counts_warn(adata):
+    adata.X.data[0] = 0.5
+    with pytest.warns(UserWarning, match="non-integer values"):
+        SparseShiftVI.setup_anndata(adata)
+
+
+def test_covariate_errors(adata):
+    with pytest.raises(KeyError, match="'plate' is not a column"):
+        SparseShiftVI.setup_anndata(adata, batch_key="plate")
+    with pytest.raises(ValueError, match="cannot also be a batch or covariate"):
+        SparseShiftVI.setup_anndata(adata, categorical_covariate_keys=["perturbation"])
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"n_latent": 0}, "n_latent"),
+        ({"n_latent": 2.5}, "n_latent"),
+        ({"intervention_prior": "horseshoe"}, "intervention_prior must be"),
+        ({"gene_likelihood": "gaussian"}, "gene_likelihood must be"),
+    ],
+)
+def test_bad_model_arguments(adata, kwargs, match):
+    SparseShiftVI.setup_anndata(adata)
+    with pytest.raises(ValueError, match=match):
+        SparseShiftVI(adata, **kwargs)
+
+
+def test_one_latent_unit_builds(adata):
+    SparseShiftVI.setup_anndata(adata)
+    model = SparseShiftVI(adata, n_latent=1, **SMALL_NET)
+    assert model.get_target_graph().shape == (4, 1)
+
+
+def test_unseen_perturbation_in_new_data(trained):
+    query = trained.adata[:20].copy()
+    labels = query.obs["perturbation"].astype(str).to_numpy()
+    labels[:5] = "pNEW"
+    query.obs["perturbation"] = pd.Categorical(labels)
+    with pytest.raises(ValueError, match="Category pNEW not found in source registry"):
+        trained.get_perturbation_scores(query, n_mc_samples=2)

@@ -1,0 +1,264 @@
+"""Tests of the SparseShiftVAE module on tiny tensor dicts (no AnnData) and of label parsing."""
+
+import numpy as np
+import pytest
+import torch
+from scvi.module._constants import MODULE_KEYS
+
+from scvi_causal.module import SparseShiftVAE, parse_interventions
+
+N_GENES = 20
+N_LATENT = 3
+CATEGORIES = ["ctrl", "A", "B", "A+B"]
+CODES = [0, 1, 2, 3, 0, 1, 2, 3, 1, 0]
+PRIORS = ["spike_slab", "l1", "dense", "none"]
+LIKELIHOODS = ["nb", "zinb", "poisson"]
+
+
+def _tensors(codes=CODES, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    n = len(codes)
+    return {
+        "X": torch.poisson(torch.full((n, N_GENES), 4.0), generator=gen),
+        "batch": torch.zeros(n, 1),
+        "perturbation": torch.tensor(codes, dtype=torch.float32).view(-1, 1),
+    }
+
+
+def _module(intervention_prior="spike_slab", seed=0, **kwargs):
+    torch.manual_seed(seed)
+    _, matrix = parse_interventions(CATEGORIES, ["ctrl"])
+    kwargs.setdefault("n_hidden", 16)
+    module = SparseShiftVAE(
+        N_GENES, matrix, intervention_prior=intervention_prior, n_latent=N_LATENT, **kwargs
+    )
+    if intervention_prior != "none":
+        with torch.no_grad():
+            module.prior.shifts.copy_(torch.randn(2, N_LATENT) * 2)
+            if intervention_prior != "dense":
+                module.prior.mask.logits.fill_(3.0)  # every edge on (posterior mode)
+    return module
+
+
+# ----------------------------------------------------------------------------- parse_interventions
+def test_parse_interventions_controls_and_combinations():
+    names, matrix = parse_interventions(["ctrl", "B", "A+B", "A", "B+C"], ["ctrl"])
+    assert names == ["A", "B", "C"]
+    assert matrix.dtype == np.float32
+    np.testing.assert_array_equal(
+        matrix,
+        [[0, 0, 0], [0, 1, 0], [1, 1, 0], [1, 0, 0], [0, 1, 1]],
+    )
+
+
+def test_parse_interventions_several_controls_and_whitespace():
+    names, matrix = parse_interventions(
+        np.array(["NT", "A + B", "safe", "ctrl+A"]), ["NT", "safe", "ctrl"]
+    )
+    assert names == ["A", "B"]
+    np.testing.assert_array_equal(matrix, [[0, 0], [1, 1], [0, 0], [1, 0]])
+
+
+def test_parse_interventions_without_controls_or_delimiter():
+    names, matrix = parse_interventions(["A+B", "A"], [], delimiter=None)
+    assert names == ["A", "A+B"]
+    np.testing.assert_array_equal(matrix, [[0, 1], [1, 0]])
+    names, matrix = parse_interventions(["x_y", "x"], [], delimiter="_")
+    assert names == ["x", "y"]
+    np.testing.assert_array_equal(matrix, [[1, 1], [1, 0]])
+
+
+@pytest.mark.parametrize("label", ["ctrl+ctrl", "+", "ctrl+"])
+def test_parse_interventions_rejects_labels_without_perturbation(label):
+    with pytest.raises(ValueError, match="has no perturbation"):
+        parse_interventions(["ctrl", "A", label], ["ctrl"])
+
+
+def test_parse_interventions_only_controls():
+    names, matrix = parse_interventions(["ctrl"], ["ctrl"])
+    assert names == []
+    assert matrix.shape == (1, 0)
+
+
+# ----------------------------------------------------------------------------- construction
+def test_module_construction_and_bad_arguments():
+    module = _module()
+    assert module.n_interventions == 2
+    assert module.intervention_matrix.shape == (4, 2)
+    assert module.prior.inclusion_probs().shape == (2, N_LATENT)
+    with pytest.raises(ValueError, match="beta"):
+        _module(beta=0.0)
+    with pytest.raises(ValueError, match="2-d"):
+        SparseShiftVAE(N_GENES, np.ones(3), n_latent=N_LATENT)
+    with pytest.raises(ValueError, match="Unknown intervention_prior"):
+        _module("horseshoe")
+
+
+def test_intervention_parameters():
+    spike = _module("spike_slab")
+    assert {id(p) for p in spike.intervention_parameters()} == {
+        id(spike.prior.mask.logits),
+        id(spike.prior.shifts),
+    }
+    dense = _module("dense")
+    assert [id(p) for p in dense.intervention_parameters()] == [id(dense.prior.shifts)]
+    assert _module("none").intervention_parameters() == []
+
+
+# ----------------------------------------------------------------------------- forward and loss
+@pytest.mark.parametrize("gene_likelihood", LIKELIHOODS)
+@pytest.mark.parametrize("intervention_prior", PRIORS)
+def test_forward_gives_finite_loss(gene_likelihood, intervention_prior):
+    module = _module(intervention_prior, gene_likelihood=gene_likelihood)
+    tensors = _tensors()
+    for training in (True, False):
+        module.train(training)
+        inference, generative, loss_output = module(tensors, loss_kwargs={"n_obs": 100})
+        n = len(CODES)
+        assert inference[MODULE_KEYS.Z_KEY].shape == (n, N_LATENT)
+        assert generative[MODULE_KEYS.PZ_KEY].loc.shape == (n, N_LATENT)
+        assert loss_output.loss.shape == ()
+        assert torch.isfinite(loss_output.loss)
+        assert loss_output.reconstruction_loss["reconstruction_loss"].shape == (n,)
+        assert loss_output.kl_local[MODULE_KEYS.KL_Z_KEY].shape == (n,)
+        assert loss_output.kl_global_sum.shape == ()
+        assert all(v.shape == () for v in loss_output.extra_metrics.values())
+    module.train()
+    _, _, loss_output = module(tensors, loss_kwargs={"n_obs": 100})
+    loss_output.loss.backward()
+    grads = [p.grad for p in module.parameters() if p.requires_grad and p.grad is not None]
+    assert grads and all(torch.isfinite(g).all() for g in grads)
+    if intervention_prior != "none":
+        assert (module.prior.shifts.grad != 0).any()
+
+
+def test_forward_without_perturbation_key_is_a_plain_vae():
+    module = _module().eval()
+    tensors = _tensors()
+    del tensors["perturbation"]
+    _, generative, loss_output = module(tensors)
+    assert torch.equal(generative[MODULE_KEYS.PZ_KEY].loc, torch.zeros(len(CODES), N_LATENT))
+    assert torch.isfinite(loss_output.loss)
+
+
+def _outputs(module, tensors, seed=0):
+    torch.manual_seed(seed)
+    inference, generative = module(tensors, compute_loss=False)
+    return inference, generative
+
+
+@pytest.mark.parametrize("intervention_prior", PRIORS)
+def test_global_term_is_divided_by_n_obs(intervention_prior):
+    module = _module(intervention_prior).eval()
+    tensors = _tensors()
+    inference, generative = _outputs(module, tensors)
+    small = module.loss(tensors, inference, generative, kl_weight=1.0, n_obs=10)
+    large = module.loss(tensors, inference, generative, kl_weight=1.0, n_obs=1_000_000)
+    kl_global = small.kl_global_sum
+    assert torch.allclose(large.kl_global_sum, kl_global)
+    if intervention_prior != "none":
+        assert kl_global.abs() > 1e-3  # the check below is not vacuous
+    expected = kl_global * (1 / 10 - 1e-6)
+    assert torch.allclose(small.loss - large.loss, expected, rtol=1e-4, atol=1e-4)
+    # KL warm-up scales the global term too.
+    half = module.loss(tensors, inference, generative, kl_weight=0.5, n_obs=10)
+    half_large = module.loss(tensors, inference, generative, kl_weight=0.5, n_obs=1_000_000)
+    assert torch.allclose(half.loss - half_large.loss, 0.5 * expected, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("intervention_prior", PRIORS)
+def test_loss_decomposes_into_loss_output_fields(intervention_prior):
+    module = _module(intervention_prior, beta=2.0).eval()
+    tensors = _tensors()
+    inference, generative = _outputs(module, tensors)
+    out = module.loss(tensors, inference, generative, kl_weight=0.7, n_obs=50)
+    recon = out.reconstruction_loss["reconstruction_loss"]
+    kl_z = out.kl_local[MODULE_KEYS.KL_Z_KEY]
+    kl_l = out.kl_local[MODULE_KEYS.KL_L_KEY]
+    sparsity = out.kl_local.get("sparsity", torch.zeros_like(kl_z))
+    expected = (recon + 0.7 * (2.0 * kl_z + sparsity) + kl_l).mean()
+    expected = expected + 0.7 * out.kl_global_sum / 50
+    assert torch.allclose(out.loss, expected, rtol=1e-5)
+
+
+def test_beta_scales_the_local_kl():
+    module = _module().eval()
+    tensors = _tensors()
+    inference, generative = _outputs(module, tensors)
+    base = module.loss(tensors, inference, generative, kl_weight=1.0, n_obs=100)
+    module.beta = 3.0
+    scaled = module.loss(tensors, inference, generative, kl_weight=1.0, n_obs=100)
+    kl_z = base.kl_local[MODULE_KEYS.KL_Z_KEY]
+    assert kl_z.mean() > 0
+    assert torch.equal(scaled.kl_local[MODULE_KEYS.KL_Z_KEY], kl_z)  # reported unscaled
+    assert torch.allclose(scaled.loss - base.loss, 2.0 * kl_z.mean(), rtol=1e-5)
+
+
+# ----------------------------------------------------------------------------- label isolation
+@pytest.mark.parametrize("intervention_prior", ["spike_slab", "dense"])
+def test_perturbation_reaches_prior_but_not_decoder(intervention_prior):
+    module = _module(intervention_prior).eval()
+    _, matrix = parse_interventions(CATEGORIES, ["ctrl"])
+    matrix = torch.as_tensor(matrix)
+    n = 6
+    torch.manual_seed(0)
+    z = torch.randn(n, N_LATENT)
+    library = torch.full((n, 1), 4.0)
+    batch = torch.zeros(n, 1)
+    codes_a = torch.tensor([0, 1, 2, 3, 1, 2])
+    codes_b = torch.tensor([3, 2, 1, 0, 0, 3])
+    out_a = module.generative(z, library, batch, intervention=matrix[codes_a])
+    out_b = module.generative(z, library, batch, intervention=matrix[codes_b])
+    px_a, px_b = out_a[MODULE_KEYS.PX_KEY], out_b[MODULE_KEYS.PX_KEY]
+    assert torch.equal(px_a.mu, px_b.mu)
+    assert torch.equal(px_a.theta, px_b.theta)
+    assert not torch.allclose(out_a[MODULE_KEYS.PZ_KEY].loc, out_b[MODULE_KEYS.PZ_KEY].loc)
+    effects = module.prior.effects()
+    assert torch.allclose(out_a[MODULE_KEYS.PZ_KEY].loc, matrix[codes_a] @ effects)
+
+
+def test_perturbation_codes_do_not_reach_encoder_or_decoder():
+    module = _module().eval()
+    tensors_a = _tensors(CODES)
+    tensors_b = {**tensors_a, "perturbation": torch.zeros(len(CODES), 1)}
+    inf_a, gen_a = _outputs(module, tensors_a)
+    inf_b, gen_b = _outputs(module, tensors_b)
+    assert torch.equal(inf_a[MODULE_KEYS.QZ_KEY].loc, inf_b[MODULE_KEYS.QZ_KEY].loc)
+    assert torch.equal(inf_a[MODULE_KEYS.Z_KEY], inf_b[MODULE_KEYS.Z_KEY])
+    assert torch.equal(gen_a[MODULE_KEYS.PX_KEY].mu, gen_b[MODULE_KEYS.PX_KEY].mu)
+    assert not torch.equal(gen_a[MODULE_KEYS.PZ_KEY].loc, gen_b[MODULE_KEYS.PZ_KEY].loc)
+    assert torch.equal(gen_b[MODULE_KEYS.PZ_KEY].loc, torch.zeros(len(CODES), N_LATENT))
+
+
+def test_none_prior_ignores_perturbations():
+    module = _module("none").eval()
+    tensors = _tensors()
+    _, generative = _outputs(module, tensors)
+    assert torch.equal(generative[MODULE_KEYS.PZ_KEY].loc, torch.zeros(len(CODES), N_LATENT))
+
+
+# ----------------------------------------------------------------------------- importance weights
+@pytest.mark.parametrize("intervention_prior", PRIORS)
+def test_importance_weights_shape_and_bound(intervention_prior):
+    module = _module(intervention_prior).eval()
+    tensors = _tensors()
+    torch.manual_seed(0)
+    log_w = module.importance_weights(tensors, n_samples=16)
+    assert log_w.shape == (16, len(CODES))
+    assert torch.isfinite(log_w).all()
+    iwelbo = torch.logsumexp(log_w, 0) - np.log(16)
+    assert (iwelbo >= log_w.mean(0) - 1e-4).all()
+
+
+def test_importance_weights_use_each_cells_prior():
+    module = _module().eval()
+    tensors = _tensors()
+    torch.manual_seed(0)
+    before = module.importance_weights(tensors, n_samples=8)
+    with torch.no_grad():
+        module.prior.shifts[0] += 5.0  # move perturbation "A" only
+    torch.manual_seed(0)
+    after = module.importance_weights(tensors, n_samples=8)
+    has_a = torch.tensor([c in (1, 3) for c in CODES])
+    assert torch.allclose(before[:, ~has_a], after[:, ~has_a])
+    assert not torch.allclose(before[:, has_a], after[:, has_a])
