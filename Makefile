@@ -7,6 +7,8 @@ STAMP  := $(VENV)/.installed
 # pip never pulls a multi-GB CUDA build.
 TORCH_PIN ?= torch==2.13.0
 PYTEST_ARGS ?=
+# headless plotting for the demo, tests and benchmarks
+export MPLBACKEND ?= Agg
 
 .PHONY: setup demo test lint docs bench bench-sim clean
 

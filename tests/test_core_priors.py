@@ -107,7 +107,7 @@ def test_mask_shapes(kind):
     for training in (True, False):
         mask.train(training)
         assert mask().shape == (3, 5)
-        assert mask(torch.eye(3)).shape == (3, 5)
+        assert mask(torch.tensor([0, 2, 2, 1])).shape == (4, 5)
     assert mask.inclusion_probs().shape == (3, 5)
     assert mask.logits.shape == (3, 5)
 
@@ -141,6 +141,33 @@ def test_mask_training_samples_are_binary_up_to_rounding_and_random():
     assert not torch.equal(a.round(), b.round())  # stochastic while training
     # Both values occur at init_prob = 0.5.
     assert 0.3 < a.round().mean().item() < 0.7
+
+
+def test_mask_rows_draw_independent_masks_in_training():
+    torch.manual_seed(0)
+    mask = InterventionMask(2, 8, kind="spike_slab").train()
+    rows = torch.zeros(200, dtype=torch.long)
+    draws = mask(rows).round()
+    assert draws.shape == (200, 8)
+    assert len(torch.unique(draws, dim=0)) > 10  # not one shared draw
+    assert 0.3 < draws.mean().item() < 0.7
+    mask.eval()
+    with torch.no_grad():
+        mask.logits.copy_(torch.randn(2, 8))
+    assert torch.equal(mask(torch.tensor([1, 0, 1])), (mask.logits > 0).float()[[1, 0, 1]])
+
+
+def test_mask_rows_respect_frozen_rows():
+    mask = InterventionMask(3, 4, kind="spike_slab")
+    mask.freeze([1], 1.0)
+    with torch.no_grad():
+        mask.logits.fill_(-20.0)
+    rows = torch.tensor([1, 0, 1, 2, 1])
+    for training in (True, False):
+        mask.train(training)
+        out = mask(rows)
+        assert torch.equal(out[rows == 1], torch.ones(3, 4))
+        assert torch.allclose(out[rows != 1], torch.zeros(2, 4))
 
 
 def test_mask_straight_through_gradient_reaches_logits():
@@ -290,6 +317,38 @@ def test_prior_combination_adds_member_shifts(kind):
     assert torch.allclose(loc[2], effects.sum(0))
 
 
+def test_prior_per_sample_masks_in_training():
+    torch.manual_seed(0)
+    prior = _prior("spike_slab", n_interventions=2, n_latent=6)
+    with torch.no_grad():
+        prior.mask.logits.fill_(0.0)
+        prior.shifts.fill_(2.0)
+    prior.train()
+    a = torch.zeros(100, 2)
+    a[:50, 0] = 1.0
+    a[50:, :] = 1.0  # a combination
+    loc = prior(a).loc
+    # Each (cell, perturbation) pair draws its own 0/1 mask: single-perturbation cells have
+    # locs in {0, 2}, combination cells in {0, 2, 4}, and cells differ from each other.
+    assert torch.allclose(loc[:50], 2.0 * (loc[:50] / 2.0).round(), atol=1e-5)
+    assert torch.allclose(loc[50:], 2.0 * (loc[50:] / 2.0).round(), atol=1e-5)
+    assert (loc[50:].round() == 4).any()
+    assert len(torch.unique(loc[:50].round(), dim=0)) > 5
+    assert torch.equal(prior(torch.zeros(3, 2)).loc, torch.zeros(3, 6))
+
+
+def test_prior_shared_masks_without_per_sample_masks():
+    torch.manual_seed(0)
+    prior = SparseShiftPrior(2, 6, per_sample_masks=False)
+    with torch.no_grad():
+        prior.shifts.fill_(2.0)
+    prior.train()
+    a = torch.zeros(20, 2)
+    a[:, 1] = 1.0
+    loc = prior(a).loc
+    assert torch.equal(loc, loc[:1].expand_as(loc))
+
+
 def test_prior_without_intervention_needs_n():
     prior = _prior()
     assert torch.equal(prior(None, n=6).loc, torch.zeros(6, 4))
@@ -423,6 +482,21 @@ def test_local_penalty_ignores_frozen_rows(kind):
     penalty = prior.local_penalty(_A)
     assert penalty[1].item() == 0.0
     assert torch.allclose(penalty, 0.3 * _A[:, 1:] @ mass[1:])
+
+
+def test_local_penalty_relative_scale():
+    prior = _prior("spike_slab", sparsity_penalty=0.3, sparsity_scale="relative").train()
+    probs = prior.inclusion_probs()
+    gain = 0.5 * (probs * prior.shifts**2).amax(-1)
+    penalty = prior.local_penalty(_A)
+    assert torch.allclose(penalty, 0.3 * _A @ (probs.sum(-1) * gain.detach()))
+    penalty.sum().backward()
+    assert prior.shifts.grad is None or torch.equal(
+        prior.shifts.grad, torch.zeros_like(prior.shifts)
+    )  # the gain is held fixed
+    assert (prior.mask.logits.grad != 0).any()
+    with pytest.raises(ValueError, match="sparsity_scale"):
+        SparseShiftPrior(3, 4, sparsity_scale="log")
 
 
 def test_local_penalty_absent_where_undefined():

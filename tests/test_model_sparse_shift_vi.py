@@ -162,6 +162,15 @@ def test_each_intervention_prior_trains(adata, intervention_prior):
     _check_graph_frame(model.get_perturbation_shifts())
 
 
+def test_relative_sparsity_scale_trains(adata):
+    SparseShiftVI.setup_anndata(adata, control_category="control")
+    model = _train(adata, sparsity_scale="relative")
+    assert model.module.prior.sparsity_scale == "relative"
+    graph = model.get_target_graph()
+    _check_graph_frame(graph)
+    assert np.isfinite(model.history["elbo_train"].to_numpy(dtype=float)).all()
+
+
 # ----------------------------------------------------------------------------- labels
 def test_combination_labels_parse_into_the_union(adata):
     labels = adata.obs["perturbation"].cat.add_categories(["p00+p01"])
@@ -334,6 +343,7 @@ def test_covariate_errors(adata):
         ({"n_latent": 2.5}, "n_latent"),
         ({"intervention_prior": "horseshoe"}, "intervention_prior must be"),
         ({"gene_likelihood": "gaussian"}, "gene_likelihood must be"),
+        ({"sparsity_scale": "log"}, "sparsity_scale"),
     ],
 )
 def test_bad_model_arguments(adata, kwargs, match):

@@ -262,3 +262,28 @@ def test_importance_weights_use_each_cells_prior():
     has_a = torch.tensor([c in (1, 3) for c in CODES])
     assert torch.allclose(before[:, ~has_a], after[:, ~has_a])
     assert not torch.allclose(before[:, has_a], after[:, has_a])
+
+
+def test_importance_weights_include_the_library_terms():
+    # With a learned library size, log p(l) - log q(l) belongs in the importance weights (as in
+    # scvi's VAE.marginal_ll); moving the library prior far away must lower every weight.
+    _, matrix = parse_interventions(CATEGORIES, ["ctrl"])
+    torch.manual_seed(0)
+    module = SparseShiftVAE(
+        N_GENES,
+        matrix,
+        n_latent=N_LATENT,
+        n_hidden=16,
+        use_observed_lib_size=False,
+        library_log_means=np.array([[4.0]]),
+        library_log_vars=np.array([[1.0]]),
+    ).eval()
+    tensors = {**_tensors(), "batch": torch.zeros(len(CODES), 1, dtype=torch.long)}
+    torch.manual_seed(0)
+    before = module.importance_weights(tensors, n_samples=8)
+    with torch.no_grad():
+        module.library_log_means.fill_(-20.0)
+    torch.manual_seed(0)
+    after = module.importance_weights(tensors, n_samples=8)
+    assert torch.isfinite(after).all()
+    assert (after < before - 10).all()

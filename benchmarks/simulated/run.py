@@ -26,6 +26,7 @@ import os
 import resource
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -157,7 +158,7 @@ def plot(df: pd.DataFrame, path: Path) -> None:
             ax = axes[row][col]
             for i, method in enumerate(methods):
                 vals = sub.loc[sub["method"] == method, metric].to_numpy()
-                ax.bar(i, vals.mean(), color="C%d" % i, alpha=0.6)
+                ax.bar(i, vals.mean(), color=f"C{i}", alpha=0.6)
                 ax.scatter(np.full(len(vals), i), vals, color="k", s=12, zorder=3)
             ax.set_xticks(range(len(methods)), methods)
             ax.set_ylim(0, 1.05)
@@ -188,10 +189,30 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         args.max_epochs = args.max_epochs or 3
     jobs = [(p, m, s) for p in args.protocols for s in args.seeds for m in args.methods]
     print(f"{len(jobs)} runs on {args.workers} workers", flush=True)
-    with ThreadPoolExecutor(max_workers=args.workers) as pool:
-        rows = list(pool.map(lambda job: _worker(args, *job), jobs))
-    df = pd.DataFrame(rows)
     args.out.mkdir(parents=True, exist_ok=True)
+    rows: list[dict] = []
+    lock = threading.Lock()
+
+    def job_done(job):
+        row = _worker(args, *job)
+        with lock:  # tables are rewritten after every run, so partial results survive
+            rows.append(row)
+            write_tables(pd.DataFrame(rows), args, argv)
+        return row
+
+    with ThreadPoolExecutor(max_workers=args.workers) as pool:
+        list(pool.map(job_done, jobs))
+    df = pd.DataFrame(rows)
+    table = write_tables(df, args, argv)
+    print(table.to_string(index=False))
+    return df
+
+
+def write_tables(df: pd.DataFrame, args: argparse.Namespace, argv: list[str] | None):
+    """Write results.csv, RESULTS.md and results.png from the runs so far."""
+    order = {m: i for i, m in enumerate(args.methods)}
+    df = df.sort_values(["protocol", "method", "seed"], key=lambda c: c.map(order).fillna(c)
+                        if c.name == "method" else c)
     df.to_csv(args.out / "results.csv", index=False)
     table = summarise(df)
     command = "python benchmarks/simulated/run.py " + " ".join(argv or sys.argv[1:])
@@ -210,8 +231,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     ]
     (args.out / "RESULTS.md").write_text("\n".join(md))
     plot(df, args.out / "results.png")
-    print(table.to_string(index=False))
-    return df
+    return table
 
 
 if __name__ == "__main__":

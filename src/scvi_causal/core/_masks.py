@@ -107,7 +107,7 @@ class InterventionMask(nn.Module):
         elif self.training:
             soft = RelaxedBernoulli(self.temperature, logits=logits).rsample()
             hard = (soft > 0.5).to(soft.dtype)
-            mask = hard + soft - soft.detach()  # straight-through
+            mask = hard - soft.detach() + soft  # straight-through, exactly 0/1 forward
         else:
             mask = (logits > 0).to(logits.dtype)
         return torch.where(frozen.unsqueeze(-1), frozen_values, mask)

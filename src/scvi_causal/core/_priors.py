@@ -67,19 +67,6 @@ class StandardNormalPrior(nn.Module):
         """``KL(qz || prior)`` per sample, summed over units."""
         return kl_divergence(qz, self(intervention, n=qz.loc.shape[-2])).sum(-1)
 
-    def local_penalty(self, intervention: torch.Tensor | None) -> torch.Tensor | None:
-        """Per-sample sparsity cost ``c * sum_p a_p * sum_k q_pk``, shape ``(n,)`` (or None)."""
-        if (
-            intervention is None
-            or self.intervention_prior == "dense"
-            or self.sparsity_penalty == 0
-            or self.n_interventions == 0
-        ):
-            return None
-        learned = (~self.mask.frozen).to(self.shifts.dtype)
-        mass = self.inclusion_probs().sum(-1) * learned
-        return l1_penalty_per_sample(intervention.to(mass.dtype), mass, self.sparsity_penalty)
-
     def local_penalty(self, intervention: torch.Tensor | None = None) -> None:
         """No sparsity: None."""
         return None
@@ -164,6 +151,7 @@ class SparseShiftPrior(nn.Module):
         mask_init_prob: float = 0.5,
         temperature: float = 1.0,
         per_sample_masks: bool = True,
+        sparsity_scale: Literal["absolute", "relative"] = "absolute",
     ):
         super().__init__()
         if n_latent < 1:
@@ -180,6 +168,11 @@ class SparseShiftPrior(nn.Module):
         self.prior_prob = prior_prob
         self.sparsity_penalty = sparsity_penalty
         self.per_sample_masks = per_sample_masks
+        if sparsity_scale not in ("absolute", "relative"):
+            raise ValueError(
+                f"`sparsity_scale` must be 'absolute' or 'relative', got {sparsity_scale!r}."
+            )
+        self.sparsity_scale = sparsity_scale
         self.slab_scale = slab_scale
         self.mask = InterventionMask(
             n_interventions,
@@ -235,7 +228,14 @@ class SparseShiftPrior(nn.Module):
         ):
             return None
         learned = (~self.mask.frozen).to(self.shifts.dtype)
-        mass = self.inclusion_probs().sum(-1) * learned
+        probs = self.inclusion_probs()
+        mass = probs.sum(-1) * learned
+        if self.sparsity_scale == "relative":
+            # cost of an edge in units of the perturbation's largest (masked) shift gain
+            # mu^2 / 2, held fixed within a step: scale-free in the effect size
+            with torch.no_grad():
+                gain = 0.5 * (probs * self.shifts**2).amax(-1)
+            mass = mass * gain
         return l1_penalty_per_sample(intervention.to(mass.dtype), mass, self.sparsity_penalty)
 
     def kl_global(self) -> torch.Tensor:

@@ -18,6 +18,7 @@ from scvi.data.fields import (
     LayerField,
     NumericalJointObsField,
 )
+from scvi.model._utils import _init_library_size
 from scvi.model.base import BaseModelClass, RNASeqMixin, UnsupervisedTrainingMixin, VAEMixin
 from scvi.utils import setup_anndata_dsp
 
@@ -67,8 +68,8 @@ class SparseShiftVI(RNASeqMixin, VAEMixin, UnsupervisedTrainingMixin, BaseModelC
         Weight of the KL term on :math:`z` (:math:`\beta`-VAE when > 1).
     prior_prob
         Prior inclusion probability :math:`\pi` of a (perturbation, unit) edge for
-        ``"spike_slab"`` (counted once per data set). ``None``: ``1 / n_latent``, about one
-        target per perturbation a priori.
+        ``"spike_slab"`` (counted once per data set). ``None``: ``1 / n_latent`` (at most 0.5),
+        about one target per perturbation a priori.
     sparsity_penalty
         Cost in nats, per cell, of each unit that the cell's perturbation targets
         (``"spike_slab"`` and ``"l1"``). An edge survives only if it improves the fit of the
@@ -113,6 +114,7 @@ class SparseShiftVI(RNASeqMixin, VAEMixin, UnsupervisedTrainingMixin, BaseModelC
         beta: float = 1.0,
         prior_prob: float | None = None,
         sparsity_penalty: float = 1.0,
+        sparsity_scale: Literal["absolute", "relative"] = "absolute",
         slab_scale: float | None = 10.0,
         mask_init_prob: float = 0.5,
         **vae_kwargs,
@@ -136,8 +138,9 @@ class SparseShiftVI(RNASeqMixin, VAEMixin, UnsupervisedTrainingMixin, BaseModelC
             list(categories), self.control_categories_, setup_args["perturbation_delimiter"]
         )
         prior_kwargs = {
-            "prior_prob": prior_prob if prior_prob is not None else 1.0 / n_latent,
+            "prior_prob": prior_prob if prior_prob is not None else min(1.0 / n_latent, 0.5),
             "sparsity_penalty": sparsity_penalty,
+            "sparsity_scale": sparsity_scale,
             "slab_scale": slab_scale,
             "mask_init_prob": mask_init_prob,
         }
@@ -146,6 +149,10 @@ class SparseShiftVI(RNASeqMixin, VAEMixin, UnsupervisedTrainingMixin, BaseModelC
             if REGISTRY_KEYS.CAT_COVS_KEY in self.adata_manager.data_registry
             else None
         )
+        library_kwargs = {}
+        if not vae_kwargs.get("use_observed_lib_size", True):
+            means, variances = _init_library_size(self.adata_manager, self.summary_stats.n_batch)
+            library_kwargs = {"library_log_means": means, "library_log_vars": variances}
         self.module = self._module_cls(
             n_input=self.summary_stats.n_vars,
             intervention_matrix=intervention_matrix,
@@ -161,6 +168,7 @@ class SparseShiftVI(RNASeqMixin, VAEMixin, UnsupervisedTrainingMixin, BaseModelC
             dropout_rate=dropout_rate,
             gene_likelihood=gene_likelihood,
             dispersion=dispersion,
+            **library_kwargs,
             **vae_kwargs,
         )
         self._model_summary_string = (
@@ -292,6 +300,32 @@ class SparseShiftVI(RNASeqMixin, VAEMixin, UnsupervisedTrainingMixin, BaseModelC
             max_epochs=max_epochs, batch_size=batch_size, plan_kwargs=plan, **kwargs
         )
 
+    def _validate_anndata(self, adata: AnnData | None = None, copy_if_view: bool = True):
+        """Validate ``adata``; unseen perturbation labels get a clear error first."""
+        if adata is not None and self.get_anndata_manager(adata) is None:
+            key = self.adata_manager.get_state_registry(PERTURBATION_KEY).original_key
+            if key not in adata.obs:
+                raise KeyError(f"perturbation_key {key!r} is not a column of adata.obs.")
+            known = set(
+                map(str, self.adata_manager.get_state_registry(PERTURBATION_KEY)
+                    .categorical_mapping)
+            )
+            unseen = sorted(set(map(str, adata.obs[key].unique())) - known)
+            if unseen:
+                raise ValueError(
+                    f"Perturbations not seen by the model: {unseen[:10]}"
+                    f"{' ...' if len(unseen) > 10 else ''}. This model can only score "
+                    "perturbations it was trained on; drop those cells, or train a model "
+                    "that includes them."
+                )
+            if adata.n_vars != self.summary_stats.n_vars:
+                raise ValueError(
+                    f"adata has {adata.n_vars} genes but the model was trained on "
+                    f"{self.summary_stats.n_vars}; subset adata to the model's genes "
+                    "(model.adata.var_names) in the same order."
+                )
+        return super()._validate_anndata(adata, copy_if_view=copy_if_view)
+
     # ------------------------------------------------------------------ results
     def _latent_columns(self) -> list[str]:
         return [f"z{k}" for k in range(self.module.n_latent)]
@@ -396,7 +430,7 @@ class SparseShiftVI(RNASeqMixin, VAEMixin, UnsupervisedTrainingMixin, BaseModelC
         ----------
         adata
             Cells to score (default: the training AnnData). Their perturbations must be known
-            to the model (see :meth:`load_query_data` for new ones).
+            to the model.
         indices
             Subset of cells.
         n_mc_samples

@@ -1,4 +1,4 @@
-"""scvi-tools modules (pure ``nn.Module``s that never see AnnData)."""
+"""scvi-tools modules: pure :class:`torch.nn.Module` subclasses that never see AnnData."""
 
 from ._sparse_shift_vae import SparseShiftVAE, parse_interventions
 

@@ -122,7 +122,7 @@ class SparseShiftVAE(VAE):
         kl_weight: float | torch.Tensor = 1.0,
         n_obs: int = 1,
     ) -> LossOutput:
-        """Negative ELBO with the per-cell sparsity cost and the global term scaled by ``1 / n_obs``.
+        """Negative ELBO: per-cell sparsity cost, global term scaled by ``1 / n_obs``.
 
         ``n_obs`` (the number of training cells) is injected by the training plan, so that the
         global per-perturbation terms are counted once per data set rather than once per
@@ -182,7 +182,15 @@ class SparseShiftVAE(VAE):
         log_px = generative_outputs[MODULE_KEYS.PX_KEY].log_prob(x).sum(-1)
         log_pz = generative_outputs[MODULE_KEYS.PZ_KEY].log_prob(z).sum(-1)
         log_qz = qz.log_prob(z).sum(-1)
-        return log_px + log_pz - log_qz
+        log_w = log_px + log_pz - log_qz
+        if not self.use_observed_lib_size:
+            library = inference_outputs[MODULE_KEYS.LIBRARY_KEY]
+            log_w = (
+                log_w
+                + generative_outputs[MODULE_KEYS.PL_KEY].log_prob(library).sum(-1)
+                - inference_outputs[MODULE_KEYS.QL_KEY].log_prob(library).sum(-1)
+            )
+        return log_w if log_w.ndim == 2 else log_w.unsqueeze(0)
 
 
 def parse_interventions(
