@@ -464,7 +464,7 @@ _A = torch.tensor([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 1.0, 1.0], [1.0, 1.0,
 
 @pytest.mark.parametrize("kind", ["spike_slab", "l1"])
 def test_local_penalty_is_cost_per_targeted_unit(kind):
-    prior = _prior(kind, sparsity_penalty=0.3)
+    prior = _prior(kind, sparsity_penalty=0.3, sparsity_scale="absolute")
     mass = prior.inclusion_probs().sum(-1)
     penalty = prior.local_penalty(_A)
     assert penalty.shape == (4,)
@@ -476,7 +476,7 @@ def test_local_penalty_is_cost_per_targeted_unit(kind):
 
 @pytest.mark.parametrize("kind", ["spike_slab", "l1"])
 def test_local_penalty_ignores_frozen_rows(kind):
-    prior = _prior(kind, sparsity_penalty=0.3)
+    prior = _prior(kind, sparsity_penalty=0.3, sparsity_scale="absolute")
     mass = prior.inclusion_probs().sum(-1)
     prior.mask.freeze(torch.tensor([0]), 1.0)
     penalty = prior.local_penalty(_A)

@@ -358,10 +358,16 @@ def test_one_latent_unit_builds(adata):
     assert model.get_target_graph().shape == (4, 1)
 
 
+def test_gene_mismatch_in_new_data(trained):
+    query = trained.adata[:20, :10].copy()
+    with pytest.raises(ValueError, match="genes but the model was trained on"):
+        trained.get_perturbation_scores(query, n_mc_samples=2)
+
+
 def test_unseen_perturbation_in_new_data(trained):
     query = trained.adata[:20].copy()
     labels = query.obs["perturbation"].astype(str).to_numpy()
     labels[:5] = "pNEW"
     query.obs["perturbation"] = pd.Categorical(labels)
-    with pytest.raises(ValueError, match="Category pNEW not found in source registry"):
+    with pytest.raises(ValueError, match=r"Perturbations not seen by the model: \['pNEW'\]"):
         trained.get_perturbation_scores(query, n_mc_samples=2)

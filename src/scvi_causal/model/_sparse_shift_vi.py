@@ -71,11 +71,16 @@ class SparseShiftVI(RNASeqMixin, VAEMixin, UnsupervisedTrainingMixin, BaseModelC
         ``"spike_slab"`` (counted once per data set). ``None``: ``1 / n_latent`` (at most 0.5),
         about one target per perturbation a priori.
     sparsity_penalty
-        Cost in nats, per cell, of each unit that the cell's perturbation targets
-        (``"spike_slab"`` and ``"l1"``). An edge survives only if it improves the fit of the
-        perturbation's cells by more than this per cell, so the sparsity pressure does not
+        Per-cell cost :math:`c` of each unit that a cell's perturbation targets
+        (``"spike_slab"`` and ``"l1"``). Charged per cell, so the sparsity pressure does not
         change with the number of cells per perturbation (see
         :class:`~scvi_causal.core.SparseShiftPrior`).
+    sparsity_scale
+        ``"relative"`` (default): the cost is in units of the perturbation's largest shift
+        gain :math:`\max_k \mu_{pk}^2 / 2`, so an edge survives only if it carries at least
+        :math:`\sqrt{c}` (0.5 at the default) of the perturbation's largest shift, whatever the
+        effect size of the screen. ``"absolute"``: :math:`c` nats per cell (suits screens with
+        large effects, prunes weak real effects).
     slab_scale
         Standard deviation of the Gaussian slab on shifts.
     mask_init_prob
@@ -113,8 +118,8 @@ class SparseShiftVI(RNASeqMixin, VAEMixin, UnsupervisedTrainingMixin, BaseModelC
         intervention_prior: Literal["spike_slab", "l1", "dense", "none"] = "spike_slab",
         beta: float = 1.0,
         prior_prob: float | None = None,
-        sparsity_penalty: float = 1.0,
-        sparsity_scale: Literal["absolute", "relative"] = "absolute",
+        sparsity_penalty: float = 0.25,
+        sparsity_scale: Literal["absolute", "relative"] = "relative",
         slab_scale: float | None = 10.0,
         mask_init_prob: float = 0.5,
         **vae_kwargs,
@@ -302,7 +307,7 @@ class SparseShiftVI(RNASeqMixin, VAEMixin, UnsupervisedTrainingMixin, BaseModelC
 
     def _validate_anndata(self, adata: AnnData | None = None, copy_if_view: bool = True):
         """Validate ``adata``; unseen perturbation labels get a clear error first."""
-        if adata is not None and self.get_anndata_manager(adata) is None:
+        if adata is not None and adata is not self.adata:
             key = self.adata_manager.get_state_registry(PERTURBATION_KEY).original_key
             if key not in adata.obs:
                 raise KeyError(f"perturbation_key {key!r} is not a column of adata.obs.")
