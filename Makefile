@@ -17,7 +17,6 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet $(TORCH_PIN)
 	$(PY) -m pip install --quiet -e ".[dev]"
-	$(PY) -m ipykernel install --user --name scvi-causal --display-name "scvi-causal" >/dev/null
 	touch $(STAMP)
 
 setup: $(STAMP)
