@@ -26,7 +26,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks tutorials
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest --doctest-modules $(PYTEST_ARGS) src tests
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks tutorials

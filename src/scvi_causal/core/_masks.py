@@ -46,8 +46,10 @@ class InterventionMask(nn.Module):
     --------
     >>> import torch
     >>> mask = InterventionMask(3, 5, kind="spike_slab")
-    >>> mask(torch.eye(3)).shape
+    >>> mask().shape
     torch.Size([3, 5])
+    >>> mask(torch.tensor([0, 2, 2, 1])).shape  # one mask per entry of ``rows``
+    torch.Size([4, 5])
     >>> mask.inclusion_probs().shape
     torch.Size([3, 5])
     """

@@ -24,7 +24,8 @@ def bernoulli_kl(logits: torch.Tensor, prior_prob: float) -> torch.Tensor:
 
     Returns
     -------
-    Tensor of the same shape as ``logits`` (nats).
+    torch.Tensor
+        KL divergences, of the same shape as ``logits`` (nats).
 
     Examples
     --------
@@ -58,7 +59,8 @@ def l1_penalty_per_sample(
 
     Returns
     -------
-    ``(n,)`` tensor.
+    torch.Tensor
+        Per-sample penalties, shape ``(n,)`` (nats).
 
     Examples
     --------
@@ -84,7 +86,8 @@ def l1_penalty(probs: torch.Tensor, weight: float) -> torch.Tensor:
 
     Returns
     -------
-    0-d tensor.
+    torch.Tensor
+        The penalty, a 0-d tensor (nats).
 
     Examples
     --------

@@ -129,19 +129,22 @@ def simulate_sparse_shift(
 
     Returns
     -------
-    AnnData with
+    anndata.AnnData
+        AnnData with
 
-    - ``X``: CSR ``float32`` matrix of integer counts; ``obs_names`` ``"cell0"``, ...;
-      ``var_names`` ``"gene0"``, ...
-    - ``obs["perturbation"]``: categorical labels, ``"p00"``, ``"p01"``, ... (zero-padded so they
-      sort in index order), ``"control"`` and pairs ``"p03+p17"``.
-    - ``obs["n_counts"]``: total counts per cell.
-    - ``obsm["z_true"]``: ``float32`` ``(n_cells, n_latent)`` true latents.
-    - ``uns["true_graph"]``: DataFrame (atomic perturbations x ``"z0"``, ...) of 0/1 targets.
-    - ``uns["true_shifts"]``: DataFrame of the same shape with the signed shifts (0 off target).
-    - ``uns["simulation"]``: dict of all parameters used, with ``control_category``
-      (``"control"``, or ``None`` without control cells).
-    - ``var["theta_true"]`` (``"default"`` only): the per-gene inverse dispersions.
+        - ``X``: CSR ``float32`` matrix of integer counts; ``obs_names`` ``"cell0"``, ...;
+          ``var_names`` ``"gene0"``, ...
+        - ``obs["perturbation"]``: categorical labels, ``"p00"``, ``"p01"``, ... (zero-padded so
+          they sort in index order), ``"control"`` and pairs ``"p03+p17"``.
+        - ``obs["n_counts"]``: total counts per cell.
+        - ``obsm["z_true"]``: ``float32`` ``(n_cells, n_latent)`` true latents.
+        - ``uns["true_graph"]``: DataFrame (atomic perturbations x ``"z0"``, ...) of 0/1
+          targets.
+        - ``uns["true_shifts"]``: DataFrame of the same shape with the signed shifts (0 off
+          target).
+        - ``uns["simulation"]``: dict of all parameters used, with ``control_category``
+          (``"control"``, or ``None`` without control cells).
+        - ``var["theta_true"]`` (``"default"`` only): the per-gene inverse dispersions.
 
     Examples
     --------

@@ -44,7 +44,8 @@ def binarize_top_k(scores, k) -> np.ndarray:
 
     Returns
     -------
-    Integer array of the same shape as ``scores`` with ``k`` ones per row.
+    numpy.ndarray
+        Integer array of the same shape as ``scores`` with ``k`` ones per row.
 
     Examples
     --------
@@ -101,13 +102,16 @@ def target_graph_scores(
 
     Returns
     -------
-    Dictionary with keys
+    dict[str, float]
+        Dictionary with keys
 
-    - ``precision``, ``recall``, ``f1``: of the binarised estimate (0 when undefined);
-    - ``auprc``: average precision of the continuous scores against the flattened truth
-      (NaN if the truth has no edges);
-    - ``shd``: structural Hamming distance, the number of differing entries after binarising;
-    - ``n_true_edges``, ``n_est_edges``: edge counts of the truth and the binarised estimate.
+        - ``precision``, ``recall``, ``f1``: of the binarised estimate (0 when undefined);
+        - ``auprc``: average precision of the continuous scores against the flattened truth
+          (NaN if the truth has no edges);
+        - ``shd``: structural Hamming distance, the number of differing entries after
+          binarising;
+        - ``n_true_edges``, ``n_est_edges``: edge counts of the truth and the binarised
+          estimate.
 
     Examples
     --------

@@ -91,10 +91,10 @@ def match_latents(
 
     Returns
     -------
-    matching
+    matching : numpy.ndarray
         Integer array of length ``n_true``; ``matching[i]`` is the column of ``z_hat`` matched to
         true dimension ``i``, or ``-1`` if ``n_hat < n_true`` and dimension ``i`` is unmatched.
-    abs_corr
+    abs_corr : numpy.ndarray
         ``(n_true, n_hat)`` matrix of absolute correlations. Constant columns have
         correlation 0.
 
@@ -138,7 +138,8 @@ def mcc(z_true, z_hat, method: Literal["pearson", "spearman"] = "pearson") -> fl
 
     Returns
     -------
-    The MCC, a float in ``[0, 1]``.
+    float
+        The MCC, in ``[0, 1]``.
 
     Examples
     --------
@@ -181,7 +182,8 @@ def r2(z_true, z_hat, test_size: float = 0.5, random_state: int | None = 0) -> f
 
     Returns
     -------
-    The mean held-out :math:`R^2`, a float in ``[0, 1]``.
+    float
+        The mean held-out :math:`R^2`, in ``[0, 1]``.
 
     Examples
     --------

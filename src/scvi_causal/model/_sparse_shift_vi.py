@@ -348,8 +348,9 @@ class SparseShiftVI(RNASeqMixin, VAEMixin, UnsupervisedTrainingMixin, BaseModelC
 
         Returns
         -------
-        DataFrame indexed by perturbation (controls excluded), columns ``z0..z{K-1}``, values in
-        [0, 1]. For ``"dense"`` every entry is 1; for ``"l1"`` the continuous mask values.
+        pandas.DataFrame
+            Indexed by perturbation (controls excluded), columns ``z0..z{K-1}``, values in
+            [0, 1]. For ``"dense"`` every entry is 1; for ``"l1"`` the continuous mask values.
 
         Examples
         --------
@@ -384,7 +385,8 @@ class SparseShiftVI(RNASeqMixin, VAEMixin, UnsupervisedTrainingMixin, BaseModelC
 
         Returns
         -------
-        DataFrame indexed by perturbation, columns ``z0..z{K-1}``.
+        pandas.DataFrame
+            Indexed by perturbation, columns ``z0..z{K-1}``.
 
         Examples
         --------
@@ -445,8 +447,9 @@ class SparseShiftVI(RNASeqMixin, VAEMixin, UnsupervisedTrainingMixin, BaseModelC
 
         Returns
         -------
-        DataFrame indexed by perturbation category with columns ``n_cells``, ``elbo``,
-        ``iwelbo`` and ``is_control``.
+        pandas.DataFrame
+            Indexed by perturbation category, with columns ``n_cells``, ``elbo``, ``iwelbo``
+            and ``is_control``.
 
         Examples
         --------

@@ -170,6 +170,18 @@ class SparseShiftVAE(VAE):
         Masks are at their posterior mode (the module should be in eval mode). The mean over
         samples is an ELBO estimate, the log-mean-exp the importance-weighted bound (IWELBO)
         :cite:p:`burda2016importance`.
+
+        Parameters
+        ----------
+        tensors
+            Minibatch of ``n`` cells, as yielded by an scvi-tools data loader.
+        n_samples
+            Number :math:`S` of importance samples per cell.
+
+        Returns
+        -------
+        torch.Tensor
+            Log importance weights of shape ``(S, n)`` (nats).
         """
         inference_outputs, generative_outputs = self.forward(
             tensors,
@@ -211,7 +223,10 @@ def parse_interventions(
 
     Returns
     -------
-    Atomic perturbation names (sorted) and the ``(n_categories, P)`` multi-hot matrix.
+    names : list[str]
+        Atomic perturbation names, sorted.
+    matrix : numpy.ndarray
+        ``(n_categories, P)`` multi-hot matrix (float) with columns in the order of ``names``.
 
     Examples
     --------

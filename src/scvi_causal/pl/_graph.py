@@ -42,7 +42,8 @@ def target_graph_heatmap(
 
     Returns
     -------
-    A :class:`matplotlib.figure.Figure`.
+    matplotlib.figure.Figure
+        The figure.
 
     Examples
     --------
@@ -100,7 +101,8 @@ def training_history(
 
     Returns
     -------
-    A :class:`matplotlib.figure.Figure`.
+    matplotlib.figure.Figure
+        The figure.
 
     Examples
     --------
