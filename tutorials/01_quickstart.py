@@ -27,9 +27,11 @@
 #
 # where the binary mask $m_p$ selects the targets of $p$ and $\mu_p$ is the size of the shift.
 # Masks and shifts are learned together with the networks. Each mask entry has a
-# spike-and-slab prior: it is on with a small prior probability (by default $1/K$, about one
-# target per perturbation), so a (perturbation, latent) edge is switched on only if the cells
-# of that perturbation give evidence for it. Because perturbations act sparsely, the latent
+# spike-and-slab prior, and every cell pays a sparsity cost for each latent variable its
+# perturbation targets, measured in units of that perturbation's largest shift: an edge is
+# switched on only if it carries a good part (by default at least half) of the perturbation's
+# effect, whatever the number of cells or the effect size of the screen (see the "model" page
+# of the docs). Because perturbations act sparsely, the latent
 # variables are identifiable up to permutation and rescaling, and they take a causal meaning:
 # each one is a mechanism that some perturbations act on and others leave unchanged.
 #

@@ -46,7 +46,14 @@ PROTOCOLS = {
 QUICK = {"n_perturbations": 6, "n_cells_per_perturbation": 40}
 
 
-def run_one(protocol: str, method: str, seed: int, quick: bool, max_epochs: int | None) -> dict:
+def run_one(
+    protocol: str,
+    method: str,
+    seed: int,
+    quick: bool,
+    max_epochs: int | None,
+    model_kwargs: dict | None = None,
+) -> dict:
     """Simulate, train and score one configuration (runs inside a worker process)."""
     import scvi
     import torch
@@ -74,6 +81,7 @@ def run_one(protocol: str, method: str, seed: int, quick: bool, max_epochs: int 
         n_latent=adata.obsm["z_true"].shape[1],
         intervention_prior=method,
         gene_likelihood=spec["likelihood"],
+        **(model_kwargs or {}),
     )
     start = time.perf_counter()
     model.train(max_epochs=max_epochs, enable_progress_bar=False)
@@ -97,6 +105,7 @@ def run_one(protocol: str, method: str, seed: int, quick: bool, max_epochs: int 
     return {
         "protocol": protocol,
         "method": method,
+        "model_kwargs": json.dumps(model_kwargs or {}),
         "seed": seed,
         "n_cells": int(adata.n_obs),
         "n_perturbations": len(train_perts),
@@ -116,6 +125,7 @@ def _worker(args: argparse.Namespace, protocol: str, method: str, seed: int) -> 
         sys.executable, __file__, "--worker", json.dumps([protocol, method, seed]),
         *(["--quick"] if args.quick else []),
         *(["--max-epochs", str(args.max_epochs)] if args.max_epochs else []),
+        "--model-kwargs", json.dumps(args.model_kwargs),
     ]
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
@@ -175,12 +185,14 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     parser.add_argument("--max-epochs", type=int, default=None, help="default: the model's")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", type=Path, default=HERE)
+    parser.add_argument("--model-kwargs", type=json.loads, default={},
+                        help="JSON of extra SparseShiftVI arguments (ablations)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     if args.worker:
         protocol, method, seed = json.loads(args.worker)
-        row = run_one(protocol, method, seed, args.quick, args.max_epochs)
+        row = run_one(protocol, method, seed, args.quick, args.max_epochs, args.model_kwargs)
         print(json.dumps(row))
         return pd.DataFrame([row])
 

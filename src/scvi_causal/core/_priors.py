@@ -127,7 +127,9 @@ class SparseShiftPrior(nn.Module):
         Measured on these machines: an absolute cost of 1 nat per cell identifies targets on
         the simulated sVAE benchmark (shifts of 5 sd) but prunes every target of a real
         CRISPR screen with 100 cells per perturbation (Papalexi 2021); the relative cost
-        of 0.25 does both.
+        of 0.25 does both. ``"energy"``: :math:`c` times the intervention's total shift gain
+        :math:`\sum_k q_{pk} \mu_{pk}^2 / 2`, so an edge must carry a fraction :math:`c` of the
+        shift's energy and the total cost grows with the number of edges.
     slab_scale
         Standard deviation :math:`s` of the Gaussian slab on shifts; ``None`` for a flat slab.
     mask_init_prob
@@ -159,7 +161,7 @@ class SparseShiftPrior(nn.Module):
         mask_init_prob: float = 0.5,
         temperature: float = 1.0,
         per_sample_masks: bool = True,
-        sparsity_scale: Literal["absolute", "relative"] = "relative",
+        sparsity_scale: Literal["absolute", "relative", "energy"] = "relative",
     ):
         super().__init__()
         if n_latent < 1:
@@ -176,9 +178,10 @@ class SparseShiftPrior(nn.Module):
         self.prior_prob = prior_prob
         self.sparsity_penalty = sparsity_penalty
         self.per_sample_masks = per_sample_masks
-        if sparsity_scale not in ("absolute", "relative"):
+        if sparsity_scale not in ("absolute", "relative", "energy"):
             raise ValueError(
-                f"`sparsity_scale` must be 'absolute' or 'relative', got {sparsity_scale!r}."
+                "`sparsity_scale` must be 'absolute', 'relative' or 'energy', "
+                f"got {sparsity_scale!r}."
             )
         self.sparsity_scale = sparsity_scale
         self.slab_scale = slab_scale
@@ -243,6 +246,12 @@ class SparseShiftPrior(nn.Module):
             # mu^2 / 2, held fixed within a step: scale-free in the effect size
             with torch.no_grad():
                 gain = 0.5 * (probs * self.shifts**2).amax(-1)
+            mass = mass * gain
+        elif self.sparsity_scale == "energy":
+            # cost of an edge in units of the perturbation's total (masked) shift gain: the
+            # total cost grows with the number of edges whatever the effect size
+            with torch.no_grad():
+                gain = 0.5 * (probs * self.shifts**2).sum(-1)
             mass = mass * gain
         return l1_penalty_per_sample(intervention.to(mass.dtype), mass, self.sparsity_penalty)
 

@@ -80,7 +80,8 @@ class SparseShiftVI(RNASeqMixin, VAEMixin, UnsupervisedTrainingMixin, BaseModelC
         gain :math:`\max_k \mu_{pk}^2 / 2`, so an edge survives only if it carries at least
         :math:`\sqrt{c}` (0.5 at the default) of the perturbation's largest shift, whatever the
         effect size of the screen. ``"absolute"``: :math:`c` nats per cell (suits screens with
-        large effects, prunes weak real effects).
+        large effects, prunes weak real effects). ``"energy"``: in units of the total shift
+        gain (see :class:`~scvi_causal.core.SparseShiftPrior`).
     slab_scale
         Standard deviation of the Gaussian slab on shifts.
     mask_init_prob
@@ -119,7 +120,7 @@ class SparseShiftVI(RNASeqMixin, VAEMixin, UnsupervisedTrainingMixin, BaseModelC
         beta: float = 1.0,
         prior_prob: float | None = None,
         sparsity_penalty: float = 0.25,
-        sparsity_scale: Literal["absolute", "relative"] = "relative",
+        sparsity_scale: Literal["absolute", "relative", "energy"] = "relative",
         slab_scale: float | None = 10.0,
         mask_init_prob: float = 0.5,
         **vae_kwargs,
