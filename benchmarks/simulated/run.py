@@ -234,7 +234,9 @@ def write_tables(df: pd.DataFrame, args: argparse.Namespace, argv: list[str] | N
         f"Written by `{command.strip()}`; seeds {args.seeds}; mean ± sd over seeds. "
         "Graph scores are on the training perturbations after matching latent units to the "
         "true factors (Hungarian on |Pearson r|). `dense`/`none` graphs: top-k shifts "
-        "(k = true number of targets), as in the published protocol.",
+        "(k = true number of targets), as in the published protocol. "
+        f"{args.workers} runs shared the machine at a time (one torch thread each); "
+        "`train_seconds` includes that sharing.",
         "",
         table.to_markdown(index=False),
         "",
