@@ -25,10 +25,10 @@ def main(argv: list[str] | None = None) -> dict:
     """Run the demo; returns the scores it printed."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--output", default="demo_output", help="folder for PNGs and CSVs")
-    parser.add_argument("--n-perturbations", type=int, default=40)
-    parser.add_argument("--n-cells-per-perturbation", type=int, default=200)
-    parser.add_argument("--max-epochs", type=int, default=400,
-                        help="training epochs (400 keeps the demo under 5 minutes on 2 cores)")
+    parser.add_argument("--n-perturbations", type=int, default=30)
+    parser.add_argument("--n-cells-per-perturbation", type=int, default=150)
+    parser.add_argument("--max-epochs", type=int, default=300,
+                        help="training epochs (300 keeps the demo under 5 minutes on 2 cores)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     out = Path(args.output)
