@@ -484,6 +484,18 @@ def test_local_penalty_ignores_frozen_rows(kind):
     assert torch.allclose(penalty, 0.3 * _A[:, 1:] @ mass[1:])
 
 
+def test_local_penalty_energy_scale():
+    prior = _prior("spike_slab", sparsity_penalty=0.3, sparsity_scale="energy").train()
+    probs = prior.inclusion_probs()
+    gain = 0.5 * (probs * prior.shifts**2).sum(-1)
+    penalty = prior.local_penalty(_A)
+    assert torch.allclose(penalty, 0.3 * _A @ (probs.sum(-1) * gain.detach()))
+    relative = _prior("spike_slab", sparsity_penalty=0.3, sparsity_scale="relative")
+    relative.load_state_dict(prior.state_dict())
+    # the total gain is at least the largest one, so energy costs at least as much
+    assert (penalty >= relative.local_penalty(_A) - 1e-6).all()
+
+
 def test_local_penalty_relative_scale():
     prior = _prior("spike_slab", sparsity_penalty=0.3, sparsity_scale="relative").train()
     probs = prior.inclusion_probs()
