@@ -416,9 +416,8 @@ class SparseShiftVI(RNASeqMixin, VAEMixin, UnsupervisedTrainingMixin, BaseModelC
         return out
 
     def _perturbation_labels(self, adata: AnnData) -> pd.Series:
-        key = self.get_anndata_manager(adata).data_registry[PERTURBATION_KEY].attr_key
         state = self.get_anndata_manager(adata).get_state_registry(PERTURBATION_KEY)
-        return adata.obs[state.original_key].astype(str).rename(key).reset_index(drop=True)
+        return adata.obs[state.original_key].astype(str).reset_index(drop=True)
 
     @torch.inference_mode()
     def get_perturbation_scores(
@@ -465,8 +464,6 @@ class SparseShiftVI(RNASeqMixin, VAEMixin, UnsupervisedTrainingMixin, BaseModelC
         elbo, iwelbo, codes = [], [], []
         for tensors in dl:
             log_w = self.module.importance_weights(tensors, n_samples=n_mc_samples)
-            if log_w.ndim == 1:
-                log_w = log_w.unsqueeze(0)
             elbo.append(log_w.mean(0).cpu())
             iwelbo.append((torch.logsumexp(log_w, 0) - np.log(log_w.shape[0])).cpu())
             codes.append(tensors[PERTURBATION_KEY].view(-1).long().cpu())
