@@ -26,6 +26,8 @@ from scvi_causal.module import SparseShiftVAE, parse_interventions
 from scvi_causal.module._sparse_shift_vae import PERTURBATION_KEY
 from scvi_causal.train import SparseShiftTrainingPlan
 
+from ._counterfactual import CounterfactualMixin
+from ._query import QueryMixin
 from ._validation import check_counts, check_perturbations
 
 logger = logging.getLogger(__name__)
@@ -34,7 +36,14 @@ logger = logging.getLogger(__name__)
 DEFAULT_N_STEPS = 10_000
 
 
-class SparseShiftVI(RNASeqMixin, VAEMixin, UnsupervisedTrainingMixin, BaseModelClass):
+class SparseShiftVI(
+    QueryMixin,
+    CounterfactualMixin,
+    RNASeqMixin,
+    VAEMixin,
+    UnsupervisedTrainingMixin,
+    BaseModelClass,
+):
     r"""Sparse mechanism shift variational inference for perturbation screens (sVAE+).
 
     Each perturbation is a sparse stochastic intervention on the latent units: a learned mask
@@ -228,7 +237,9 @@ class SparseShiftVI(RNASeqMixin, VAEMixin, UnsupervisedTrainingMixin, BaseModelC
         >>> adata = simulate_sparse_shift(n_perturbations=3, n_cells_per_perturbation=20)
         >>> SparseShiftVI.setup_anndata(adata, control_category="control")
         """
-        check_perturbations(adata, perturbation_key, control_category)
+        # a query mapped onto a reference (load_query_data) need not hold control cells
+        query = kwargs.get("source_registry") is not None
+        check_perturbations(adata, perturbation_key, None if query else control_category)
         check_counts(adata, layer)
         covariates = [*(categorical_covariate_keys or []), *(continuous_covariate_keys or [])]
         for key in [batch_key, *covariates]:
@@ -292,6 +303,10 @@ class SparseShiftVI(RNASeqMixin, VAEMixin, UnsupervisedTrainingMixin, BaseModelC
         >>> model.train(max_epochs=50)  # doctest: +SKIP
         >>> model.history["mask_density_train"].tail()  # doctest: +SKIP
         """
+        if not any(p.requires_grad for p in self.module.parameters()):
+            logger.warning("Nothing to train: every parameter of this model is frozen.")
+            self.is_trained_ = True
+            return None
         if max_epochs is None:
             max_epochs = default_max_epochs(self.adata.n_obs, batch_size)
         plan = {

@@ -89,6 +89,26 @@ class SparseShiftTrainingPlan(TrainingPlan):
         frac = min(max(epoch / max(n - 1, 1), 0.0), 1.0)
         return self.temperature_start * (self.temperature_end / self.temperature_start) ** frac
 
+    def on_train_start(self):
+        """Put the module in training mode (Lightning keeps the modes it finds).
+
+        A model whose ``get_*`` methods ran is in eval mode; masks must be sampled while
+        training, so the module is switched to training mode here. When every network weight
+        is frozen (a query model of ``load_query_data``) the networks stay in eval mode:
+        dropout off and batch-norm with the reference's statistics, only the prior trains.
+        """
+        super().on_train_start()
+        self.module.train()
+        frozen_networks = not any(
+            p.requires_grad
+            for name, p in self.module.named_parameters()
+            if not name.startswith("prior.")
+        )
+        if frozen_networks:
+            for name, child in self.module.named_children():
+                if name != "prior":
+                    child.eval()
+
     def on_train_epoch_start(self):
         """Set the mask temperature for this epoch."""
         super().on_train_epoch_start()

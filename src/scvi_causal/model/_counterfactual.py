@@ -1,0 +1,235 @@
+"""Counterfactual prediction for sparse-shift models: abduction, action, prediction."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from anndata import AnnData
+from scvi.module._constants import MODULE_KEYS
+
+from scvi_causal.module._sparse_shift_vae import INTERVENTION_KEY, PERTURBATION_KEY
+
+logger = logging.getLogger(__name__)
+
+
+class CounterfactualMixin:
+    """``predict``: expression of cells under perturbations they did not receive.
+
+    Mixed into :class:`~scvi_causal.model.SparseShiftVI`; relies on its ``module`` (a
+    :class:`~scvi_causal.module.SparseShiftVAE`), ``perturbation_names_`` and
+    ``control_categories_``.
+    """
+
+    # -------------------------------------------------------------- shifts of labels
+    def _parse_request(self, label: str) -> np.ndarray:
+        """Multi-hot vector over ``perturbation_names_`` for a label (combinations allowed)."""
+        label = str(label)
+        if label in self.control_categories_:
+            return np.zeros(len(self.perturbation_names_), dtype=np.float32)
+        delimiter = self.adata_manager.registry["setup_args"]["perturbation_delimiter"]
+        parts = [label] if delimiter is None else [s.strip() for s in label.split(delimiter)]
+        parts = [p for p in parts if p and p not in self.control_categories_]
+        index = {n: i for i, n in enumerate(self.perturbation_names_)}
+        unknown = [p for p in parts if p not in index]
+        if not parts or unknown:
+            raise ValueError(
+                f"Cannot predict {label!r}: "
+                + (
+                    f"{unknown} never seen by the model (known perturbations: "
+                    f"{self.perturbation_names_[:10]}{' ...' if len(index) > 10 else ''}). "
+                    "Every member of a combination must be a trained perturbation; map new "
+                    "perturbations first with SparseShiftVI.load_query_data."
+                    if parts
+                    else "the label holds no perturbation."
+                )
+            )
+        vec = np.zeros(len(self.perturbation_names_), dtype=np.float32)
+        for p in parts:
+            vec[index[p]] = 1.0
+        return vec
+
+    def _atomic_shift_matrix(self) -> torch.Tensor:
+        """``(P, K)`` latent shift of each atomic perturbation, masks at their mode.
+
+        Sparse-shift, l1 and dense priors: the learned (masked) shifts. ``"none"`` (a plain
+        VAE): the mean latent of each perturbation's cells minus that of controls, so that the
+        baseline predicts by latent arithmetic.
+        """
+        if self.module.intervention_prior == "none":
+            shifts = self.get_perturbation_shifts(source="latent").fillna(0.0).to_numpy()
+            return torch.as_tensor(shifts, dtype=torch.float32, device=self.device)
+        prior = self.module.prior
+        was_training = prior.training
+        prior.eval()
+        try:
+            eye = torch.eye(len(self.perturbation_names_), device=self.device)
+            return prior(eye, n=eye.shape[0]).loc.detach()
+        finally:
+            prior.train(was_training)
+
+    # ------------------------------------------------------------------ predict
+    @torch.inference_mode()
+    def predict(
+        self,
+        adata: AnnData | None = None,
+        perturbations: Sequence[str] | str | None = None,
+        source_category: Sequence[str] | str | None = None,
+        n_samples: int = 1,
+        return_counts: bool = False,
+        batch_size: int | None = None,
+    ) -> AnnData:
+        r"""Counterfactual expression of source cells under the requested perturbations.
+
+        Abduction-action-prediction on the latent structural model
+        :math:`z = u + \sum_p a_p\, m_p \odot \mu_p`:
+
+        1. **abduction**: encode each source cell, :math:`z \sim q(z \mid x)` (its posterior
+           mean when ``n_samples == 1``), and remove the shift of its own label,
+           :math:`u = z - s(\text{source})` (zero for controls);
+        2. **action**: add the masked shift of the requested label,
+           :math:`z' = u + s(\text{target})`; a combination ``"A+B"`` adds the shifts of its
+           members, i.e. the union of their masks;
+        3. **prediction**: decode :math:`z'` with the cell's own library size, batch and
+           covariates.
+
+        The perturbation label never enters the decoder, so covariates and library size of the
+        source cell are kept and only the latent units targeted by the perturbation move.
+
+        Parameters
+        ----------
+        adata
+            AnnData holding the source cells (default: the training data), set up like the
+            training data.
+        perturbations
+            Labels to predict: trained perturbations, combinations of them joined by the
+            registered delimiter (``"A+B"``, also combinations never observed together) or a
+            control label (a reconstruction of the source cells). Default: every trained
+            atomic perturbation.
+        source_category
+            Label(s) of the cells to start from; default the control categories.
+        n_samples
+            Posterior samples per source cell. With ``return_counts=False`` the expression is
+            averaged over them; with ``return_counts=True`` each sample is a separate
+            predicted cell.
+        return_counts
+            Return counts sampled from the likelihood (with the cell's library size) instead
+            of normalised expression (the decoder's proportions, each row summing to 1).
+        batch_size
+            Minibatch size for encoding and decoding.
+
+        Returns
+        -------
+        anndata.AnnData
+            One block of cells per requested perturbation, ``n_source * (n_samples if
+            return_counts else 1)`` cells each; ``obs`` holds the source cells' columns, with
+            ``perturbation`` set to the requested label, ``source_perturbation`` the source
+            cell's own label and ``source_cell`` its name. ``X`` is a dense float32 matrix;
+            ``var`` is that of ``adata``.
+
+        Examples
+        --------
+        >>> pred = model.predict(perturbations=["p00", "p00+p01"])  # doctest: +SKIP
+        >>> pred.obs["perturbation"].value_counts()  # doctest: +SKIP
+        """
+        if n_samples < 1:
+            raise ValueError("`n_samples` must be >= 1.")
+        adata = self._validate_anndata(adata)
+        labels = self._perturbation_labels(adata)
+        if perturbations is None:
+            perturbations = list(self.perturbation_names_)
+        elif isinstance(perturbations, str):
+            perturbations = [perturbations]
+        perturbations = [str(p) for p in perturbations]
+        if not perturbations:
+            raise ValueError("`perturbations` is empty.")
+        targets = np.stack([self._parse_request(p) for p in perturbations])
+        if source_category is None:
+            if not self.control_categories_:
+                raise ValueError(
+                    "The model has no control category; pass `source_category` (the label "
+                    "of the cells to start from)."
+                )
+            sources = list(self.control_categories_)
+        else:
+            sources = [source_category] if isinstance(source_category, str) else list(
+                source_category
+            )
+            sources = [str(s) for s in sources]
+        source_mask = labels.isin(sources).to_numpy()
+        if not source_mask.any():
+            raise ValueError(
+                f"No cells with source_category {sources} in adata (labels present: "
+                f"{sorted(labels.unique())[:10]})."
+            )
+        indices = np.flatnonzero(source_mask)
+
+        atomic = self._atomic_shift_matrix()  # (P, K)
+        target_shift = torch.as_tensor(targets, device=atomic.device) @ atomic  # (T, K)
+        category_matrix = self.module.intervention_matrix.to(atomic.device)
+        category_shift = category_matrix @ atomic  # (n_categories, K)
+
+        self.module.eval()
+        dl = self._make_data_loader(adata=adata, indices=indices, batch_size=batch_size)
+        blocks: list[list[np.ndarray]] = [[] for _ in perturbations]
+        for tensors in dl:
+            inference_outputs = self.module.inference(
+                **self.module._get_inference_input(tensors), n_samples=n_samples
+            )
+            qz = inference_outputs[MODULE_KEYS.QZ_KEY]
+            z = inference_outputs[MODULE_KEYS.Z_KEY] if n_samples > 1 else qz.loc
+            codes = tensors[PERTURBATION_KEY].view(-1).long().to(atomic.device)
+            u = z - category_shift[codes]  # abduction
+            for t in range(len(perturbations)):
+                z_cf = u + target_shift[t]  # action
+                gen_input = self.module._get_generative_input(
+                    tensors,
+                    {
+                        MODULE_KEYS.Z_KEY: z_cf,
+                        MODULE_KEYS.LIBRARY_KEY: inference_outputs[MODULE_KEYS.LIBRARY_KEY],
+                    },
+                )
+                gen_input[INTERVENTION_KEY] = None
+                px = self.module.generative(**gen_input)[MODULE_KEYS.PX_KEY]  # prediction
+                if return_counts:
+                    out = px.sample()
+                    if n_samples > 1:  # (S, n, G) -> cells ordered cell-major
+                        out = out.transpose(0, 1).reshape(-1, out.shape[-1])
+                else:
+                    out = px.scale.mean(0) if n_samples > 1 else px.scale
+                blocks[t].append(out.float().cpu().numpy())
+
+        obs_src = adata.obs.iloc[indices].copy()
+        reps = n_samples if return_counts else 1
+        if reps > 1:
+            obs_src = obs_src.iloc[np.repeat(np.arange(len(indices)), reps)]
+        key = self.adata_manager.get_state_registry(PERTURBATION_KEY).original_key
+        obs_blocks = []
+        for label in perturbations:
+            block = obs_src.copy()
+            block["source_cell"] = block.index.astype(str)
+            block["source_perturbation"] = block[key].astype(str).to_numpy()
+            block[key] = label
+            if key != "perturbation":
+                block["perturbation"] = label
+            sample_id = np.tile(np.arange(reps), len(indices))
+            block.index = [
+                f"{c}-{label}" + (f"-s{s}" if reps > 1 else "")
+                for c, s in zip(block["source_cell"], sample_id, strict=True)
+            ]
+            obs_blocks.append(block)
+        obs = pd.concat(obs_blocks)
+        for col in {key, "perturbation", "source_perturbation"}:
+            obs[col] = pd.Categorical(obs[col])
+        X = np.concatenate([np.concatenate(b) for b in blocks]).astype(np.float32)
+        out = AnnData(X=X, obs=obs, var=adata.var.copy())
+        out.uns["predict"] = {
+            "perturbations": perturbations,
+            "source_category": sources,
+            "n_samples": int(n_samples),
+            "values": "counts" if return_counts else "normalized_expression",
+        }
+        return out

@@ -1,0 +1,216 @@
+"""Transfer to new perturbations: a frozen generative model, fresh masks and shifts (scArches)."""
+
+from __future__ import annotations
+
+import logging
+from os import PathLike
+
+import numpy as np
+import torch
+from anndata import AnnData
+from scvi import REGISTRY_KEYS
+from scvi.data._constants import _MODEL_NAME_KEY, _SETUP_ARGS_KEY
+from scvi.model.base._archesmixin import _get_loaded_data
+from scvi.model.base._save_load import _initialize_model
+
+logger = logging.getLogger(__name__)
+
+
+class QueryMixin:
+    """``load_query_data``: map perturbations unseen by a reference model onto it.
+
+    Mixed into :class:`~scvi_causal.model.SparseShiftVI`.
+    """
+
+    @classmethod
+    def load_query_data(
+        cls,
+        adata: AnnData,
+        reference_model,
+        fix_masks: bool = False,
+        inplace_subset_query_vars: bool = False,
+        accelerator: str = "auto",
+        device: int | str = "auto",
+    ):
+        """Model of new perturbations on top of a trained reference, scArches style.
+
+        The query AnnData is registered with the reference's setup (same perturbation column,
+        control label, batch and covariates); perturbation labels the reference has not seen
+        get fresh mask logits and shifts (initialised like a new model's). Everything else is
+        frozen: encoder, decoder, dispersion, library-size prior, batch-norm statistics, and the
+        masks (held at their posterior mode) and shifts of the reference perturbations.
+        ``query.train()`` then fits only the new perturbations' masks and shifts, with the same
+        sparsity prior as the reference, so that their targets are identified
+        :cite:p:`lotfollahi2022mapping,lopez2023learning`.
+
+        Parameters
+        ----------
+        adata
+            Query cells with raw counts, the reference's genes (same names, same order) and the
+            perturbation column; new labels (and combinations of new and known perturbations)
+            are allowed, control cells are optional. Batches must be known to the reference.
+        reference_model
+            A trained :class:`SparseShiftVI` or the directory it was saved to.
+        fix_masks
+            Fix the new perturbations' masks to all ones (only their shifts are learned), as in
+            the published sVAE+ transfer protocol; by default masks are learned too.
+        inplace_subset_query_vars
+            Subset ``adata`` to the reference genes in place first (when it has more genes).
+        accelerator, device
+            Where to put the model (as in :meth:`scvi.model.SCVI.load_query_data`).
+
+        Returns
+        -------
+        SparseShiftVI
+            A model on ``adata`` whose trainable parameters are the new perturbations' masks
+            and shifts; ``new_perturbations_`` lists them.
+
+        Examples
+        --------
+        >>> query = SparseShiftVI.load_query_data(adata_query, model)  # doctest: +SKIP
+        >>> query.train(max_epochs=200)  # doctest: +SKIP
+        >>> query.get_target_graph().loc[query.new_perturbations_]  # doctest: +SKIP
+        >>> query.get_perturbation_scores()  # held-out ELBO / IWELBO  # doctest: +SKIP
+        """
+        from scvi.model._utils import parse_device_args
+
+        from ._sparse_shift_vi import _as_list
+        from ._validation import check_counts
+
+        if not isinstance(adata, AnnData):
+            raise TypeError("`adata` must be an AnnData.")
+        _, _, torch_device = parse_device_args(
+            accelerator=accelerator, devices=device, return_device="torch",
+            validate_single_device=True,
+        )
+        if isinstance(reference_model, PathLike):
+            reference_model = str(reference_model)
+        attr_dict, var_names, state, _ = _get_loaded_data(
+            reference_model, device=torch_device, adata=adata
+        )
+        registry = attr_dict.pop("registry_")
+        if registry.get(_MODEL_NAME_KEY, cls.__name__) != cls.__name__:
+            raise ValueError(
+                f"The reference is a {registry.get(_MODEL_NAME_KEY)}, not a {cls.__name__}."
+            )
+        setup_args = dict(registry[_SETUP_ARGS_KEY])
+        if inplace_subset_query_vars:
+            missing = np.setdiff1d(var_names, adata.var_names)
+            if len(missing):
+                raise ValueError(
+                    f"{len(missing)} reference genes are missing from the query, e.g. "
+                    f"{list(missing[:5])}; the frozen decoder needs all of them."
+                )
+            adata._inplace_subset_var(var_names)
+        _check_genes(adata, np.asarray(var_names))
+        key = setup_args["perturbation_key"]
+        if key not in adata.obs:
+            raise KeyError(f"perturbation_key {key!r} is not a column of adata.obs.")
+        check_counts(adata, setup_args.get("layer"))
+        batch_key = setup_args.get("batch_key")
+        if batch_key is not None:
+            if batch_key not in adata.obs:
+                raise KeyError(f"batch_key {batch_key!r} is not a column of adata.obs.")
+            known = set(map(str, registry["field_registries"][REGISTRY_KEYS.BATCH_KEY][
+                "state_registry"]["categorical_mapping"]))
+            unknown = sorted(set(map(str, adata.obs[batch_key].unique())) - known)
+            if unknown:
+                raise ValueError(
+                    f"Batches unknown to the reference: {unknown[:10]}; the frozen decoder "
+                    "has no parameters for them."
+                )
+
+        cls.setup_anndata(adata, source_registry=registry, extend_categories=True,
+                          **setup_args)
+        ref_names = list(attr_dict.pop("perturbation_names_"))
+        attr_dict.pop("control_categories_", None)
+        model = _initialize_model(cls, adata, registry, attr_dict, None)
+        model.to_device(torch_device)
+        new_names = [n for n in model.perturbation_names_ if n not in set(ref_names)]
+        if not new_names:
+            logger.warning("The query holds no perturbation unseen by the reference; nothing "
+                           "will be trained.")
+        model.new_perturbations_ = new_names
+        model.reference_perturbations_ = ref_names
+        _load_reference_state(model.module, state, ref_names, model.perturbation_names_)
+        _freeze_reference(model.module, ref_names, model.perturbation_names_, fix_masks)
+        model.control_categories_ = _as_list(setup_args["control_category"])
+        model.is_trained_ = False
+        model.module.eval()
+        return model
+
+
+def _check_genes(adata: AnnData, var_names: np.ndarray) -> None:
+    if adata.n_vars != len(var_names) or not np.array_equal(
+        np.asarray(adata.var_names).astype(str), var_names.astype(str)
+    ):
+        extra = np.setdiff1d(adata.var_names, var_names)
+        missing = np.setdiff1d(var_names, adata.var_names)
+        raise ValueError(
+            f"Query genes do not match the reference ({adata.n_vars} vs {len(var_names)} genes; "
+            f"{len(missing)} missing, e.g. {list(missing[:3])}; {len(extra)} extra, e.g. "
+            f"{list(extra[:3])}). Subset and order the query like the reference "
+            "(reference.adata.var_names), or pass inplace_subset_query_vars=True."
+        )
+
+
+def _row_params(module) -> dict[str, torch.Tensor]:
+    """State-dict keys of per-perturbation tensors (first dimension = perturbation)."""
+    prior = getattr(module, "prior", None)
+    if prior is None or not hasattr(prior, "mask"):
+        return {}
+    return {
+        "prior.shifts": prior.shifts,
+        "prior.mask.logits": prior.mask.logits,
+        "prior.mask.frozen": prior.mask.frozen,
+        "prior.mask.frozen_values": prior.mask.frozen_values,
+    }
+
+
+@torch.no_grad()
+def _load_reference_state(module, state: dict, ref_names: list[str], names: list[str]) -> None:
+    """Copy the reference's weights; per-perturbation rows by perturbation name."""
+    rows = _row_params(module)
+    position = {n: i for i, n in enumerate(names)}
+    target = torch.as_tensor([position[n] for n in ref_names], dtype=torch.long)
+    new_state = module.state_dict()
+    for k, value in state.items():
+        if k == "intervention_matrix":
+            continue
+        if k in rows:
+            merged = new_state[k].clone()
+            merged[target.to(merged.device)] = value.to(merged.device, merged.dtype)
+            new_state[k] = merged
+        else:
+            new_state[k] = value
+    module.load_state_dict(new_state)
+
+
+def _freeze_reference(module, ref_names: list[str], names: list[str], fix_masks: bool) -> None:
+    """Freeze everything but the new perturbations' mask logits and shifts."""
+    ref_set = set(ref_names)
+    new_rows = torch.tensor([n not in ref_set for n in names], dtype=torch.bool)
+    for m in module.modules():
+        if isinstance(m, torch.nn.BatchNorm1d):
+            m.momentum = 0.0  # running statistics stay those of the reference
+    for p in module.parameters():
+        p.requires_grad_(False)
+    rows = _row_params(module)
+    if not rows:  # a plain VAE has no per-perturbation parameters
+        return
+    prior = module.prior
+    device = prior.shifts.device
+    ref_rows = torch.nonzero(~new_rows).view(-1).to(device)
+    if len(ref_rows):
+        prior.mask.freeze(ref_rows)  # reference masks at their posterior mode
+    new_idx = torch.nonzero(new_rows).view(-1).to(device)
+    if fix_masks and len(new_idx):
+        prior.mask.freeze(new_idx, values=1.0)
+    keep = new_rows.to(device=device, dtype=prior.shifts.dtype).unsqueeze(-1)
+    trainable = [prior.shifts]
+    if prior.mask.kind != "dense" and not fix_masks:
+        trainable.append(prior.mask.logits)
+    for p in trainable:
+        p.requires_grad_(True)
+        # gradients of reference rows are zeroed: only the new perturbations move
+        p.register_hook(lambda grad, keep=keep: grad * keep)

@@ -1,0 +1,152 @@
+"""SparseShiftVI.predict: counterfactual expression by abduction, action and prediction."""
+
+import numpy as np
+import pytest
+import scvi
+
+from scvi_causal.data import simulate_sparse_shift
+from scvi_causal.metrics._counterfactual import log_fold_change, logfc_agreement, normalize_counts
+from scvi_causal.model import SparseShiftVI
+
+TRAIN_KWARGS = {"accelerator": "cpu", "enable_progress_bar": False}
+
+
+@pytest.fixture(scope="module")
+def screen():
+    adata = simulate_sparse_shift(
+        n_perturbations=4,
+        n_cells_per_perturbation=60,
+        n_control_cells=120,
+        n_genes=60,
+        n_latent=5,
+        n_pairs=1,
+        seed=3,
+    )
+    SparseShiftVI.setup_anndata(adata, perturbation_key="perturbation", control_category="control")
+    return adata
+
+
+@pytest.fixture(scope="module")
+def model(screen):
+    scvi.settings.seed = 0
+    model = SparseShiftVI(screen, n_latent=5, n_hidden=32)
+    model.train(max_epochs=150, batch_size=128, **TRAIN_KWARGS)
+    return model
+
+
+def _n_controls(adata):
+    return int((adata.obs["perturbation"] == "control").sum())
+
+
+def test_predict_blocks_and_metadata(model, screen):
+    pred = model.predict(perturbations=["p00", "p00+p02", "control"])
+    n = _n_controls(screen)
+    assert pred.shape == (3 * n, screen.n_vars)
+    assert list(pred.var_names) == list(screen.var_names)
+    counts = pred.obs["perturbation"].value_counts()
+    assert counts.to_dict() == {"p00": n, "p00+p02": n, "control": n}
+    assert (pred.obs["source_perturbation"] == "control").all()
+    assert pred.obs_names.is_unique
+    np.testing.assert_allclose(pred.X.sum(1), 1.0, rtol=1e-4)
+    # deterministic at n_samples=1 (posterior means), different between perturbations
+    again = model.predict(perturbations=["p00"])
+    np.testing.assert_allclose(again.X, pred.X[:n], rtol=1e-5)
+    assert not np.allclose(pred.X[:n], pred.X[2 * n :], atol=1e-4)
+    assert not np.allclose(pred.X[:n], pred.X[n : 2 * n], atol=1e-4)
+
+
+def test_zero_shift_predicts_the_source_reconstruction(model):
+    """A perturbation without (masked) effect leaves the cells where they are."""
+    prior = model.module.prior
+    saved = prior.shifts.detach().clone()
+    try:
+        prior.shifts.data[1] = 0.0  # p01
+        pred = model.predict(perturbations=["p01", "control"])
+    finally:
+        prior.shifts.data.copy_(saved)
+    n = pred.n_obs // 2
+    np.testing.assert_allclose(pred.X[:n], pred.X[n:], rtol=1e-5, atol=1e-7)
+
+
+def test_abduction_removes_the_source_shift(model, screen):
+    """From p00 cells, predicting p00 is their reconstruction (decoded posterior mean) and
+    predicting control decodes the posterior mean minus p00's masked shift."""
+    import torch
+
+    pred = model.predict(perturbations=["p00", "control"], source_category="p00")
+    idx = np.flatnonzero(screen.obs["perturbation"].to_numpy() == "p00")
+    shift = torch.tensor(model.get_perturbation_shifts().loc["p00"].to_numpy(), dtype=torch.float32)
+    assert shift.abs().sum() > 0  # a real shift to remove
+    module = model.module
+    module.eval()
+    tensors = next(iter(model._make_data_loader(adata=screen, indices=idx, batch_size=len(idx))))
+    with torch.no_grad():
+        inf = module.inference(**module._get_inference_input(tensors))
+        decoded = []
+        for z in (inf["qz"].loc, inf["qz"].loc - shift):
+            gen = module._get_generative_input(tensors, {"z": z, "library": inf["library"]})
+            decoded.append(module.generative(**gen)["px"].scale.numpy())
+    n = len(idx)
+    np.testing.assert_allclose(pred.X[:n], decoded[0], rtol=1e-4, atol=1e-7)
+    np.testing.assert_allclose(pred.X[n:], decoded[1], rtol=1e-4, atol=1e-7)
+    assert not np.allclose(decoded[0], decoded[1], atol=1e-4)
+
+
+def test_predicted_lfc_tracks_observed_lfc(model, screen):
+    """Seen perturbations: predicted LFC (vs predicted control) correlates with the observed one."""
+    counts = screen.X.toarray() if hasattr(screen.X, "toarray") else screen.X
+    expr = normalize_counts(counts)
+    labels = screen.obs["perturbation"].astype(str).to_numpy()
+    perts = ["p00", "p01", "p02", "p03"]
+    pred = model.predict(perturbations=perts + ["control"])
+    pred_labels = pred.obs["perturbation"].astype(str).to_numpy()
+    ctrl_pred = pred.X[pred_labels == "control"]
+    scores = []
+    for p in perts:
+        observed = log_fold_change(expr[labels == p], expr[labels == "control"])
+        predicted = log_fold_change(pred.X[pred_labels == p], ctrl_pred)
+        scores.append(logfc_agreement(predicted, observed)["pearson_all"])
+    assert np.mean(scores) > 0.5, scores
+
+
+def test_predict_counts_with_samples(model, screen):
+    pred = model.predict(perturbations="p01", n_samples=2, return_counts=True)
+    assert pred.n_obs == 2 * _n_controls(screen)
+    assert np.allclose(pred.X, np.round(pred.X)) and (pred.X >= 0).all()
+    assert pred.obs_names.is_unique
+    assert pred.uns["predict"]["values"] == "counts"
+
+
+def test_predict_errors(model):
+    with pytest.raises(ValueError, match="never seen"):
+        model.predict(perturbations=["nope"])
+    with pytest.raises(ValueError, match="never seen"):
+        model.predict(perturbations=["p00+nope"])
+    with pytest.raises(ValueError, match="No cells with source_category"):
+        model.predict(perturbations=["p00"], source_category="absent")
+    with pytest.raises(ValueError, match="n_samples"):
+        model.predict(perturbations=["p00"], n_samples=0)
+    with pytest.raises(ValueError, match="empty"):
+        model.predict(perturbations=[])
+
+
+def test_predict_plain_vae_uses_latent_arithmetic(screen):
+    scvi.settings.seed = 0
+    vae = SparseShiftVI(screen, n_latent=5, n_hidden=32, intervention_prior="none")
+    vae.train(max_epochs=2, **TRAIN_KWARGS)
+    pred = vae.predict(perturbations=["p00", "control"])
+    n = pred.n_obs // 2
+    assert not np.allclose(pred.X[:n], pred.X[n:], atol=1e-5)
+
+
+def test_predict_without_controls_needs_a_source():
+    adata = simulate_sparse_shift(
+        n_perturbations=3, n_cells_per_perturbation=20, n_control_cells=0, n_genes=30,
+        n_latent=3, seed=0,
+    )
+    SparseShiftVI.setup_anndata(adata, perturbation_key="perturbation", control_category=None)
+    model = SparseShiftVI(adata, n_latent=3, n_hidden=16)
+    with pytest.raises(ValueError, match="no control category"):
+        model.predict(perturbations=["p00"])
+    pred = model.predict(perturbations=["p01"], source_category="p00")
+    assert pred.n_obs == 20
