@@ -1,9 +1,21 @@
 """Metrics: pure functions of ``(n_samples, n_dims)`` arrays, numpy in, numpy/dict out."""
 
+from ._counterfactual import (
+    baseline_lfc,
+    energy_distance,
+    log_fold_change,
+    logfc_agreement,
+    normalize_counts,
+)
 from ._graph import binarize_top_k, target_graph_scores
 from ._identifiability import match_latents, mcc, r2
 
 __all__ = [
+    "baseline_lfc",
+    "energy_distance",
+    "log_fold_change",
+    "logfc_agreement",
+    "normalize_counts",
     "binarize_top_k",
     "match_latents",
     "mcc",
