@@ -69,6 +69,7 @@ def run_one(
     quick: bool,
     max_epochs: int | None,
     model_kwargs: dict | None = None,
+    train_kwargs: dict | None = None,
 ) -> dict:
     """Simulate, train and score one configuration (runs inside a worker process)."""
     import scvi
@@ -100,7 +101,7 @@ def run_one(
         **{**CONFIGS[method], **(model_kwargs or {})},
     )
     start = time.perf_counter()
-    model.train(max_epochs=max_epochs, enable_progress_bar=False)
+    model.train(max_epochs=max_epochs, enable_progress_bar=False, **(train_kwargs or {}))
     train_seconds = time.perf_counter() - start
 
     z_true = adata.obsm["z_true"]
@@ -138,6 +139,7 @@ def run_one(
         "protocol": protocol,
         "method": method,
         "model_kwargs": json.dumps(model_kwargs or {}),
+        "train_kwargs": json.dumps(train_kwargs or {}),
         "seed": seed,
         "n_cells": int(adata.n_obs),
         "n_perturbations": len(train_perts),
@@ -183,6 +185,7 @@ def _worker(args: argparse.Namespace, protocol: str, method: str, seed: int) -> 
         *(["--quick"] if args.quick else []),
         *(["--max-epochs", str(args.max_epochs)] if args.max_epochs else []),
         "--model-kwargs", json.dumps(args.model_kwargs),
+        "--train-kwargs", json.dumps(args.train_kwargs),
     ]
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
@@ -248,12 +251,15 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     parser.add_argument("--out", type=Path, default=HERE)
     parser.add_argument("--model-kwargs", type=json.loads, default={},
                         help="JSON of extra SparseShiftVI arguments (ablations)")
+    parser.add_argument("--train-kwargs", type=json.loads, default={},
+                        help="JSON of extra SparseShiftVI.train arguments (ablations)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     if args.worker:
         protocol, method, seed = json.loads(args.worker)
-        row = run_one(protocol, method, seed, args.quick, args.max_epochs, args.model_kwargs)
+        row = run_one(protocol, method, seed, args.quick, args.max_epochs, args.model_kwargs,
+                      args.train_kwargs)
         print(json.dumps(row))
         return pd.DataFrame([row])
 
