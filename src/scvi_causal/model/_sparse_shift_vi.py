@@ -28,6 +28,7 @@ from scvi_causal.train import SparseShiftTrainingPlan
 
 from ._counterfactual import CounterfactualMixin
 from ._query import QueryMixin
+from ._report import ReportMixin
 from ._validation import check_counts, check_perturbations
 
 logger = logging.getLogger(__name__)
@@ -39,6 +40,7 @@ DEFAULT_N_STEPS = 10_000
 class SparseShiftVI(
     QueryMixin,
     CounterfactualMixin,
+    ReportMixin,
     RNASeqMixin,
     VAEMixin,
     UnsupervisedTrainingMixin,

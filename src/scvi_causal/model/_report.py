@@ -1,0 +1,294 @@
+"""Target-identification report: what each perturbation targets and what each unit means."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from anndata import AnnData
+from scvi.module._constants import MODULE_KEYS
+
+from scvi_causal.metrics._counterfactual import log_fold_change
+from scvi_causal.module._sparse_shift_vae import INTERVENTION_KEY
+
+logger = logging.getLogger(__name__)
+
+
+class ReportMixin:
+    """Latent-unit gene effects and the target-identification report.
+
+    Mixed into :class:`~scvi_causal.model.SparseShiftVI`.
+    """
+
+    def _source_subset(self, adata, source_category, max_cells: int, seed: int) -> AnnData:
+        adata = self._validate_anndata(adata)
+        labels = self._perturbation_labels(adata)
+        if source_category is None:
+            sources = list(self.control_categories_) or sorted(labels.unique())
+        else:
+            sources = [source_category] if isinstance(source_category, str) else list(
+                source_category)
+        idx = np.flatnonzero(labels.isin(sources).to_numpy())
+        if len(idx) == 0:
+            raise ValueError(f"No cells with source_category {sources} in adata.")
+        if len(idx) > max_cells:
+            idx = np.sort(np.random.default_rng(seed).choice(idx, max_cells, replace=False))
+        return adata[idx].copy()
+
+    @torch.inference_mode()
+    def get_latent_gene_effects(
+        self,
+        adata: AnnData | None = None,
+        delta: float = 1.0,
+        source_category: str | list[str] | None = None,
+        max_cells: int = 1000,
+        batch_size: int | None = None,
+        seed: int = 0,
+    ) -> pd.DataFrame:
+        """What each latent unit means in genes: the effect of moving it on decoded expression.
+
+        Source cells (controls by default; every cell for a screen without controls) are
+        encoded to their posterior means, latent unit ``k`` is moved by ``delta`` (prior
+        standard deviations) and the cells are decoded with their own library size and
+        covariates. The effect is the log fold change (see
+        :func:`~scvi_causal.metrics.log_fold_change`) of the mean decoded expression against
+        that of the unmoved cells.
+
+        Parameters
+        ----------
+        adata
+            AnnData with the source cells (default: the training data).
+        delta
+            Size of the move of each unit (the prior has unit variance).
+        source_category
+            Labels of the source cells (default: controls).
+        max_cells
+            At most this many source cells (a random subset, ``seed``).
+        batch_size
+            Minibatch size.
+        seed
+            Seed of the subset.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Latent units ``z0..z{K-1}`` x genes, log fold changes.
+
+        Examples
+        --------
+        >>> effects = model.get_latent_gene_effects()  # doctest: +SKIP
+        >>> effects.loc["z3"].nlargest(10)  # genes up when z3 increases  # doctest: +SKIP
+        """
+        source = self._source_subset(adata, source_category, max_cells, seed)
+        n_latent = self.module.n_latent
+        self.module.eval()
+        sums = torch.zeros(n_latent + 1, source.n_vars, dtype=torch.float64)
+        dl = self._make_data_loader(adata=source, batch_size=batch_size)
+        eye = torch.eye(n_latent, device=self.device) * delta
+        for tensors in dl:
+            inf = self.module.inference(**self.module._get_inference_input(tensors))
+            z0 = inf[MODULE_KEYS.QZ_KEY].loc
+            for k in range(n_latent + 1):
+                z = z0 if k == n_latent else z0 + eye[k]
+                gen = self.module._get_generative_input(
+                    tensors, {MODULE_KEYS.Z_KEY: z, MODULE_KEYS.LIBRARY_KEY: inf["library"]}
+                )
+                gen[INTERVENTION_KEY] = None
+                scale = self.module.generative(**gen)[MODULE_KEYS.PX_KEY].scale
+                sums[k] += scale.sum(0).double().cpu()
+        means = (sums / source.n_obs).numpy()
+        effects = np.stack(
+            [log_fold_change(means[k][None], means[n_latent][None]) for k in range(n_latent)]
+        )
+        return pd.DataFrame(effects, index=self._latent_columns(), columns=source.var_names)
+
+    @torch.inference_mode()
+    def get_perturbation_gene_effects(
+        self,
+        adata: AnnData | None = None,
+        perturbations: list[str] | None = None,
+        max_cells: int = 1000,
+        batch_size: int | None = None,
+        seed: int = 0,
+    ) -> pd.DataFrame:
+        """Predicted log fold change of every perturbation against control, per gene.
+
+        Control cells are decoded under each perturbation with
+        :meth:`~scvi_causal.model.SparseShiftVI.predict` and compared with their decoding
+        under control (the same cells), so decoder bias cancels out.
+
+        Parameters
+        ----------
+        adata
+            AnnData with control cells (default: the training data).
+        perturbations
+            Labels (default: every trained perturbation).
+        max_cells
+            At most this many control cells (random subset, ``seed``).
+        batch_size
+            Minibatch size.
+        seed
+            Seed of the subset.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Perturbations x genes, log fold changes against control.
+
+        Examples
+        --------
+        >>> lfc = model.get_perturbation_gene_effects()  # doctest: +SKIP
+        """
+        if not self.control_categories_:
+            raise ValueError("Predicted effects against control need control cells.")
+        perturbations = list(perturbations or self.perturbation_names_)
+        source = self._source_subset(adata, None, max_cells, seed)
+        control = self.control_categories_[0]
+        pred = self.predict(source, perturbations=perturbations + [control],
+                            batch_size=batch_size)
+        labels = pred.obs["perturbation"].astype(str).to_numpy()
+        base = pred.X[labels == control]
+        rows = [log_fold_change(pred.X[labels == p], base) for p in perturbations]
+        return pd.DataFrame(np.stack(rows), index=perturbations, columns=source.var_names)
+
+    def target_report(
+        self,
+        output_dir: str | Path | None = None,
+        n_top_genes: int = 10,
+        threshold: float = 0.5,
+        delta: float = 1.0,
+        max_cells: int = 1000,
+        seed: int = 0,
+    ) -> dict:
+        """Target-identification report: tables and figures, optionally written to disk.
+
+        * ``graph``: the perturbation x unit target graph (inclusion probabilities);
+        * ``targets``: for every perturbation, its targeted units (probability >= ``threshold``)
+          with probability and learned shift;
+        * ``unit_genes``: for every latent unit, its top up- and down-regulated genes when the
+          unit increases (:meth:`get_latent_gene_effects`);
+        * ``perturbation_genes``: for every perturbation, its top predicted responding genes
+          (:meth:`get_perturbation_gene_effects`; needs control cells);
+        * ``figures``: the clustered target graph and a heatmap of the units' top genes.
+
+        With ``output_dir``, writes the tables as CSV, the figures as PNG and ``report.md``
+        that shows them together.
+
+        Parameters
+        ----------
+        output_dir
+            Directory to write ``report.md``, CSVs and PNGs into (created if needed).
+        n_top_genes
+            Genes listed per unit and direction, and per perturbation.
+        threshold
+            Inclusion probability from which a unit counts as a target.
+        delta
+            Move of a unit for its gene effects (prior standard deviations).
+        max_cells
+            Source cells used for gene effects.
+        seed
+            Seed of the source-cell subset.
+
+        Returns
+        -------
+        dict
+            ``graph``, ``targets``, ``unit_effects``, ``unit_genes``, ``perturbation_effects``
+            (None without controls), ``perturbation_genes`` (None without controls) and
+            ``figures`` (name -> matplotlib Figure).
+
+        Examples
+        --------
+        >>> report = model.target_report("report/")  # doctest: +SKIP
+        >>> report["targets"].head()  # doctest: +SKIP
+        """
+        from scvi_causal.pl import target_graph_heatmap, unit_gene_heatmap
+
+        self._require_sparse_prior("A target report")
+        graph = self.get_target_graph()
+        shifts = self.get_perturbation_shifts(masked=False)
+        targets = [
+            {"perturbation": p, "unit": u, "probability": float(graph.loc[p, u]),
+             "shift": float(shifts.loc[p, u])}
+            for p in graph.index for u in graph.columns if graph.loc[p, u] >= threshold
+        ]
+        targets = pd.DataFrame(targets, columns=["perturbation", "unit", "probability", "shift"])
+        unit_effects = self.get_latent_gene_effects(delta=delta, max_cells=max_cells, seed=seed)
+        unit_genes = _top_genes(unit_effects, n_top_genes, "unit", both_directions=True)
+        pert_effects = pert_genes = None
+        if self.control_categories_:
+            pert_effects = self.get_perturbation_gene_effects(max_cells=max_cells, seed=seed)
+            pert_genes = _top_genes(pert_effects, n_top_genes, "perturbation")
+        figures = {
+            "target_graph": target_graph_heatmap(
+                graph, cluster=len(graph) > 1, max_rows=200, title="Target graph"
+            ),
+            "unit_genes": unit_gene_heatmap(unit_effects, n_top=max(1, min(n_top_genes, 5))),
+        }
+        report = {
+            "graph": graph, "targets": targets, "unit_effects": unit_effects,
+            "unit_genes": unit_genes, "perturbation_effects": pert_effects,
+            "perturbation_genes": pert_genes, "figures": figures,
+        }
+        if output_dir is not None:
+            _write_report(report, Path(output_dir))
+        return report
+
+
+def _top_genes(effects: pd.DataFrame, n: int, name: str, both_directions: bool = False):
+    rows = []
+    for key, row in effects.iterrows():
+        if both_directions:
+            picks = [("up", row.nlargest(n)), ("down", row.nsmallest(n))]
+        else:
+            picks = [("", row.loc[row.abs().nlargest(n).index])]
+        for direction, top in picks:
+            for rank, (gene, value) in enumerate(top.items(), start=1):
+                rec = {name: key, "rank": rank, "gene": gene, "lfc": float(value)}
+                if both_directions:
+                    rec["direction"] = direction
+                rows.append(rec)
+    return pd.DataFrame(rows)
+
+
+def _write_report(report: dict, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    for name in ["graph", "unit_effects", "perturbation_effects"]:
+        if report[name] is not None:
+            report[name].to_csv(out / f"{name}.csv")
+    for name in ["targets", "unit_genes", "perturbation_genes"]:
+        if report[name] is not None:
+            report[name].to_csv(out / f"{name}.csv", index=False)
+    for name, fig in report["figures"].items():
+        fig.savefig(out / f"{name}.png", dpi=120, bbox_inches="tight")
+    targets = report["targets"]
+    per_pert = (
+        targets.assign(t=lambda d: d["unit"] + " (" + d["probability"].round(2).astype(str) + ")")
+        .groupby("perturbation")["t"].apply(", ".join)
+        .reindex(report["graph"].index).fillna("none")
+    )
+    unit_genes = report["unit_genes"]
+    lines = ["# Target-identification report", "",
+             f"{len(report['graph'])} perturbations, {report['graph'].shape[1]} latent units, "
+             f"{len(targets)} edges.", "", "![target graph](target_graph.png)", "",
+             "## Latent units: top genes (effect of increasing the unit)", "",
+             "![unit genes](unit_genes.png)", "",
+             "| unit | up | down |", "|---|---|---|"]
+    for unit in report["unit_effects"].index:
+        sub = unit_genes[unit_genes["unit"] == unit]
+        up = ", ".join(sub.loc[sub["direction"] == "up", "gene"].astype(str))
+        down = ", ".join(sub.loc[sub["direction"] == "down", "gene"].astype(str))
+        lines.append(f"| {unit} | {up} | {down} |")
+    lines += ["", "## Perturbations: targeted units and predicted top genes", "",
+              "| perturbation | targets (probability) | top predicted genes |", "|---|---|---|"]
+    pg = report["perturbation_genes"]
+    for pert in report["graph"].index:
+        genes = ""
+        if pg is not None:
+            sub = pg[pg["perturbation"] == pert]
+            genes = ", ".join(f"{g} ({v:+.2f})" for g, v in zip(sub["gene"], sub["lfc"],
+                                                                  strict=True))
+        lines.append(f"| {pert} | {per_pert.loc[pert]} | {genes} |")
+    (out / "report.md").write_text("\n".join(lines) + "\n")

@@ -1,0 +1,91 @@
+"""Latent-unit gene effects and the target-identification report."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import scvi
+from matplotlib.figure import Figure
+
+from scvi_causal.data import simulate_sparse_shift
+from scvi_causal.model import SparseShiftVI
+from scvi_causal.pl import unit_gene_heatmap
+
+TRAIN_KWARGS = {"accelerator": "cpu", "enable_progress_bar": False}
+
+
+@pytest.fixture(scope="module")
+def model():
+    adata = simulate_sparse_shift(n_perturbations=4, n_cells_per_perturbation=50,
+                                  n_control_cells=100, n_genes=40, n_latent=4, seed=2)
+    SparseShiftVI.setup_anndata(adata, perturbation_key="perturbation", control_category="control")
+    scvi.settings.seed = 0
+    model = SparseShiftVI(adata, n_latent=4, n_hidden=32)
+    model.train(max_epochs=60, batch_size=128, **TRAIN_KWARGS)
+    return model
+
+
+def test_latent_gene_effects(model):
+    effects = model.get_latent_gene_effects(max_cells=50)
+    assert effects.shape == (4, 40)
+    assert list(effects.index) == ["z0", "z1", "z2", "z3"]
+    assert np.isfinite(effects.to_numpy()).all()
+    # moving a unit changes expression, and opposite moves give opposite effects
+    assert (effects.abs().max(axis=1) > 0).all()
+    # small moves are nearly linear: opposite moves give opposite effects
+    fwd = model.get_latent_gene_effects(max_cells=50, delta=0.05)
+    back = model.get_latent_gene_effects(max_cells=50, delta=-0.05)
+    corr = [np.corrcoef(fwd.loc[u], back.loc[u])[0, 1] for u in fwd.index]
+    assert np.all(np.array(corr) < -0.9), corr
+    zero = model.get_latent_gene_effects(max_cells=50, delta=0.0)
+    np.testing.assert_allclose(zero.to_numpy(), 0.0, atol=1e-6)
+
+
+def test_perturbation_gene_effects_follow_targets(model):
+    lfc = model.get_perturbation_gene_effects(max_cells=50)
+    assert lfc.shape == (4, 40)
+    graph = model.get_target_graph()
+    for p in lfc.index:  # no target: prediction equals control
+        if (graph.loc[p] < 0.5).all():
+            np.testing.assert_allclose(lfc.loc[p], 0.0, atol=1e-5)
+        else:
+            assert lfc.loc[p].abs().max() > 1e-3
+
+
+def test_target_report_tables_figures_and_files(model, tmp_path):
+    report = model.target_report(tmp_path / "report", n_top_genes=3, max_cells=50)
+    graph = report["graph"]
+    targets = report["targets"]
+    assert set(targets.columns) == {"perturbation", "unit", "probability", "shift"}
+    assert len(targets) == int((graph >= 0.5).sum().sum())
+    assert (targets["probability"] >= 0.5).all()
+    ug = report["unit_genes"]
+    assert len(ug) == 4 * 2 * 3 and set(ug["direction"]) == {"up", "down"}
+    assert (ug.loc[ug["direction"] == "up", "lfc"].to_numpy()
+            >= ug.loc[ug["direction"] == "down", "lfc"].to_numpy()).all()
+    assert len(report["perturbation_genes"]) == 4 * 3
+    assert all(isinstance(f, Figure) for f in report["figures"].values())
+    for name in ["report.md", "target_graph.png", "unit_genes.png", "targets.csv",
+                 "unit_genes.csv", "perturbation_genes.csv", "graph.csv"]:
+        assert (tmp_path / "report" / name).exists(), name
+    md = (tmp_path / "report" / "report.md").read_text()
+    assert "![target graph](target_graph.png)" in md and "p00" in md
+    pd.testing.assert_frame_equal(
+        pd.read_csv(tmp_path / "report" / "graph.csv", index_col=0), graph, check_dtype=False,
+        check_names=False, atol=1e-6,
+    )
+
+
+def test_report_needs_a_sparse_prior():
+    adata = simulate_sparse_shift(n_perturbations=2, n_cells_per_perturbation=20,
+                                  n_control_cells=20, n_genes=20, n_latent=3, seed=0)
+    SparseShiftVI.setup_anndata(adata, perturbation_key="perturbation", control_category="control")
+    vae = SparseShiftVI(adata, n_latent=3, n_hidden=8, intervention_prior="none")
+    with pytest.raises(ValueError, match="not defined"):
+        vae.target_report()
+    # gene effects of units are defined for any model
+    assert vae.get_latent_gene_effects(max_cells=10).shape == (3, 20)
+
+
+def test_unit_gene_heatmap_errors():
+    with pytest.raises(ValueError, match="empty"):
+        unit_gene_heatmap(pd.DataFrame())
