@@ -37,3 +37,46 @@ def test_demo_runs(tmp_path):
         assert (tmp_path / name).exists(), name
     graph = pd.read_csv(tmp_path / "target_graph.csv", index_col=0)
     assert graph.shape == (4, 15)
+
+
+def test_fewshot_quick(tmp_path):
+    cmd = [sys.executable, str(ROOT / "benchmarks/simulated/fewshot.py"), "--quick", "--out",
+           str(tmp_path), "--threads", "1"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    df = pd.read_csv(tmp_path / "fewshot.csv")
+    assert df["cells_per_perturbation"].tolist()[0] == 0
+    assert df["cells_per_perturbation"].is_monotonic_increasing
+    assert df["heldout_iwelbo"].notna().all()
+    assert "±" in (tmp_path / "FEWSHOT.md").read_text()
+
+
+def test_counterfactual_quick(tmp_path):
+    cmd = [sys.executable, str(ROOT / "benchmarks/counterfactual/run.py"), "--quick", "--out",
+           str(tmp_path), "--threads", "1"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    df = pd.read_csv(tmp_path / "results.csv")
+    assert set(df["method"]) == {"SparseShiftVI", "mean", "additive"}
+    assert set(df["task"]) == {"simulated_pairs", "papalexi_seen"}
+    # the mean baseline predicts no change: r is 0 by definition, never NaN
+    assert (df.loc[df["method"] == "mean", "pearson_all"] == 0).all()
+    assert df.loc[df["method"] == "additive", "pearson_top"].between(-1, 1).all()
+    md = (tmp_path / "RESULTS.md").read_text()
+    assert "additive" in md and "Papalexi" in md
+
+
+def test_real_quick(tmp_path):
+    cmd = [sys.executable, str(ROOT / "benchmarks/real/run.py"), "--quick", "--out",
+           str(tmp_path), "--threads", "1"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    heldout = pd.read_csv(tmp_path / "heldout.csv")
+    assert set(heldout["config"]) == {"spike_slab", "l1", "dense", "none"}
+    assert heldout["iwelbo"].notna().all()
+    pathway = pd.read_csv(tmp_path / "pathway.csv")
+    assert pathway["p_value"].between(0, 1).all()
+    assert (tmp_path / "papalexi_report" / "report.md").exists()
+    assert (tmp_path / "zhao_report" / "report.md").exists()
+    md = (tmp_path / "RESULTS.md").read_text()
+    assert "held-out" in md and "pathway" in md and "Zhao" in md

@@ -75,6 +75,20 @@ def test_target_report_tables_figures_and_files(model, tmp_path):
     )
 
 
+def test_report_without_any_edge(model, tmp_path):
+    prior = model.module.prior
+    frozen, values = prior.mask.frozen.clone(), prior.mask.frozen_values.clone()
+    try:
+        prior.mask.freeze(values=0.0)
+        report = model.target_report(tmp_path, n_top_genes=2, max_cells=20)
+    finally:
+        prior.mask.frozen.copy_(frozen)
+        prior.mask.frozen_values.copy_(values)
+    assert report["targets"].empty
+    assert np.allclose(report["perturbation_effects"].to_numpy(), 0.0, atol=1e-5)
+    assert "| p00 | none |" in (tmp_path / "report.md").read_text()
+
+
 def test_report_needs_a_sparse_prior():
     adata = simulate_sparse_shift(n_perturbations=2, n_cells_per_perturbation=20,
                                   n_control_cells=20, n_genes=20, n_latent=3, seed=0)

@@ -214,7 +214,9 @@ class ReportMixin:
              "shift": float(shifts.loc[p, u])}
             for p in graph.index for u in graph.columns if graph.loc[p, u] >= threshold
         ]
-        targets = pd.DataFrame(targets, columns=["perturbation", "unit", "probability", "shift"])
+        targets = pd.DataFrame(
+            targets, columns=["perturbation", "unit", "probability", "shift"]
+        ).astype({"perturbation": str, "unit": str, "probability": float, "shift": float})
         unit_effects = self.get_latent_gene_effects(delta=delta, max_cells=max_cells, seed=seed)
         unit_genes = _top_genes(unit_effects, n_top_genes, "unit", both_directions=True)
         pert_effects = pert_genes = None
