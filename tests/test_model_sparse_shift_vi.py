@@ -371,3 +371,26 @@ def test_unseen_perturbation_in_new_data(trained):
     query.obs["perturbation"] = pd.Categorical(labels)
     with pytest.raises(ValueError, match=r"Perturbations not seen by the model: \['pNEW'\]"):
         trained.get_perturbation_scores(query, n_mc_samples=2)
+
+
+def test_beta_tcvae_baseline_trains_and_round_trips(adata, tmp_path):
+    SparseShiftVI.setup_anndata(adata, perturbation_key="perturbation", control_category="control")
+    model = _train(adata, max_epochs=2, intervention_prior="none", tc_weight=5.0)
+    assert model.module.tc_weight == 5.0
+    assert np.isfinite(model.history["elbo_train"].to_numpy(dtype=float)).all()
+    # the TC term changes the loss on the same minibatch
+    module = model.module
+    module.train()
+    tensors = next(iter(model._make_data_loader(adata=adata, batch_size=64)))
+    torch.manual_seed(0)
+    with_tc = module(tensors, loss_kwargs={"n_obs": adata.n_obs})[2].loss
+    module.tc_weight = 0.0
+    torch.manual_seed(0)
+    without = module(tensors, loss_kwargs={"n_obs": adata.n_obs})[2].loss
+    module.tc_weight = 5.0
+    assert torch.isfinite(with_tc) and not torch.isclose(with_tc, without)
+    model.save(tmp_path / "tc")
+    loaded = SparseShiftVI.load(tmp_path / "tc", adata=adata)
+    assert loaded.module.tc_weight == 5.0
+    with pytest.raises(ValueError, match="tc_weight"):
+        SparseShiftVI(adata, tc_weight=-1.0)

@@ -3,6 +3,7 @@
 from ._masks import InterventionMask
 from ._priors import SparseShiftPrior, StandardNormalPrior, make_prior
 from ._sparsity import bernoulli_kl, l1_penalty, l1_penalty_per_sample
+from ._tc import total_correlation
 
 __all__ = [
     "InterventionMask",
@@ -12,4 +13,5 @@ __all__ = [
     "l1_penalty",
     "l1_penalty_per_sample",
     "make_prior",
+    "total_correlation",
 ]

@@ -97,6 +97,10 @@ class SparseShiftVI(
         Standard deviation of the Gaussian slab on shifts.
     mask_init_prob
         Initial inclusion probability of every edge.
+    tc_weight
+        Extra weight on the total correlation of the aggregate posterior (beta-TCVAE
+        :cite:p:`chen2018isolating`; use with ``intervention_prior="none"`` for the
+        unsupervised baseline). ``0`` (default) turns it off.
     **vae_kwargs
         Other keyword arguments of :class:`scvi.module.VAE` (``use_batch_norm``,
         ``encode_covariates``, ...).
@@ -134,6 +138,7 @@ class SparseShiftVI(
         sparsity_scale: Literal["absolute", "relative", "energy"] = "relative",
         slab_scale: float | None = 10.0,
         mask_init_prob: float = 0.5,
+        tc_weight: float = 0.0,
         **vae_kwargs,
     ):
         if not isinstance(n_latent, int | np.integer) or n_latent < 1:
@@ -175,6 +180,7 @@ class SparseShiftVI(
             intervention_matrix=intervention_matrix,
             intervention_prior=intervention_prior,
             beta=beta,
+            tc_weight=tc_weight,
             prior_kwargs=None if intervention_prior == "none" else prior_kwargs,
             n_batch=self.summary_stats.n_batch,
             n_continuous_cov=self.summary_stats.get("n_extra_continuous_covs", 0),

@@ -10,7 +10,7 @@ from scvi.module._constants import MODULE_KEYS
 from scvi.module.base import LossOutput, auto_move_data
 from torch.distributions import Normal, kl_divergence
 
-from scvi_causal.core import SparseShiftPrior, make_prior
+from scvi_causal.core import SparseShiftPrior, make_prior, total_correlation
 from scvi_causal.core._priors import InterventionPrior
 
 PERTURBATION_KEY = "perturbation"
@@ -41,6 +41,10 @@ class SparseShiftVAE(VAE):
     prior_kwargs
         Passed to :class:`~scvi_causal.core.SparseShiftPrior` (``prior_prob``,
         ``sparsity_penalty``, ``slab_scale``, ``mask_init_prob``, ``temperature``).
+    tc_weight
+        Extra weight on the total correlation of the aggregate posterior (beta-TCVAE
+        :cite:p:`chen2018isolating`), estimated per minibatch by
+        :func:`~scvi_causal.core.total_correlation`; ``0`` turns it off.
     **vae_kwargs
         Passed to :class:`scvi.module.VAE` (``n_latent``, ``n_hidden``, ``gene_likelihood``, ...).
 
@@ -59,6 +63,7 @@ class SparseShiftVAE(VAE):
         intervention_prior: InterventionPrior = "spike_slab",
         beta: float = 1.0,
         prior_kwargs: dict | None = None,
+        tc_weight: float = 0.0,
         **vae_kwargs,
     ):
         super().__init__(n_input, **vae_kwargs)
@@ -67,6 +72,9 @@ class SparseShiftVAE(VAE):
             raise ValueError("`intervention_matrix` must be 2-d (n_categories, n_interventions).")
         if beta <= 0:
             raise ValueError(f"`beta` must be positive, got {beta}.")
+        if tc_weight < 0:
+            raise ValueError(f"`tc_weight` must be >= 0, got {tc_weight}.")
+        self.tc_weight = float(tc_weight)
         self.register_buffer("intervention_matrix", matrix)
         self.intervention_prior = intervention_prior
         self.beta = beta
@@ -146,9 +154,16 @@ class SparseShiftVAE(VAE):
         if sparsity is None:
             sparsity = torch.zeros_like(kl_z)
         kl_global = self.prior.kl_global()
+        local = self.beta * kl_z + sparsity
+        extra = {}
+        if self.tc_weight > 0 and x.shape[0] > 1:
+            qz_loc, qz_scale = qz.loc, qz.scale
+            z = inference_outputs[MODULE_KEYS.Z_KEY]
+            tc = total_correlation(z, qz_loc, qz_scale, max(int(n_obs), z.shape[0]))
+            local = local + self.tc_weight * tc
+            extra["total_correlation"] = tc
         loss = (
-            torch.mean(reconst_loss + kl_weight * (self.beta * kl_z + sparsity) + kl_l)
-            + kl_weight * kl_global / n_obs
+            torch.mean(reconst_loss + kl_weight * local + kl_l) + kl_weight * kl_global / n_obs
         )
         return LossOutput(
             loss=loss,
@@ -157,6 +172,7 @@ class SparseShiftVAE(VAE):
                 MODULE_KEYS.KL_Z_KEY: kl_z,
                 MODULE_KEYS.KL_L_KEY: kl_l,
                 "sparsity": sparsity,
+                **extra,
             },
             kl_global=kl_global,
         )
