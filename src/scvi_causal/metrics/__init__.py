@@ -7,6 +7,7 @@ from ._counterfactual import (
     logfc_agreement,
     normalize_counts,
 )
+from ._disentanglement import dci, mig, modularity, mutual_information_matrix, sap
 from ._graph import binarize_top_k, target_graph_scores
 from ._identifiability import match_latents, mcc, r2
 
@@ -17,6 +18,11 @@ __all__ = [
     "logfc_agreement",
     "normalize_counts",
     "binarize_top_k",
+    "dci",
+    "mig",
+    "modularity",
+    "mutual_information_matrix",
+    "sap",
     "match_latents",
     "mcc",
     "r2",
