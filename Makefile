@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 # headless plotting for the demo, tests and benchmarks
 export MPLBACKEND ?= Agg
 
-.PHONY: setup demo test lint docs bench bench-sim clean
+.PHONY: setup demo test lint docs bench bench-sim bench-fewshot bench-counterfactual bench-real clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,7 +37,16 @@ docs: $(STAMP)
 bench-sim: $(STAMP)
 	$(PY) benchmarks/simulated/run.py
 
-bench: bench-sim
+bench-fewshot: $(STAMP)
+	$(PY) benchmarks/simulated/fewshot.py
+
+bench-counterfactual: $(STAMP)
+	$(PY) benchmarks/counterfactual/run.py
+
+bench-real: $(STAMP)
+	$(PY) benchmarks/real/run.py
+
+bench: bench-sim bench-fewshot bench-counterfactual bench-real
 
 clean:
 	rm -rf $(VENV) demo_output docs/_build
