@@ -245,7 +245,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     parser.add_argument("--quick", action="store_true", help="tiny screens, few epochs (CI)")
     parser.add_argument("--protocols", nargs="+", default=list(PROTOCOLS))
     parser.add_argument("--methods", nargs="+", default=METHODS)
-    parser.add_argument("--seeds", nargs="+", type=int, default=[101, 102, 103])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[101, 102, 103, 104, 105])
     parser.add_argument("--max-epochs", type=int, default=None, help="default: the model's")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", type=Path, default=HERE)
