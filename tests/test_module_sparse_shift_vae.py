@@ -287,3 +287,39 @@ def test_importance_weights_include_the_library_terms():
     after = module.importance_weights(tensors, n_samples=8)
     assert torch.isfinite(after).all()
     assert (after < before - 10).all()
+
+
+# ----------------------------------------------------------------------------- beta-TCVAE
+@pytest.mark.parametrize("intervention_prior", ["none", "spike_slab"])
+def test_total_correlation_term_in_the_loss(intervention_prior):
+    module = _module(intervention_prior, tc_weight=4.0).eval()
+    tensors = _tensors()
+    inference, generative = _outputs(module, tensors)
+    with_tc = module.loss(tensors, inference, generative, kl_weight=0.5, n_obs=100)
+    tc = with_tc.kl_local["total_correlation"]
+    assert tc.shape == (len(CODES),) and torch.isfinite(tc).all()
+    assert torch.isfinite(with_tc.loss)
+    module.tc_weight = 0.0
+    without = module.loss(tensors, inference, generative, kl_weight=0.5, n_obs=100)
+    assert "total_correlation" not in without.kl_local
+    assert not torch.isclose(with_tc.loss, without.loss)
+    # the extra term is kl_weight * tc_weight * TC, averaged over cells
+    torch.testing.assert_close(with_tc.loss - without.loss, 0.5 * 4.0 * tc.mean())
+
+
+def test_total_correlation_term_backward_and_edge_cases():
+    module = _module("none", tc_weight=2.0).train()
+    _, _, out = module(_tensors(), loss_kwargs={"n_obs": 100})
+    out.loss.backward()
+    grads = [p.grad for p in module.z_encoder.parameters() if p.grad is not None]
+    assert grads and all(torch.isfinite(g).all() for g in grads)
+    # a single-cell minibatch has no TC estimate: zero, not an error
+    module.eval()  # batch norm cannot train on one cell
+    _, _, single = module(_tensors(CODES[:1]), loss_kwargs={"n_obs": 100})
+    assert torch.equal(single.kl_local["total_correlation"], torch.zeros(1))
+    # several posterior samples per cell (as in scvi's marginal_ll): averaged over samples
+    _, _, multi = module(_tensors(), inference_kwargs={"n_samples": 3}, loss_kwargs={"n_obs": 100})
+    assert multi.kl_local["total_correlation"].shape == (len(CODES),)
+    assert torch.isfinite(multi.loss)
+    with pytest.raises(ValueError, match="tc_weight"):
+        _module(tc_weight=-1.0)

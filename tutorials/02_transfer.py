@@ -112,7 +112,7 @@ after = query.get_perturbation_scores(n_mc_samples=20 if FAST else 100)
 
 # %%
 comparison = before[["iwelbo"]].join(after[["iwelbo"]], lsuffix="_before", rsuffix="_after")
-comparison
+comparison.round(2)
 
 # %% [markdown]
 # The latent units are matched to the true factors with the cells of the screen, and the new

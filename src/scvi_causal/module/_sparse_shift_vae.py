@@ -136,6 +136,10 @@ class SparseShiftVAE(VAE):
         global per-perturbation terms are counted once per data set rather than once per
         minibatch. KL warm-up multiplies the local KL, the sparsity cost and the global term
         alike, so that warm-up does not prune masks before shifts can pay for themselves.
+        With ``tc_weight > 0`` each cell also pays ``kl_weight * tc_weight`` times its
+        minibatch estimate of the total correlation (reported in ``kl_local`` as
+        ``"total_correlation"``; zero for a single-cell minibatch), the beta-TCVAE objective
+        :cite:p:`chen2018isolating`.
         """
         x = tensors[REGISTRY_KEYS.X_KEY]
         qz: Normal = inference_outputs[MODULE_KEYS.QZ_KEY]
@@ -156,15 +160,20 @@ class SparseShiftVAE(VAE):
         kl_global = self.prior.kl_global()
         local = self.beta * kl_z + sparsity
         extra = {}
-        if self.tc_weight > 0 and x.shape[0] > 1:
-            qz_loc, qz_scale = qz.loc, qz.scale
+        if self.tc_weight > 0:
+            # needs >= 2 cells; with several posterior samples (marginal_ll) average over them
             z = inference_outputs[MODULE_KEYS.Z_KEY]
-            tc = total_correlation(z, qz_loc, qz_scale, max(int(n_obs), z.shape[0]))
+            n_cells = z.shape[-2]
+            tc = torch.zeros_like(kl_z)
+            if n_cells > 1:
+                n_total = max(int(n_obs), n_cells)
+                z_sets = z.reshape(-1, n_cells, z.shape[-1])
+                tc = torch.stack(
+                    [total_correlation(zs, qz.loc, qz.scale, n_total) for zs in z_sets]
+                ).mean(0)
             local = local + self.tc_weight * tc
             extra["total_correlation"] = tc
-        loss = (
-            torch.mean(reconst_loss + kl_weight * local + kl_l) + kl_weight * kl_global / n_obs
-        )
+        loss = torch.mean(reconst_loss + kl_weight * local + kl_l) + kl_weight * kl_global / n_obs
         return LossOutput(
             loss=loss,
             reconstruction_loss=reconst_loss,
