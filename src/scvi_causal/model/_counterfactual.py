@@ -71,6 +71,17 @@ class CounterfactualMixin:
         finally:
             prior.train(was_training)
 
+    def _decode(self, tensors: dict, z: torch.Tensor, library: torch.Tensor):
+        """Likelihood of latents ``z`` decoded with the cells' own library size and covariates.
+
+        The prior is left unshifted: the perturbation acts only through ``z``.
+        """
+        gen_input = self.module._get_generative_input(
+            tensors, {MODULE_KEYS.Z_KEY: z, MODULE_KEYS.LIBRARY_KEY: library}
+        )
+        gen_input[INTERVENTION_KEY] = None
+        return self.module.generative(**gen_input)[MODULE_KEYS.PX_KEY]
+
     # ------------------------------------------------------------------ predict
     @torch.inference_mode()
     def predict(
@@ -185,15 +196,9 @@ class CounterfactualMixin:
             u = z - category_shift[codes]  # abduction
             for t in range(len(perturbations)):
                 z_cf = u + target_shift[t]  # action
-                gen_input = self.module._get_generative_input(
-                    tensors,
-                    {
-                        MODULE_KEYS.Z_KEY: z_cf,
-                        MODULE_KEYS.LIBRARY_KEY: inference_outputs[MODULE_KEYS.LIBRARY_KEY],
-                    },
+                px = self._decode(  # prediction
+                    tensors, z_cf, inference_outputs[MODULE_KEYS.LIBRARY_KEY]
                 )
-                gen_input[INTERVENTION_KEY] = None
-                px = self.module.generative(**gen_input)[MODULE_KEYS.PX_KEY]  # prediction
                 if return_counts:
                     out = px.sample()
                     if n_samples > 1:  # (S, n, G) -> cells ordered cell-major

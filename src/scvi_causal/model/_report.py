@@ -12,7 +12,6 @@ from anndata import AnnData
 from scvi.module._constants import MODULE_KEYS
 
 from scvi_causal.metrics._counterfactual import log_fold_change
-from scvi_causal.module._sparse_shift_vae import INTERVENTION_KEY
 
 logger = logging.getLogger(__name__)
 
@@ -93,11 +92,7 @@ class ReportMixin:
             z0 = inf[MODULE_KEYS.QZ_KEY].loc
             for k in range(n_latent + 1):
                 z = z0 if k == n_latent else z0 + eye[k]
-                gen = self.module._get_generative_input(
-                    tensors, {MODULE_KEYS.Z_KEY: z, MODULE_KEYS.LIBRARY_KEY: inf["library"]}
-                )
-                gen[INTERVENTION_KEY] = None
-                scale = self.module.generative(**gen)[MODULE_KEYS.PX_KEY].scale
+                scale = self._decode(tensors, z, inf[MODULE_KEYS.LIBRARY_KEY]).scale
                 sums[k] += scale.sum(0).double().cpu()
         means = (sums / source.n_obs).numpy()
         effects = np.stack(
