@@ -80,3 +80,17 @@ def test_real_quick(tmp_path):
     assert (tmp_path / "zhao_report" / "report.md").exists()
     md = (tmp_path / "RESULTS.md").read_text()
     assert "held-out" in md and "pathway" in md and "Zhao" in md
+
+
+def test_images_quick(tmp_path):
+    cmd = [sys.executable, str(ROOT / "benchmarks/images/run.py"), "--quick", "--out",
+           str(tmp_path), "--methods", "beta_vae", "spike_slab", "--workers", "2"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    df = pd.read_csv(tmp_path / "results.csv")
+    assert list(df["method"]) == ["beta_vae", "spike_slab"]
+    for col in ["mcc_pearson", "mig", "dci_disentanglement", "sap", "graph_f1"]:
+        assert df[col].between(0, 1).all(), col
+    md = (tmp_path / "RESULTS.md").read_text()
+    assert "Kendall tau" in md and "±" in md
+    assert (tmp_path / "traversals.png").stat().st_size > 1000

@@ -1,0 +1,26 @@
+"""Images on top of ``scvi_causal.core``: a convolutional VAE and interventional dSprites.
+
+No scvi and no AnnData here: the image VAE uses the same causal priors, masks and sparsity
+penalties as the single-cell model.
+"""
+
+from ._dsprites import (
+    FACTOR_NAMES,
+    INTERVENTIONS,
+    InterventionalImages,
+    interventional_dsprites,
+    load_dsprites,
+)
+from ._vae import ConvDecoder, ConvEncoder, ImageVAE, ImageVAEModule
+
+__all__ = [
+    "FACTOR_NAMES",
+    "INTERVENTIONS",
+    "ConvDecoder",
+    "ConvEncoder",
+    "ImageVAE",
+    "ImageVAEModule",
+    "InterventionalImages",
+    "interventional_dsprites",
+    "load_dsprites",
+]

@@ -1,0 +1,241 @@
+"""dSprites and interventional dSprites: image regimes with a known regime x factor graph.
+
+dSprites :cite:p:`dsprites17` renders 64x64 binary images of a sprite from five factors: shape
+(3), scale (6), orientation, position x and position y. The file in ``../shared/data`` holds
+the full grid of a downsampled version (orientation 10 values, positions 16 values each,
+46,080 images); :func:`load_dsprites` downloads the original 737,280-image archive and takes
+the same grid when no file is found.
+
+:func:`interventional_dsprites` turns the grid into an interventional data set: an
+observational regime in which every factor is uniform over its values, and ``K`` intervention
+regimes in which one or two factors are restricted to part of their range (a stochastic
+intervention on the factor's distribution), all other factors staying uniform. The regime x
+factor graph is known, so target identification can be scored as on a simulated screen.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+logger = logging.getLogger(__name__)
+
+DSPRITES_URL = (
+    "https://github.com/google-deepmind/dsprites-dataset/raw/master/"
+    "dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz"
+)
+DSPRITES_FILE = "dsprites_downsampled_46080_fullgrid.npz"
+FACTOR_NAMES = ("shape", "scale", "orientation", "pos_x", "pos_y")
+FACTOR_SIZES = (3, 6, 10, 16, 16)
+
+#: Catalogue of interventions, in the order :func:`interventional_dsprites` uses them: name ->
+#: {factor: allowed classes}. Each restricts one or two factors to part of their range.
+INTERVENTIONS: dict[str, dict[str, tuple[int, ...]]] = {
+    "pos_x_right": {"pos_x": tuple(range(10, 16))},
+    "scale_large": {"scale": (4, 5)},
+    "pos_y_bottom": {"pos_y": tuple(range(10, 16))},
+    "orientation_band": {"orientation": (0, 1, 2)},
+    "pos_x_left+scale_small": {"pos_x": tuple(range(0, 6)), "scale": (0, 1)},
+    "pos_y_top+orientation_band": {"pos_y": tuple(range(0, 6)), "orientation": (5, 6, 7)},
+    "pos_x_left": {"pos_x": tuple(range(0, 6))},
+    "pos_y_top": {"pos_y": tuple(range(0, 6))},
+    "scale_small": {"scale": (0, 1)},
+    "pos_x_right+pos_y_bottom": {"pos_x": tuple(range(10, 16)), "pos_y": tuple(range(10, 16))},
+}
+
+
+@dataclass
+class InterventionalImages:
+    """An interventional image data set with known truth.
+
+    Attributes
+    ----------
+    images
+        ``(n, 64, 64)`` float32 array in ``{0, 1}``.
+    regimes
+        ``(n,)`` integer regime of each image: 0 is observational, ``k >= 1`` the ``k``-th
+        intervention.
+    factors
+        ``(n, 5)`` integer factor classes (shape, scale, orientation, pos_x, pos_y).
+    graph
+        ``(K, 5)`` boolean DataFrame, regimes x factors: which factors each intervention moves.
+    regime_names
+        Names of the ``K + 1`` regimes (``"observational"`` first).
+    """
+
+    images: np.ndarray
+    regimes: np.ndarray
+    factors: np.ndarray
+    graph: pd.DataFrame
+    regime_names: list[str] = field(default_factory=list)
+
+    @property
+    def factor_names(self) -> tuple[str, ...]:
+        """Names of the factor columns."""
+        return FACTOR_NAMES
+
+    @property
+    def interventions(self) -> np.ndarray:
+        """``(n, K)`` float32 one-hot intervention matrix (all zeros for observational)."""
+        k = len(self.regime_names) - 1
+        out = np.zeros((len(self.regimes), k), dtype=np.float32)
+        rows = np.flatnonzero(self.regimes > 0)
+        out[rows, self.regimes[rows] - 1] = 1.0
+        return out
+
+    def __len__(self) -> int:
+        return len(self.regimes)
+
+    def subset(self, index) -> InterventionalImages:
+        """The images at ``index`` (same graph and regime names)."""
+        return InterventionalImages(
+            self.images[index], self.regimes[index], self.factors[index], self.graph,
+            list(self.regime_names),
+        )
+
+
+def _find_file() -> Path | None:
+    from scvi_causal.data._datasets import data_dirs
+
+    for folder in data_dirs():
+        if (folder / DSPRITES_FILE).exists():
+            return folder / DSPRITES_FILE
+    return None
+
+
+def load_dsprites(path: str | Path | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Load the dSprites grid (shape 3 x scale 6 x orientation 10 x pos_x 16 x pos_y 16).
+
+    Parameters
+    ----------
+    path
+        The downsampled grid file (``dsprites_downsampled_46080_fullgrid.npz``) or the original
+        DeepMind archive (``dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz``). ``None``: look in
+        :func:`scvi_causal.data.data_dirs`, else download the original archive (~26 MB) from
+        GitHub and take the same grid.
+
+    Returns
+    -------
+    images : numpy.ndarray
+        ``(46080, 64, 64)`` uint8 images in ``{0, 1}``.
+    factors : numpy.ndarray
+        ``(46080, 5)`` integer factor classes, columns :data:`FACTOR_NAMES`.
+
+    Examples
+    --------
+    >>> images, factors = load_dsprites()  # doctest: +SKIP
+    >>> images.shape, factors.shape  # doctest: +SKIP
+    ((46080, 64, 64), (46080, 5))
+    """
+    if path is None:
+        path = _find_file()
+    if path is None:
+        from scvi_causal.data._datasets import _cache_dir, download
+
+        path = _cache_dir() / Path(DSPRITES_URL).name
+        if not path.exists():
+            download(DSPRITES_URL, path)
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"No dSprites file at {path}.")
+    with np.load(path, allow_pickle=False) as data:
+        if "latents_classes" not in data.files or "imgs" not in data.files:
+            raise ValueError(f"{path} is not a dSprites archive (needs 'imgs', 'latents_classes').")
+        classes = data["latents_classes"]
+        if classes.shape[1] == 6:  # the original archive: colour, shape, scale, 40 orient., 32 pos.
+            keep = (classes[:, 3] % 4 == 0) & (classes[:, 4] % 2 == 0) & (classes[:, 5] % 2 == 0)
+            images = data["imgs"][keep]
+            classes = classes[keep][:, 1:] // np.array([1, 1, 4, 2, 2])
+        else:
+            images = data["imgs"]
+    if classes.shape[1] != 5 or images.shape[1:] != (64, 64):
+        raise ValueError(f"Unexpected dSprites layout in {path}: {classes.shape}, {images.shape}.")
+    return images, classes.astype(np.int64)
+
+
+def interventional_dsprites(
+    n_interventions: int = 6,
+    n_per_regime: int = 2000,
+    n_observational: int | None = None,
+    seed: int = 0,
+    path: str | Path | None = None,
+    interventions: dict[str, dict[str, tuple[int, ...]]] | None = None,
+) -> InterventionalImages:
+    """Interventional dSprites: an observational regime and ``K`` intervention regimes.
+
+    In the observational regime every factor is uniform over its values. Intervention ``k``
+    restricts one or two factors to part of their range (e.g. ``pos_x`` to the right third,
+    ``scale`` to its two largest values) and leaves the others uniform; images are drawn with
+    replacement from the grid cells that satisfy the restriction.
+
+    Parameters
+    ----------
+    n_interventions
+        Number of intervention regimes ``K`` (the first ``K`` of :data:`INTERVENTIONS`).
+    n_per_regime
+        Images per intervention regime.
+    n_observational
+        Images in the observational regime (default ``n_per_regime``).
+    seed
+        Random seed.
+    path
+        dSprites file, see :func:`load_dsprites`.
+    interventions
+        Own catalogue ``{name: {factor: allowed classes}}`` instead of :data:`INTERVENTIONS`.
+
+    Returns
+    -------
+    InterventionalImages
+        Images, regimes, factors and the true regime x factor graph.
+
+    Examples
+    --------
+    >>> data = interventional_dsprites(n_interventions=3, n_per_regime=50)  # doctest: +SKIP
+    >>> data.graph.shape, len(data)  # doctest: +SKIP
+    ((3, 5), 200)
+    """
+    catalogue = dict(interventions if interventions is not None else INTERVENTIONS)
+    if not 1 <= n_interventions <= len(catalogue):
+        raise ValueError(
+            f"`n_interventions` must be in [1, {len(catalogue)}], got {n_interventions}."
+        )
+    if n_per_regime < 1:
+        raise ValueError(f"`n_per_regime` must be >= 1, got {n_per_regime}.")
+    n_observational = n_per_regime if n_observational is None else n_observational
+    if n_observational < 0:
+        raise ValueError(f"`n_observational` must be >= 0, got {n_observational}.")
+    names = list(catalogue)[:n_interventions]
+    for name in names:
+        for factor, allowed in catalogue[name].items():
+            if factor not in FACTOR_NAMES:
+                raise ValueError(f"Intervention {name!r}: unknown factor {factor!r}.")
+            size = FACTOR_SIZES[FACTOR_NAMES.index(factor)]
+            if not allowed or min(allowed) < 0 or max(allowed) >= size:
+                raise ValueError(
+                    f"Intervention {name!r}: classes of {factor!r} must be in [0, {size})."
+                )
+    images, factors = load_dsprites(path)
+    rng = np.random.default_rng(seed)
+    index = [rng.integers(0, len(factors), n_observational)]
+    regimes = [np.zeros(n_observational, dtype=np.int64)]
+    graph = np.zeros((n_interventions, len(FACTOR_NAMES)), dtype=bool)
+    for k, name in enumerate(names):
+        ok = np.ones(len(factors), dtype=bool)
+        for factor, allowed in catalogue[name].items():
+            j = FACTOR_NAMES.index(factor)
+            ok &= np.isin(factors[:, j], allowed)
+            graph[k, j] = True
+        index.append(rng.choice(np.flatnonzero(ok), n_per_regime, replace=True))
+        regimes.append(np.full(n_per_regime, k + 1, dtype=np.int64))
+    index = np.concatenate(index)
+    return InterventionalImages(
+        images=images[index].astype(np.float32),
+        regimes=np.concatenate(regimes),
+        factors=factors[index],
+        graph=pd.DataFrame(graph, index=names, columns=list(FACTOR_NAMES)),
+        regime_names=["observational", *names],
+    )
