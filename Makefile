@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 # headless plotting for the demo, tests and benchmarks
 export MPLBACKEND ?= Agg
 
-.PHONY: setup demo test lint docs bench bench-sim bench-fewshot bench-counterfactual bench-real clean
+.PHONY: setup demo test lint docs bench bench-sim bench-fewshot bench-counterfactual bench-real bench-images clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -46,7 +46,10 @@ bench-counterfactual: $(STAMP)
 bench-real: $(STAMP)
 	$(PY) benchmarks/real/run.py
 
-bench: bench-sim bench-fewshot bench-counterfactual bench-real
+bench-images: $(STAMP)
+	$(PY) benchmarks/images/run.py
+
+bench: bench-sim bench-fewshot bench-counterfactual bench-real bench-images
 
 clean:
 	rm -rf $(VENV) demo_output docs/_build

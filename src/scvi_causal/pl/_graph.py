@@ -86,7 +86,7 @@ def target_graph_heatmap(
 
 
 def training_history(
-    history: dict[str, pd.DataFrame],
+    history: dict[str, pd.DataFrame] | pd.DataFrame,
     keys: Sequence[str] = ("elbo_train", "elbo_validation", "mask_density_train",
                            "mask_temperature_train"),
 ) -> Figure:
@@ -95,7 +95,8 @@ def training_history(
     Parameters
     ----------
     history
-        ``model.history`` (a dict of one-column DataFrames indexed by epoch).
+        ``model.history``: a dict of one-column DataFrames indexed by epoch (scvi-tools
+        models), or one DataFrame with a column per key (:class:`~scvi_causal.images.ImageVAE`).
     keys
         Keys to plot; missing ones are skipped.
 
@@ -112,6 +113,8 @@ def training_history(
     >>> len(fig.axes)
     1
     """
+    if isinstance(history, pd.DataFrame):
+        history = {k: history[[k]] for k in history.columns}
     present = [k for k in keys if k in history]
     if not present:
         raise ValueError(f"None of {list(keys)} is in the history ({list(history)}).")
