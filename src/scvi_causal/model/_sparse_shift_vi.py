@@ -304,12 +304,25 @@ class SparseShiftVI(
             More arguments of :class:`~scvi_causal.train.SparseShiftTrainingPlan`.
         **kwargs
             Passed to :meth:`scvi.model.base.UnsupervisedTrainingMixin.train` (``accelerator``,
-            ``devices``, ``early_stopping``, ``train_size``, ...).
+            ``devices``, ``strategy``, ``early_stopping``, ``train_size``, ...).
+
+        Notes
+        -----
+        Data-parallel training uses Lightning's DDP, as scvi-tools does:
+        ``model.train(accelerator="gpu", devices=4, strategy="ddp")`` (or ``accelerator="cpu"``
+        with the gloo backend; on several nodes add ``num_nodes``). Each process sees its share
+        of every minibatch epoch; gradients of all parameters, the per-perturbation mask logits
+        and shifts included, are averaged across processes, so every replica keeps identical
+        masks and shifts. ``strategy="ddp"`` is run as ``"ddp_find_unused_parameters_true"``
+        because scVI's library-size encoder is unused with observed library sizes. Run DDP
+        from a script (``python train.py``), not a notebook: Lightning starts the other
+        processes by re-running the script.
 
         Examples
         --------
         >>> model.train(max_epochs=50)  # doctest: +SKIP
         >>> model.history["mask_density_train"].tail()  # doctest: +SKIP
+        >>> model.train(accelerator="cpu", devices=2, strategy="ddp")  # doctest: +SKIP
         """
         if not any(p.requires_grad for p in self.module.parameters()):
             logger.warning("Nothing to train: every parameter of this model is frozen.")
@@ -325,6 +338,9 @@ class SparseShiftVI(
             ),
         }
         plan.update(plan_kwargs or {})
+        if kwargs.get("strategy") == "ddp":
+            # scVI's library-size encoder has no gradient with observed library sizes
+            kwargs["strategy"] = "ddp_find_unused_parameters_true"
         return super().train(
             max_epochs=max_epochs, batch_size=batch_size, plan_kwargs=plan, **kwargs
         )
