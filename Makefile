@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 # headless plotting for the demo, tests and benchmarks
 export MPLBACKEND ?= Agg
 
-.PHONY: setup demo test lint docs bench bench-sim bench-fewshot bench-counterfactual bench-real bench-images clean
+.PHONY: setup demo test lint docs bench bench-sim bench-fewshot bench-counterfactual bench-real bench-images bench-scale clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -49,7 +49,10 @@ bench-real: $(STAMP)
 bench-images: $(STAMP)
 	$(PY) benchmarks/images/run.py
 
-bench: bench-sim bench-fewshot bench-counterfactual bench-real bench-images
+bench-scale: $(STAMP)
+	$(PY) benchmarks/scale/run.py
+
+bench: bench-sim bench-fewshot bench-counterfactual bench-real bench-images bench-scale
 
 clean:
 	rm -rf $(VENV) demo_output docs/_build

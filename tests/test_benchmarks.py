@@ -94,3 +94,20 @@ def test_images_quick(tmp_path):
     md = (tmp_path / "RESULTS.md").read_text()
     assert "Kendall tau" in md and "±" in md
     assert (tmp_path / "traversals.png").stat().st_size > 1000
+
+
+def test_scale_quick(tmp_path):
+    cmd = [sys.executable, str(ROOT / "benchmarks/scale/run.py"), "--quick", "--out",
+           str(tmp_path), "--data-dir", str(tmp_path / "data"), "--threads", "1"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    df = pd.read_csv(tmp_path / "results.csv")
+    assert set(df["model"]) == {"SparseShiftVI", "SCVI"}
+    assert set(df["mode"]) == {"backed", "memory"}
+    assert (df["cells_per_second"] > 0).all() and (df["peak_rss_gib"] > 0).all()
+    # the screen on disk is sparse counts
+    import anndata as ad
+
+    adata = ad.read_h5ad(next((tmp_path / "data").glob("*.h5ad")), backed="r")
+    assert adata.n_obs == 3000 and "control" in set(adata.obs["perturbation"])
+    assert "ratio" in (tmp_path / "RESULTS.md").read_text()

@@ -1,0 +1,237 @@
+"""Scale: throughput and memory of SparseShiftVI against scvi-tools' SCVI on sparse screens.
+
+One command reproduces the table (``make bench-scale``)::
+
+    python benchmarks/scale/run.py                      # 1e4, 1e5, 1e6 cells x 2,000 genes
+    python benchmarks/scale/run.py --quick --out /tmp/scale   # tiny CI smoke run
+
+The script first writes simulated sparse screens (CSR counts, 50 perturbations + control,
+10 latent units, Poisson counts of a softmax decoder, about 800 counts per cell) to
+``--data-dir`` as ``.h5ad`` files, chunk by chunk so that writing never holds the whole
+matrix; existing files are reused. Then, for every size and mode, SparseShiftVI and
+``scvi.model.SCVI`` train on the same file with the same settings (batch 1024, 10 latent
+units, NB likelihood, ``train_size=1.0``, the same number of torch threads), each in a fresh
+subprocess so that its peak resident memory (``ru_maxrss``) is its own:
+
+* ``backed``: ``anndata.read_h5ad(path, backed="r")``: minibatches stream from disk;
+* ``memory``: the CSR matrix in memory (sizes up to ``--max-memory-cells``).
+
+Epoch time is measured by a Lightning callback from the start to the end of each training
+epoch (trainer and data-loader set-up excluded); cells/s uses the median epoch. The ratio
+SparseShiftVI / SCVI is of cells/s in the same run, side by side.
+
+Writes ``results.csv`` and ``RESULTS.md`` into ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+HERE = Path(__file__).resolve().parent
+N_LATENT, N_PERT, CHUNK = 10, 50, 50_000
+
+
+def data_path(data_dir: Path, n_cells: int, n_genes: int) -> Path:
+    return data_dir / f"screen_{n_cells}x{n_genes}.h5ad"
+
+
+def write_screen(path: Path, n_cells: int, n_genes: int, seed: int = 0) -> None:
+    """Simulate a sparse-shift screen and write it to ``path`` chunk by chunk (CSR counts)."""
+    import anndata as ad
+    import h5py
+    from scipy import sparse
+
+    rng = np.random.default_rng(seed)
+    w = rng.normal(0, 0.6, (N_LATENT, n_genes)).astype(np.float32)
+    b = rng.normal(0, 1.5, n_genes).astype(np.float32)
+    shifts = np.zeros((N_PERT, N_LATENT), np.float32)
+    for p in range(N_PERT):
+        targets = rng.choice(N_LATENT, rng.integers(1, 3), replace=False)
+        shifts[p, targets] = rng.choice([-2.0, 2.0], len(targets))
+    labels = np.where(rng.random(n_cells) < 0.2, -1, rng.integers(0, N_PERT, n_cells))
+    names = np.array(["control"] + [f"p{p:02d}" for p in range(N_PERT)])
+    obs = pd.DataFrame(
+        {"perturbation": pd.Categorical(names[labels + 1], categories=names)},
+        index=[f"cell{i}" for i in range(n_cells)],
+    )
+    var = pd.DataFrame(index=[f"gene{g}" for g in range(n_genes)])
+    tmp = path.with_suffix(".part")
+    for start in range(0, n_cells, CHUNK):
+        lab = labels[start : start + CHUNK]
+        z = rng.normal(size=(len(lab), N_LATENT)).astype(np.float32)
+        z[lab >= 0] += shifts[lab[lab >= 0]]
+        logits = z @ w + b
+        rates = np.exp(logits - logits.max(1, keepdims=True))
+        rates /= rates.sum(1, keepdims=True)
+        library = rng.lognormal(np.log(800), 0.3, (len(lab), 1))
+        block = sparse.csr_matrix(rng.poisson(rates * library).astype(np.float32))
+        if start == 0:
+            ad.AnnData(X=block, obs=obs.iloc[: len(lab)], var=var).write_h5ad(tmp)
+        else:
+            with h5py.File(tmp, "a") as f:
+                ad.io.sparse_dataset(f["X"]).append(block)
+    with h5py.File(tmp, "a") as f:
+        del f["obs"]
+        ad.io.write_elem(f, "obs", obs)
+    tmp.replace(path)
+
+
+class _EpochTimer:
+    """Lightning callback: wall time of each training epoch."""
+
+    def __init__(self):
+        import lightning.pytorch as pl
+
+        class Timer(pl.Callback):
+            def __init__(self):
+                self.times = []
+                self._start = None
+
+            def on_train_epoch_start(self, trainer, pl_module):
+                self._start = time.perf_counter()
+
+            def on_train_epoch_end(self, trainer, pl_module):
+                self.times.append(time.perf_counter() - self._start)
+
+        self.callback = Timer()
+
+
+def run_one(path: Path, model_name: str, mode: str, epochs: int, threads: int) -> dict:
+    """Train one model on one file (inside a worker process) and time its epochs."""
+    import anndata as ad
+    import scvi
+    import torch
+
+    from scvi_causal.model import SparseShiftVI
+
+    torch.set_num_threads(threads)
+    scvi.settings.seed = 0
+    adata = ad.read_h5ad(path, backed="r" if mode == "backed" else None)
+    timer = _EpochTimer().callback
+    common = {"n_latent": N_LATENT, "gene_likelihood": "nb"}
+    if model_name == "SparseShiftVI":
+        SparseShiftVI.setup_anndata(adata, perturbation_key="perturbation",
+                                    control_category="control")
+        model = SparseShiftVI(adata, **common)
+    else:
+        scvi.model.SCVI.setup_anndata(adata)
+        model = scvi.model.SCVI(adata, **common)
+    start = time.perf_counter()
+    model.train(max_epochs=epochs, batch_size=1024, train_size=1.0, enable_progress_bar=False,
+                callbacks=[timer], check_val_every_n_epoch=None)
+    total = time.perf_counter() - start
+    epoch_s = float(np.median(timer.times))
+    return {
+        "model": model_name,
+        "mode": mode,
+        "n_cells": adata.n_obs,
+        "n_genes": adata.n_vars,
+        "epochs": epochs,
+        "epoch_seconds": epoch_s,
+        "cells_per_second": adata.n_obs / epoch_s,
+        "train_seconds": total,
+        "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2,
+        "threads": threads,
+    }
+
+
+def _worker(args, path: Path, model_name: str, mode: str, epochs: int) -> dict:
+    cmd = [sys.executable, __file__, "--worker",
+           json.dumps([str(path), model_name, mode, epochs, args.threads])]
+    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{model_name}/{mode}/{path.name} failed:\n{proc.stderr[-3000:]}")
+    row = json.loads(proc.stdout.strip().splitlines()[-1])
+    print(f"  {row['n_cells']:>8d} cells {mode:6s} {model_name:13s}: "
+          f"{row['cells_per_second']:.0f} cells/s, peak RSS {row['peak_rss_gib']:.2f} GiB",
+          flush=True)
+    return row
+
+
+def write_tables(df: pd.DataFrame, args, argv) -> pd.DataFrame:
+    df.to_csv(args.out / "results.csv", index=False)
+    wide = df.pivot_table(index=["n_cells", "mode"], columns="model",
+                          values=["cells_per_second", "peak_rss_gib"], sort=False)
+    rows = []
+    for (n_cells, mode), r in wide.iterrows():
+        row = {"n_cells": n_cells, "mode": mode}
+        for metric in ("cells_per_second", "peak_rss_gib"):
+            for model in ("SparseShiftVI", "SCVI"):
+                row[f"{model} {metric}"] = r.get((metric, model), np.nan)
+        row["throughput ratio SparseShiftVI / SCVI"] = (
+            row["SparseShiftVI cells_per_second"] / row["SCVI cells_per_second"]
+        )
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    command = "python benchmarks/scale/run.py " + " ".join(argv or sys.argv[1:])
+    md = [
+        "# Scale: SparseShiftVI vs scvi-tools SCVI on sparse screens",
+        "",
+        f"Written by `{command.strip()}`. {args.n_genes} genes, batch 1024, 10 latent units, "
+        f"NB likelihood, {args.threads} torch thread(s), one model at a time; cells/s from "
+        "the median training epoch (set-up excluded); peak RSS of the worker process (data, "
+        "model and Python). `backed`: AnnData read with `backed='r'`, minibatches from disk.",
+        "",
+        table.to_markdown(index=False, floatfmt=".2f"),
+        "",
+    ]
+    (args.out / "RESULTS.md").write_text("\n".join(md))
+    return table
+
+
+def main(argv: list[str] | None = None) -> pd.DataFrame:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny screens (CI)")
+    parser.add_argument("--sizes", nargs="+", type=int, default=[10_000, 100_000, 1_000_000])
+    parser.add_argument("--n-genes", type=int, default=2000)
+    parser.add_argument("--max-memory-cells", type=int, default=100_000,
+                        help="largest screen also run with the matrix in memory")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=HERE)
+    parser.add_argument("--data-dir", type=Path, default=None,
+                        help="where the screens are written (default: ~/.cache/scvi_causal/scale)")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.worker:
+        path, model_name, mode, epochs, threads = json.loads(args.worker)
+        row = run_one(Path(path), model_name, mode, epochs, threads)
+        print(json.dumps(row))
+        return pd.DataFrame([row])
+
+    if args.quick:
+        args.sizes, args.n_genes = [3000], 200
+    data_dir = args.data_dir or Path.home() / ".cache" / "scvi_causal" / "scale"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for n_cells in args.sizes:
+        path = data_path(data_dir, n_cells, args.n_genes)
+        if not path.exists():
+            start = time.perf_counter()
+            write_screen(path, n_cells, args.n_genes)
+            print(f"wrote {path} ({path.stat().st_size / 1024**2:.0f} MiB) in "
+                  f"{time.perf_counter() - start:.0f} s", flush=True)
+        epochs = 1 if n_cells >= 1_000_000 else (3 if n_cells >= 100_000 else 5)
+        modes = ["backed"] + (["memory"] if n_cells <= args.max_memory_cells else [])
+        for mode in modes:
+            for model_name in ("SparseShiftVI", "SCVI"):
+                rows.append(_worker(args, path, model_name, mode, epochs))
+                table = write_tables(pd.DataFrame(rows), args, argv)
+    print(table.to_string(index=False))
+    return pd.DataFrame(rows)
+
+
+if __name__ == "__main__":
+    main()
