@@ -7,7 +7,6 @@ from typing import Literal
 
 import torch
 from torch import nn
-from torch.distributions import RelaxedBernoulli
 
 MaskKind = Literal["spike_slab", "l1", "dense"]
 
@@ -107,7 +106,12 @@ class InterventionMask(nn.Module):
         elif self.kind == "l1":
             mask = torch.sigmoid(logits)
         elif self.training:
-            soft = RelaxedBernoulli(self.temperature, logits=logits).rsample()
+            # relaxed Bernoulli by its reparameterisation, sigmoid((logits + logistic noise) / t):
+            # the same draw as torch.distributions.RelaxedBernoulli(t, logits).rsample() without
+            # building (and validating) a distribution object at every step
+            eps = torch.finfo(logits.dtype).eps
+            u = torch.rand_like(logits).clamp_(eps, 1.0 - eps)
+            soft = torch.sigmoid((logits + torch.log(u) - torch.log1p(-u)) / self.temperature)
             hard = (soft > 0.5).to(soft.dtype)
             mask = hard - soft.detach() + soft  # straight-through, exactly 0/1 forward
         else:

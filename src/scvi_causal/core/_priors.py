@@ -16,6 +16,7 @@ ones for a combination).
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import torch
@@ -128,8 +129,8 @@ class SparseShiftPrior(nn.Module):
         the simulated sVAE benchmark (shifts of 5 sd) but prunes every target of a real
         CRISPR screen with 100 cells per perturbation (Papalexi 2021); the relative cost
         does both (0.25 and 0.5 measured; 0.5, the default, gives sparser and better
-        identified graphs on the simulated benchmark). ``"energy"``: :math:`c` times the intervention's total shift gain
-        :math:`\sum_k q_{pk} \mu_{pk}^2 / 2`, so an edge must carry a fraction :math:`c` of the
+        identified graphs on the simulated benchmark). ``"energy"``: :math:`c` times the
+        intervention's total shift gain :math:`\sum_k q_{pk} \mu_{pk}^2 / 2`, so an edge must carry a fraction :math:`c` of the
         shift's energy and the total cost grows with the number of edges.
     slab_scale
         Standard deviation :math:`s` of the Gaussian slab on shifts; ``None`` for a flat slab.
@@ -265,8 +266,10 @@ class SparseShiftPrior(nn.Module):
         else:
             out = self.shifts.new_zeros(())
         if self.slab_scale is not None:
-            slab = Normal(0.0, self.slab_scale)
-            out = out - (probs * slab.log_prob(self.shifts)).sum()
+            # log N(shift; 0, s^2), written out (no distribution object per step)
+            s = self.slab_scale
+            log_slab = -0.5 * (self.shifts / s) ** 2 - math.log(s) - 0.5 * math.log(2 * math.pi)
+            out = out - (probs * log_slab).sum()
         return out
 
     def extra_metrics(self) -> dict[str, torch.Tensor]:
