@@ -130,8 +130,9 @@ class SparseShiftPrior(nn.Module):
         CRISPR screen with 100 cells per perturbation (Papalexi 2021); the relative cost
         does both (0.25 and 0.5 measured; 0.5, the default, gives sparser and better
         identified graphs on the simulated benchmark). ``"energy"``: :math:`c` times the
-        intervention's total shift gain :math:`\sum_k q_{pk} \mu_{pk}^2 / 2`, so an edge must carry a fraction :math:`c` of the
-        shift's energy and the total cost grows with the number of edges.
+        intervention's total shift gain :math:`\sum_k q_{pk} \mu_{pk}^2 / 2`, so an edge must
+        carry a fraction :math:`c` of the shift's energy and the total cost grows with the
+        number of edges.
     slab_scale
         Standard deviation :math:`s` of the Gaussian slab on shifts; ``None`` for a flat slab.
     mask_init_prob
