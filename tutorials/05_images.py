@@ -45,8 +45,8 @@ from scvi_causal.pl import latent_traversal, training_history
 # %matplotlib inline
 
 FAST = os.environ.get("SCVI_CAUSAL_FAST", "0") == "1"
-N_PER_REGIME = 60 if FAST else 2000
-MAX_EPOCHS = 2 if FAST else 25
+N_PER_REGIME = 60 if FAST else 1500
+MAX_EPOCHS = 2 if FAST else 18
 N_LATENT = 6
 torch.manual_seed(0)
 
@@ -72,9 +72,9 @@ data.graph.astype(int)
 # %%
 sparse = ImageVAE(n_latent=N_LATENT, n_interventions=6, intervention_prior="spike_slab",
                   channels=16)
-sparse.train(data.images, data.regimes, max_epochs=MAX_EPOCHS, batch_size=128, seed=0)
+sparse.train(data.images, data.regimes, max_epochs=MAX_EPOCHS, seed=0)
 beta_vae = ImageVAE(n_latent=N_LATENT, intervention_prior="none", beta=4.0, channels=16)
-beta_vae.train(data.images, max_epochs=MAX_EPOCHS, batch_size=128, seed=0)
+beta_vae.train(data.images, max_epochs=MAX_EPOCHS, seed=0)
 
 # %% [markdown]
 # The training history holds the losses, and for the sparse model the mask density and the

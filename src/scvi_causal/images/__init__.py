@@ -13,9 +13,9 @@ from ._dsprites import (
 )
 from ._vae import ConvDecoder, ConvEncoder, ImageVAE, ImageVAEModule
 
+# FACTOR_NAMES and INTERVENTIONS (constants) are importable but not in __all__: the API docs
+# list functions and classes only
 __all__ = [
-    "FACTOR_NAMES",
-    "INTERVENTIONS",
     "ConvDecoder",
     "ConvEncoder",
     "ImageVAE",

@@ -347,8 +347,8 @@ class ImageVAE:
         images,
         interventions=None,
         max_epochs: int = 30,
-        batch_size: int = 256,
-        lr: float = 1e-3,
+        batch_size: int = 64,
+        lr: float = 5e-4,
         intervention_lr_factor: float = 10.0,
         n_epochs_kl_warmup: int | None = None,
         temperature_start: float = 1.0,
@@ -369,7 +369,9 @@ class ImageVAE:
             Regime ids ``(n,)`` (0: observational) or an ``(n, n_interventions)`` multi-hot
             matrix; ``None`` for observational data only.
         max_epochs, batch_size, lr
-            Optimisation settings.
+            Optimisation settings. Measured on interventional dSprites (16 channels, 10,500
+            images): batch 64 with lr 5e-4 leaves the mean-image plateau in 2-3 epochs;
+            batch 128 or lr 1e-3 stayed there (posterior collapse) for 18 epochs.
         intervention_lr_factor
             Learning-rate multiplier for the per-intervention parameters (mask logits, shifts).
         n_epochs_kl_warmup
