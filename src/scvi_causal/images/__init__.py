@@ -5,8 +5,8 @@ penalties as the single-cell model.
 """
 
 from ._dsprites import (
-    FACTOR_NAMES,
-    INTERVENTIONS,
+    FACTOR_NAMES as FACTOR_NAMES,
+    INTERVENTIONS as INTERVENTIONS,
     InterventionalImages,
     interventional_dsprites,
     load_dsprites,
