@@ -6,7 +6,11 @@ penalties as the single-cell model.
 
 from ._dsprites import (
     FACTOR_NAMES as FACTOR_NAMES,
+)
+from ._dsprites import (
     INTERVENTIONS as INTERVENTIONS,
+)
+from ._dsprites import (
     InterventionalImages,
     interventional_dsprites,
     load_dsprites,
