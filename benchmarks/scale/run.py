@@ -223,7 +223,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
             write_screen(path, n_cells, args.n_genes)
             print(f"wrote {path} ({path.stat().st_size / 1024**2:.0f} MiB) in "
                   f"{time.perf_counter() - start:.0f} s", flush=True)
-        epochs = 1 if n_cells >= 1_000_000 else (3 if n_cells >= 100_000 else 5)
+        epochs = 1 if n_cells >= 1_000_000 else (2 if n_cells >= 100_000 else 3)
         modes = ["backed"] + (["memory"] if n_cells <= args.max_memory_cells else [])
         for mode in modes:
             for model_name in ("SparseShiftVI", "SCVI"):
