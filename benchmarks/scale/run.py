@@ -34,6 +34,7 @@ import sys
 import time
 from pathlib import Path
 
+import lightning.pytorch as pl
 import numpy as np
 import pandas as pd
 
@@ -86,24 +87,18 @@ def write_screen(path: Path, n_cells: int, n_genes: int, seed: int = 0) -> None:
     tmp.replace(path)
 
 
-class _EpochTimer:
+class EpochTimer(pl.Callback):
     """Lightning callback: wall time of each training epoch."""
 
     def __init__(self):
-        import lightning.pytorch as pl
+        self.times: list[float] = []
+        self._start = 0.0
 
-        class Timer(pl.Callback):
-            def __init__(self):
-                self.times = []
-                self._start = None
+    def on_train_epoch_start(self, trainer, pl_module):
+        self._start = time.perf_counter()
 
-            def on_train_epoch_start(self, trainer, pl_module):
-                self._start = time.perf_counter()
-
-            def on_train_epoch_end(self, trainer, pl_module):
-                self.times.append(time.perf_counter() - self._start)
-
-        self.callback = Timer()
+    def on_train_epoch_end(self, trainer, pl_module):
+        self.times.append(time.perf_counter() - self._start)
 
 
 def run_one(path: Path, model_name: str, mode: str, epochs: int, threads: int) -> dict:
@@ -117,7 +112,7 @@ def run_one(path: Path, model_name: str, mode: str, epochs: int, threads: int) -
     torch.set_num_threads(threads)
     scvi.settings.seed = 0
     adata = ad.read_h5ad(path, backed="r" if mode == "backed" else None)
-    timer = _EpochTimer().callback
+    timer = EpochTimer()
     common = {"n_latent": N_LATENT, "gene_likelihood": "nb"}
     if model_name == "SparseShiftVI":
         SparseShiftVI.setup_anndata(adata, perturbation_key="perturbation",

@@ -1,6 +1,6 @@
 """Causal priors, intervention masks and sparsity penalties (torch only, no AnnData, no scvi)."""
 
-from ._masks import InterventionMask
+from ._masks import InterventionMask, geometric_temperature
 from ._priors import SparseShiftPrior, StandardNormalPrior, make_prior
 from ._sparsity import bernoulli_kl, l1_penalty, l1_penalty_per_sample
 from ._tc import total_correlation
@@ -10,6 +10,7 @@ __all__ = [
     "SparseShiftPrior",
     "StandardNormalPrior",
     "bernoulli_kl",
+    "geometric_temperature",
     "l1_penalty",
     "l1_penalty_per_sample",
     "make_prior",

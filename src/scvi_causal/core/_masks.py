@@ -11,6 +11,23 @@ from torch import nn
 MaskKind = Literal["spike_slab", "l1", "dense"]
 
 
+def geometric_temperature(epoch: int, n_epochs: int, start: float, end: float) -> float:
+    """Temperature at ``epoch`` of a geometric schedule from ``start`` to ``end``.
+
+    ``start`` at epoch 0, ``end`` at epoch ``n_epochs - 1`` and after; used by the training
+    plans of the single-cell and the image models alike.
+
+    Examples
+    --------
+    >>> geometric_temperature(0, 3, 1.0, 0.25), geometric_temperature(1, 3, 1.0, 0.25)
+    (1.0, 0.5)
+    >>> geometric_temperature(9, 3, 1.0, 0.25)
+    0.25
+    """
+    frac = min(max(epoch / max(n_epochs - 1, 1), 0.0), 1.0)
+    return start * (end / start) ** frac
+
+
 class InterventionMask(nn.Module):
     r"""Masks :math:`m_p \in \{0, 1\}^K` saying which latent units intervention :math:`p` targets.
 

@@ -48,6 +48,31 @@ INTERVENTIONS: dict[str, dict[str, tuple[int, ...]]] = {
 }
 
 
+def regimes_to_interventions(regimes, n_interventions: int) -> np.ndarray:
+    """One-hot ``(n, n_interventions)`` float32 matrix from regime ids (0: observational).
+
+    Examples
+    --------
+    >>> regimes_to_interventions(np.array([0, 2, 1]), 2)
+    array([[0., 0.],
+           [0., 1.],
+           [1., 0.]], dtype=float32)
+    """
+    regimes = np.asarray(regimes)
+    if regimes.size and (
+        not np.issubdtype(regimes.dtype, np.integer)
+        or regimes.min() < 0
+        or regimes.max() > n_interventions
+    ):
+        raise ValueError(
+            f"Regime ids must be integers in [0, {n_interventions}] (0: observational)."
+        )
+    out = np.zeros((len(regimes), n_interventions), dtype=np.float32)
+    rows = np.flatnonzero(regimes > 0)
+    out[rows, regimes[rows] - 1] = 1.0
+    return out
+
+
 @dataclass
 class InterventionalImages:
     """An interventional image data set with known truth.
@@ -81,11 +106,7 @@ class InterventionalImages:
     @property
     def interventions(self) -> np.ndarray:
         """``(n, K)`` float32 one-hot intervention matrix (all zeros for observational)."""
-        k = len(self.regime_names) - 1
-        out = np.zeros((len(self.regimes), k), dtype=np.float32)
-        rows = np.flatnonzero(self.regimes > 0)
-        out[rows, self.regimes[rows] - 1] = 1.0
-        return out
+        return regimes_to_interventions(self.regimes, len(self.regime_names) - 1)
 
     def __len__(self) -> int:
         return len(self.regimes)

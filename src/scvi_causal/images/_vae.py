@@ -21,7 +21,14 @@ from torch import nn
 from torch.distributions import Normal, kl_divergence
 from torch.utils.data import DataLoader, TensorDataset
 
-from scvi_causal.core import SparseShiftPrior, make_prior, total_correlation
+from scvi_causal.core import (
+    SparseShiftPrior,
+    geometric_temperature,
+    make_prior,
+    total_correlation,
+)
+
+from ._dsprites import regimes_to_interventions
 
 logger = logging.getLogger(__name__)
 
@@ -189,10 +196,10 @@ class _ImageTrainingPlan(pl.LightningModule):
     def on_train_epoch_start(self):
         mask = getattr(self.module.prior, "mask", None)
         if mask is not None:
-            n = max(int(self.trainer.max_epochs or 1) - 1, 1)
-            frac = min(self.current_epoch / n, 1.0)
-            ratio = self.temperature_end / self.temperature_start
-            mask.set_temperature(self.temperature_start * ratio**frac)
+            mask.set_temperature(geometric_temperature(
+                self.current_epoch, int(self.trainer.max_epochs or 1), self.temperature_start,
+                self.temperature_end,
+            ))
         self._sums, self._count = {}, 0
 
     def training_step(self, batch, batch_idx):
@@ -327,12 +334,7 @@ class ImageVAE:
         if arr.ndim == 1:  # regime ids, 0 = observational
             if len(arr) != n:
                 raise ValueError(f"{len(arr)} regimes for {n} images.")
-            if not np.issubdtype(arr.dtype, np.integer) or arr.min() < 0 or arr.max() > k:
-                raise ValueError(f"Regime ids must be integers in [0, {k}] (0: observational).")
-            out = np.zeros((n, k), dtype=np.float32)
-            rows = np.flatnonzero(arr > 0)
-            out[rows, arr[rows] - 1] = 1.0
-            return torch.from_numpy(out)
+            return torch.from_numpy(regimes_to_interventions(arr, k))
         if arr.shape != (n, k):
             raise ValueError(
                 f"`interventions` must be (n_images, {k}) or regime ids, got {arr.shape}."
@@ -484,8 +486,7 @@ class ImageVAE:
             {
                 "init_params": self.init_params_,
                 "state_dict": self.module.state_dict(),
-                "history": self.history_.to_dict(orient="list"),
-                "history_index": list(self.history_.index),
+                "history": self.history_,
                 "is_trained": self.is_trained_,
             },
             path,
@@ -503,6 +504,6 @@ class ImageVAE:
         model = cls(**state["init_params"])
         model.module.load_state_dict(state["state_dict"])
         model.module.eval()
-        model.history_ = pd.DataFrame(state["history"], index=state["history_index"])
+        model.history_ = state["history"]
         model.is_trained_ = state["is_trained"]
         return model

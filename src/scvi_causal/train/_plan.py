@@ -6,6 +6,8 @@ import logging
 
 from scvi.train import TrainingPlan
 
+from scvi_causal.core import geometric_temperature
+
 logger = logging.getLogger(__name__)
 
 
@@ -86,8 +88,7 @@ class SparseShiftTrainingPlan(TrainingPlan):
     def current_temperature(self, epoch: int) -> float:
         """Temperature at ``epoch`` of the geometric schedule."""
         n = self.n_epochs_temperature or getattr(self.trainer, "max_epochs", None) or 1
-        frac = min(max(epoch / max(n - 1, 1), 0.0), 1.0)
-        return self.temperature_start * (self.temperature_end / self.temperature_start) ** frac
+        return geometric_temperature(epoch, n, self.temperature_start, self.temperature_end)
 
     def on_train_start(self):
         """Put the module in training mode (Lightning keeps the modes it finds).
