@@ -24,6 +24,15 @@ def test_benchmark_quick(script, tmp_path):
     md = (tmp_path / "RESULTS.md").read_text()
     assert "spike_slab" in md and "±" in md
     assert (tmp_path / "results.png").stat().st_size > 1000
+    assert "Best mean per column" in md
+    # the tables can be rewritten from the measured runs without training again
+    again = tmp_path / "again"
+    proc = subprocess.run([sys.executable, str(ROOT / script), "--from-csv",
+                           str(tmp_path / "results.csv"), "--out", str(again)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Tabulated by" in (again / "RESULTS.md").read_text()
+    pd.testing.assert_frame_equal(pd.read_csv(again / "results.csv"), df)
 
 
 def test_demo_runs(tmp_path):

@@ -216,6 +216,40 @@ def summarise(df: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index()
 
 
+#: columns compared in "best per column", and whether higher is better
+COMPARED = {"mcc_pearson": True, "mcc_spearman": True, "r2": True, "graph_f1": True,
+            "graph_auprc": True, "graph_shd": False, "heldout_elbo": True,
+            "heldout_iwelbo": True, "heldout_graph_f1": True}
+
+
+def best_per_column(df: pd.DataFrame) -> list[str]:
+    """Markdown lines naming, per protocol and column, the method with the best mean.
+
+    Only methods measured on as many seeds as the most-measured method are compared, so a
+    method with fewer finished seeds cannot win (or lose) on a different set of seeds.
+    """
+    lines = ["Best mean per column (methods with every seed of the run; computed from "
+             "`results.csv`):", ""]
+    for protocol, sub in df.groupby("protocol", sort=False):
+        n = sub.groupby("method")["seed"].nunique()
+        full = n.index[n == n.max()]
+        sub = sub[sub["method"].isin(full)]
+        means = sub.groupby("method")[[c for c in COMPARED if c in sub]].mean()
+        cells = []
+        for col in means.columns:
+            if means[col].isna().all():
+                continue
+            best = means[col].idxmax() if COMPARED[col] else means[col].idxmin()
+            mark = "" if best == "spike_slab" else " (a baseline wins)"
+            cells.append(f"`{col}`: {best} {means.loc[best, col]:.3f}{mark}")
+        lines += [f"- {protocol} ({n.max()} seeds; {', '.join(full)}): " + "; ".join(cells)]
+        partial = n.index[n < n.max()]
+        if len(partial):
+            lines += [f"- {protocol}: left out of this comparison for fewer seeds: "
+                      + ", ".join(f"{m} ({n[m]})" for m in partial)]
+    return [*lines, ""]
+
+
 def plot(df: pd.DataFrame, path: Path) -> None:
     import matplotlib
 
@@ -253,8 +287,17 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
                         help="JSON of extra SparseShiftVI arguments (ablations)")
     parser.add_argument("--train-kwargs", type=json.loads, default={},
                         help="JSON of extra SparseShiftVI.train arguments (ablations)")
+    parser.add_argument("--from-csv", type=Path, default=None,
+                        help="rewrite RESULTS.md and results.png from this results.csv, no runs")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+
+    if args.from_csv:
+        df = pd.read_csv(args.from_csv)
+        args.seeds = sorted(df["seed"].unique().tolist())
+        args.methods = [m for m in METHODS if m in set(df["method"])]
+        args.out.mkdir(parents=True, exist_ok=True)
+        return write_tables(df, args, argv)
 
     if args.worker:
         protocol, method, seed = json.loads(args.worker)
@@ -295,18 +338,23 @@ def write_tables(df: pd.DataFrame, args: argparse.Namespace, argv: list[str] | N
     df.to_csv(args.out / "results.csv", index=False)
     table = summarise(df)
     command = "python benchmarks/simulated/run.py " + " ".join(argv or sys.argv[1:])
+    written = f"Written by `{command.strip()}`"
+    if args.from_csv:
+        written = f"Tabulated by `{command.strip()}` from the runs in `{args.from_csv.name}`"
     md = [
         "# Simulated screens: SparseShiftVI vs baselines",
         "",
-        f"Written by `{command.strip()}`; seeds {args.seeds}; mean ± sd over seeds. "
+        f"{written}; seeds {args.seeds}; mean ± sd over seeds. "
         "Graph scores are on the training perturbations after matching latent units to the "
         "true factors (Hungarian on |Pearson r|). `dense`/`none` graphs: top-k shifts "
-        "(k = true number of targets), as in the published protocol. "
+        "(k = true number of targets), as in the published protocol; `spike_slab` graphs: "
+        "inclusion probability >= 0.5; `l1` graphs: continuous mask value >= 0.5 (no k given). "
         f"{args.workers} runs shared the machine at a time (one torch thread each); "
         "`train_seconds` includes that sharing.",
         "",
         table.to_markdown(index=False),
         "",
+        *best_per_column(df),
         "![results](results.png)",
         "",
     ]
