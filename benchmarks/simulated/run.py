@@ -233,6 +233,8 @@ def best_per_column(df: pd.DataFrame) -> list[str]:
     for protocol, sub in df.groupby("protocol", sort=False):
         n = sub.groupby("method")["seed"].nunique()
         full = n.index[n == n.max()]
+        if len(full) < 2:  # nothing to compare
+            continue
         sub = sub[sub["method"].isin(full)]
         means = sub.groupby("method")[[c for c in COMPARED if c in sub]].mean()
         cells = []
@@ -240,14 +242,14 @@ def best_per_column(df: pd.DataFrame) -> list[str]:
             if means[col].isna().all():
                 continue
             best = means[col].idxmax() if COMPARED[col] else means[col].idxmin()
-            mark = "" if best == "spike_slab" else " (a baseline wins)"
+            mark = " (a baseline wins)" if "spike_slab" in full and best != "spike_slab" else ""
             cells.append(f"`{col}`: {best} {means.loc[best, col]:.3f}{mark}")
         lines += [f"- {protocol} ({n.max()} seeds; {', '.join(full)}): " + "; ".join(cells)]
         partial = n.index[n < n.max()]
         if len(partial):
             lines += [f"- {protocol}: left out of this comparison for fewer seeds: "
                       + ", ".join(f"{m} ({n[m]})" for m in partial)]
-    return [*lines, ""]
+    return [*lines, ""] if len(lines) > 2 else []
 
 
 def plot(df: pd.DataFrame, path: Path) -> None:
@@ -297,7 +299,8 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         args.seeds = sorted(df["seed"].unique().tolist())
         args.methods = [m for m in METHODS if m in set(df["method"])]
         args.out.mkdir(parents=True, exist_ok=True)
-        return write_tables(df, args, argv)
+        write_tables(df, args, argv)
+        return df
 
     if args.worker:
         protocol, method, seed = json.loads(args.worker)
