@@ -52,3 +52,26 @@ def test_invalid_inputs():
         total_correlation(z, z, torch.ones_like(z), 5)
     with pytest.raises(ValueError, match="at least 2"):
         total_correlation(z[:1], z[:1], torch.ones_like(z[:1]), 10)
+
+
+def test_subsampled_queries_match_the_exact_estimate_in_expectation():
+    torch.manual_seed(3)
+    loc = torch.randn(400, 3)
+    loc[:, 1] = loc[:, 0] + 0.1 * loc[:, 1]
+    scale = torch.full_like(loc, 0.2)
+    exact = total_correlation(loc, loc, scale, n_obs=4000)
+    gen = torch.Generator().manual_seed(0)
+    sub = total_correlation(loc, loc, scale, n_obs=4000, n_query=50, generator=gen)
+    assert sub.shape == (50,)
+    # every subsampled estimate is one of the exact per-sample estimates
+    assert all(torch.isclose(exact, v, atol=1e-5).any() for v in sub)
+    means = torch.stack([
+        total_correlation(loc, loc, scale, 4000, n_query=50, generator=gen).mean()
+        for _ in range(200)
+    ])
+    assert abs(means.mean() - exact.mean()) < 3 * means.std() / 200**0.5 + 1e-3
+    assert means.std() > 0  # the subsample does change
+    # n_query >= M scores everything, in order
+    torch.testing.assert_close(total_correlation(loc, loc, scale, 4000, n_query=400), exact)
+    with pytest.raises(ValueError, match="n_query"):
+        total_correlation(loc, loc, scale, 4000, n_query=0)

@@ -392,5 +392,6 @@ def test_beta_tcvae_baseline_trains_and_round_trips(adata, tmp_path):
     model.save(tmp_path / "tc")
     loaded = SparseShiftVI.load(tmp_path / "tc", adata=adata)
     assert loaded.module.tc_weight == 5.0
+    assert loaded.module.tc_query_size == 128
     with pytest.raises(ValueError, match="tc_weight"):
         SparseShiftVI(adata, tc_weight=-1.0)

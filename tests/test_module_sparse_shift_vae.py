@@ -323,3 +323,22 @@ def test_total_correlation_term_backward_and_edge_cases():
     assert torch.isfinite(multi.loss)
     with pytest.raises(ValueError, match="tc_weight"):
         _module(tc_weight=-1.0)
+
+
+def test_total_correlation_query_subsample_in_the_loss():
+    module = _module("none", tc_weight=2.0, tc_query_size=4).eval()
+    tensors = _tensors()
+    inference, generative = _outputs(module, tensors)
+    out = module.loss(tensors, inference, generative, kl_weight=1.0, n_obs=100)
+    tc = out.kl_local["total_correlation"]
+    # one mean estimate from 4 query cells, shared by all cells of the minibatch
+    assert tc.shape == (len(CODES),) and torch.unique(tc).numel() == 1
+    module.tc_weight = 0.0
+    without = module.loss(tensors, inference, generative, kl_weight=1.0, n_obs=100)
+    torch.testing.assert_close(out.loss - without.loss, 2.0 * tc.mean())
+    module.tc_query_size = None  # exact: per-cell estimates differ
+    module.tc_weight = 2.0
+    exact = module.loss(tensors, inference, generative, kl_weight=1.0, n_obs=100)
+    assert torch.unique(exact.kl_local["total_correlation"]).numel() > 1
+    with pytest.raises(ValueError, match="tc_query_size"):
+        _module(tc_query_size=0)

@@ -100,11 +100,14 @@ class SparseShiftVI(
     tc_weight
         Extra weight on the total correlation of the aggregate posterior (beta-TCVAE
         :cite:p:`chen2018isolating`; use with ``intervention_prior="none"`` for the
-        unsupervised baseline). ``0`` (default) turns it off. The estimate compares every
-        cell of a minibatch with every other, so a step costs time and memory quadratic in the
-        batch size: at the default batch of 1024 on one CPU thread, a simulated-benchmark run
-        took over 20 times as long as without it; train with a smaller ``batch_size`` (e.g.
-        256) when using it.
+        unsupervised baseline). ``0`` (default) turns it off. The exact minibatch estimate
+        compares every cell of a minibatch with every other, quadratic in the batch size (at
+        batch 1024 on one CPU thread a simulated-benchmark run took over 20 times as long as
+        without it); ``tc_query_size`` bounds that cost.
+    tc_query_size
+        With ``tc_weight > 0``: cells of each minibatch whose total-correlation estimate is
+        computed, each against the whole minibatch (default 128; ``None``: all cells, exact
+        minibatch-weighted sampling). The mean estimate keeps its expectation.
     **vae_kwargs
         Other keyword arguments of :class:`scvi.module.VAE` (``use_batch_norm``,
         ``encode_covariates``, ...).
@@ -143,6 +146,7 @@ class SparseShiftVI(
         slab_scale: float | None = 10.0,
         mask_init_prob: float = 0.5,
         tc_weight: float = 0.0,
+        tc_query_size: int | None = 128,
         **vae_kwargs,
     ):
         if not isinstance(n_latent, int | np.integer) or n_latent < 1:
@@ -185,6 +189,7 @@ class SparseShiftVI(
             intervention_prior=intervention_prior,
             beta=beta,
             tc_weight=tc_weight,
+            tc_query_size=tc_query_size,
             prior_kwargs=None if intervention_prior == "none" else prior_kwargs,
             n_batch=self.summary_stats.n_batch,
             n_continuous_cov=self.summary_stats.get("n_extra_continuous_covs", 0),

@@ -45,6 +45,11 @@ class SparseShiftVAE(VAE):
         Extra weight on the total correlation of the aggregate posterior (beta-TCVAE
         :cite:p:`chen2018isolating`), estimated per minibatch by
         :func:`~scvi_causal.core.total_correlation`; ``0`` turns it off.
+    tc_query_size
+        Cells of a minibatch scored against the whole minibatch in the total-correlation
+        estimate (``n_query`` of :func:`~scvi_causal.core.total_correlation`): the cost per step
+        is ``O(tc_query_size * batch_size * n_latent)`` instead of quadratic in the batch size.
+        ``None`` scores every cell.
     **vae_kwargs
         Passed to :class:`scvi.module.VAE` (``n_latent``, ``n_hidden``, ``gene_likelihood``, ...).
 
@@ -64,6 +69,7 @@ class SparseShiftVAE(VAE):
         beta: float = 1.0,
         prior_kwargs: dict | None = None,
         tc_weight: float = 0.0,
+        tc_query_size: int | None = 128,
         **vae_kwargs,
     ):
         super().__init__(n_input, **vae_kwargs)
@@ -74,7 +80,10 @@ class SparseShiftVAE(VAE):
             raise ValueError(f"`beta` must be positive, got {beta}.")
         if tc_weight < 0:
             raise ValueError(f"`tc_weight` must be >= 0, got {tc_weight}.")
+        if tc_query_size is not None and tc_query_size < 1:
+            raise ValueError(f"`tc_query_size` must be >= 1 or None, got {tc_query_size}.")
         self.tc_weight = float(tc_weight)
+        self.tc_query_size = tc_query_size
         self.register_buffer("intervention_matrix", matrix)
         self.intervention_prior = intervention_prior
         self.beta = beta
@@ -168,9 +177,15 @@ class SparseShiftVAE(VAE):
             if n_cells > 1:
                 n_total = max(int(n_obs), n_cells)
                 z_sets = z.reshape(-1, n_cells, z.shape[-1])
-                tc = torch.stack(
-                    [total_correlation(zs, qz.loc, qz.scale, n_total) for zs in z_sets]
-                ).mean(0)
+                if self.tc_query_size is None or self.tc_query_size >= n_cells:
+                    tc = torch.stack(
+                        [total_correlation(zs, qz.loc, qz.scale, n_total) for zs in z_sets]
+                    ).mean(0)
+                else:  # a random subset of cells scored against the minibatch: its mean
+                    tc = torch.stack([
+                        total_correlation(zs, qz.loc, qz.scale, n_total, self.tc_query_size)
+                        .mean() for zs in z_sets
+                    ]).mean().expand(n_cells)
             local = local + self.tc_weight * tc
             extra["total_correlation"] = tc
         loss = torch.mean(reconst_loss + kl_weight * local + kl_l) + kl_weight * kl_global / n_obs
