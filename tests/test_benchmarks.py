@@ -20,6 +20,8 @@ def test_benchmark_quick(script, tmp_path):
     assert set(df["method"]) == {"spike_slab", "none"}
     assert df["mcc_pearson"].between(0, 1).all()
     assert df["graph_f1"].between(0, 1).all()
+    # one top-k read-out of the effective shift for every method
+    assert df["graph_topk_f1"].between(0, 1).all()
     assert (df["train_seconds"] > 0).all()
     md = (tmp_path / "RESULTS.md").read_text()
     assert "spike_slab" in md and "±" in md
@@ -77,12 +79,17 @@ def test_counterfactual_quick(tmp_path):
 
 def test_real_quick(tmp_path):
     cmd = [sys.executable, str(ROOT / "benchmarks/real/run.py"), "--quick", "--out",
-           str(tmp_path), "--threads", "1"]
+           str(tmp_path), "--threads", "1", "--workers", "2"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     heldout = pd.read_csv(tmp_path / "heldout.csv")
     assert set(heldout["config"]) == {"spike_slab", "l1", "dense", "none"}
     assert heldout["iwelbo"].notna().all()
+    # dense shifts every unit; "none" has no target graph
+    assert (heldout.loc[heldout["config"] == "dense", "n_targets"] == 10).all()
+    assert heldout.loc[heldout["config"] == "none", "n_targets"].isna().all()
+    stability = pd.read_csv(tmp_path / "stability.csv")
+    assert len(stability) == 1 and stability["latent_mcc"].between(0, 1).all()
     pathway = pd.read_csv(tmp_path / "pathway.csv")
     assert pathway["p_value"].between(0, 1).all()
     assert (tmp_path / "papalexi_report" / "report.md").exists()
