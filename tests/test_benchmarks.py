@@ -127,3 +127,16 @@ def test_scale_quick(tmp_path):
     adata = ad.read_h5ad(next((tmp_path / "data").glob("*.h5ad")), backed="r")
     assert adata.n_obs == 3000 and "control" in set(adata.obs["perturbation"])
     assert "ratio" in (tmp_path / "RESULTS.md").read_text()
+
+
+def test_time_to_quality_quick(tmp_path):
+    cmd = [sys.executable, str(ROOT / "benchmarks/scale/time_to_quality.py"), "--quick",
+           "--out", str(tmp_path), "--threads", "1"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    df = pd.read_csv(tmp_path / "time_to_quality.csv")
+    assert df["epoch"].tolist() == [1, 2, 3]  # scored every epoch in quick mode
+    assert df["train_seconds"].is_monotonic_increasing and (df["train_seconds"] > 0).all()
+    assert df["mcc"].between(0, 1).all()
+    md = (tmp_path / "TIME_TO_QUALITY.md").read_text()
+    assert "MCC >= 0.9" in md
