@@ -44,13 +44,14 @@ bench-counterfactual: $(STAMP)
 	$(PY) benchmarks/counterfactual/run.py
 
 bench-real: $(STAMP)
-	$(PY) benchmarks/real/run.py
+	$(PY) benchmarks/real/run.py --workers 2 --threads 1
 
 bench-images: $(STAMP)
 	$(PY) benchmarks/images/run.py
 
 bench-scale: $(STAMP)
 	$(PY) benchmarks/scale/run.py
+	$(PY) benchmarks/scale/time_to_quality.py
 
 bench: bench-sim bench-fewshot bench-counterfactual bench-real bench-images bench-scale
 
