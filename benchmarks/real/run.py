@@ -226,10 +226,12 @@ def write_markdown(out: Path, command: str, heldout, stability, pathway, zhao) -
                   "100 importance samples. Mean over the held-out perturbations of the mean "
                   "per-cell IWELBO.", "", per_fold.round(2).to_markdown(), ""]
         if "spike_slab" in per_fold and per_fold.shape[1] > 1:
-            wins = {c: int((per_fold["spike_slab"] >= per_fold[c]).sum())
-                    for c in per_fold.columns if c != "spike_slab"}
+            wins = {}  # over the folds where both have finished
+            for c in per_fold.columns.drop("spike_slab"):
+                both = per_fold[["spike_slab", c]].dropna()
+                wins[c] = (int((both["spike_slab"] >= both[c]).sum()), len(both))
             lines += ["Folds where `spike_slab` >= the configuration: "
-                      + ", ".join(f"`{c}` {w}/{len(per_fold)}" for c, w in wins.items()), ""]
+                      + ", ".join(f"`{c}` {w}/{n}" for c, (w, n) in wins.items()), ""]
         if "n_targets" in heldout:
             summary = heldout.groupby("config").agg(
                 mean_targets_per_heldout=("n_targets", "mean"),
