@@ -86,7 +86,8 @@ def test_report_without_any_edge(model, tmp_path):
         prior.mask.frozen_values.copy_(values)
     assert report["targets"].empty
     assert np.allclose(report["perturbation_effects"].to_numpy(), 0.0, atol=1e-5)
-    assert "| p00 | none |" in (tmp_path / "report.md").read_text()
+    md = (tmp_path / "report.md").read_text()
+    assert "| p00 | none | none (no targeted unit: predicted as control) |" in md
 
 
 def test_report_needs_a_sparse_prior():

@@ -285,7 +285,11 @@ def _write_report(report: dict, out: Path) -> None:
         genes = ""
         if pg is not None:
             sub = pg[pg["perturbation"] == pert]
-            genes = ", ".join(f"{g} ({v:+.2f})" for g, v in zip(sub["gene"], sub["lfc"],
-                                                                  strict=True))
+            if len(sub) and np.allclose(sub["lfc"].to_numpy(dtype=float), 0.0, atol=1e-4):
+                # no targeted unit: decoded expression equals control, a ranking means nothing
+                genes = "none (no targeted unit: predicted as control)"
+            else:
+                genes = ", ".join(f"{g} ({v:+.2f})" for g, v in zip(sub["gene"], sub["lfc"],
+                                                                      strict=True))
         lines.append(f"| {pert} | {per_pert.loc[pert]} | {genes} |")
     (out / "report.md").write_text("\n".join(lines) + "\n")
