@@ -175,15 +175,9 @@ def _estimated_graph(model, method: str, perts: list[str], matching, true_graph)
     each perturbation's shift (k = its true number of targets, as in the published protocol;
     ``dense``: learned shifts, the VAEs: mean latent of its cells minus controls').
     """
-    from scvi_causal.metrics import binarize_top_k
-
     if method in SPARSE:
         return model.get_target_graph().loc[perts].to_numpy()
-    source = "model" if model.module.intervention_prior == "dense" else "latent"
-    shifts = model.get_perturbation_shifts(source=source, masked=False).loc[perts].to_numpy()
-    est = np.zeros_like(shifts)
-    est[:, matching] = binarize_top_k(np.abs(shifts)[:, matching], true_graph.sum(1).astype(int))
-    return est
+    return _topk_graph(model, method, perts, matching, true_graph)  # dense masks are all ones
 
 
 def _topk_graph(model, method: str, perts: list[str], matching, true_graph) -> np.ndarray:

@@ -285,7 +285,7 @@ def _write_report(report: dict, out: Path) -> None:
         genes = ""
         if pg is not None:
             sub = pg[pg["perturbation"] == pert]
-            if len(sub) and np.allclose(sub["lfc"].to_numpy(dtype=float), 0.0, atol=1e-4):
+            if pert not in set(targets["perturbation"]):
                 # no targeted unit: decoded expression equals control, a ranking means nothing
                 genes = "none (no targeted unit: predicted as control)"
             else:
