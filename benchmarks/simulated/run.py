@@ -259,11 +259,13 @@ def best_per_column(df: pd.DataFrame) -> list[str]:
         means = sub.groupby("method")[[c for c in COMPARED if c in sub]].mean()
         cells = []
         for col in means.columns:
-            if means[col].isna().all():
+            values = means[col].dropna()  # columns added later are empty for older runs
+            if len(values) < 2:
                 continue
-            best = means[col].idxmax() if COMPARED[col] else means[col].idxmin()
-            mark = " (a baseline wins)" if "spike_slab" in full and best != "spike_slab" else ""
-            cells.append(f"`{col}`: {best} {means.loc[best, col]:.3f}{mark}")
+            best = values.idxmax() if COMPARED[col] else values.idxmin()
+            mark = " (a baseline wins)" if "spike_slab" in values and best != "spike_slab" else ""
+            partial = "" if len(values) == len(means) else f" (of {', '.join(values.index)})"
+            cells.append(f"`{col}`: {best} {values[best]:.3f}{mark}{partial}")
         lines += [f"- {protocol} ({n.max()} seeds; {', '.join(full)}): " + "; ".join(cells)]
         partial = n.index[n < n.max()]
         if len(partial):
