@@ -93,6 +93,7 @@ def _train(adata, control, config: str, seed: int, max_epochs):
 
 
 def _set_threads(threads: int) -> None:
+    """Worker-process initializer: torch threads per worker."""
     import torch
 
     torch.set_num_threads(threads)
@@ -106,11 +107,10 @@ def heldout_folds(adata, control, n_folds: int, seed: int) -> list[list[str]]:
 
 
 def heldout_job(adata, control, fold: int, held: list[str], config: str, seed: int,
-                max_epochs, threads: int) -> list[dict]:
+                max_epochs) -> list[dict]:
     """Train ``config`` without the ``held`` perturbations, map them, score them."""
     from scvi_causal.model import SparseShiftVI
 
-    _set_threads(threads)
     labels = adata.obs["perturbation"].astype(str).to_numpy()
     train = _subset(adata, ~np.isin(labels, held))
     query_adata = _subset(adata, np.isin(labels, held + [control]))
@@ -159,10 +159,8 @@ def pathway_coherence(graph: pd.DataFrame, pathway=PATHWAY, n_perm: int = 10_000
             "members_with_targets": int(sum(bool(sets[p]) for p in members))}
 
 
-def stability_job(adata, control, seed: int, max_epochs, out: Path, report: bool,
-                  threads: int):
+def stability_job(adata, control, seed: int, max_epochs, out: Path, report: bool):
     """Train the default model on all perturbations with one seed."""
-    _set_threads(threads)
     model, seconds = _train(adata, control, "spike_slab", seed, max_epochs)
     graph = model.get_target_graph()
     row = {"seed": seed, "train_seconds": seconds, **pathway_coherence(graph, seed=seed)}
@@ -191,13 +189,12 @@ def stability_table(graphs: dict, latents: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def zhao_job(quick: bool, max_epochs, out: Path, threads: int) -> pd.DataFrame:
+def zhao_job(quick: bool, max_epochs, out: Path) -> pd.DataFrame:
     import scvi
 
     from scvi_causal.data import zhao_2021
     from scvi_causal.model import SparseShiftVI
 
-    _set_threads(threads)
     adata = zhao_2021()
     control = adata.uns["perturbation_screen"]["control_category"]
     if quick:
@@ -324,22 +321,22 @@ def main(argv=None):
     ctx = multiprocessing.get_context("spawn")
     heldout_rows, graphs, latents, pathway_rows = [], {}, {}, []
     heldout = stability = pathway = zhao = None
-    with ProcessPoolExecutor(max_workers=args.workers, mp_context=ctx) as pool:
+    with ProcessPoolExecutor(max_workers=args.workers, mp_context=ctx,
+                             initializer=_set_threads, initargs=(args.threads,)) as pool:
         if "heldout" in args.tasks:  # the long jobs first
             for fold, held in enumerate(heldout_folds(adata, control, args.folds,
                                                       args.seeds[0])):
                 for config in args.configs:
                     fut = pool.submit(heldout_job, adata, control, fold, held, config,
-                                      args.seeds[0], args.max_epochs, args.threads)
+                                      args.seeds[0], args.max_epochs)
                     jobs[fut] = ("heldout", (fold, config))
         if "stability" in args.tasks:
             for seed in args.seeds:
                 fut = pool.submit(stability_job, adata, control, seed, args.max_epochs,
-                                  args.out, seed == args.seeds[0], args.threads)
+                                  args.out, seed == args.seeds[0])
                 jobs[fut] = ("stability", seed)
         if "zhao" in args.tasks:
-            jobs[pool.submit(zhao_job, args.quick, args.max_epochs, args.out,
-                             args.threads)] = ("zhao", None)
+            jobs[pool.submit(zhao_job, args.quick, args.max_epochs, args.out)] = ("zhao", None)
         print(f"{len(jobs)} jobs on {args.workers} workers", flush=True)
         for fut in as_completed(jobs):
             task, key = jobs[fut]
