@@ -68,13 +68,22 @@ def test_counterfactual_quick(tmp_path):
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     df = pd.read_csv(tmp_path / "results.csv")
-    assert set(df["method"]) == {"SparseShiftVI", "mean", "additive"}
+    assert set(df["method"]) == {"SparseShiftVI", "SparseShiftVI-latent", "mean", "additive"}
     assert set(df["task"]) == {"simulated_pairs", "papalexi_seen"}
     # the mean baseline predicts no change: r is 0 by definition, never NaN
     assert (df.loc[df["method"] == "mean", "pearson_all"] == 0).all()
     assert df.loc[df["method"] == "additive", "pearson_top"].between(-1, 1).all()
     md = (tmp_path / "RESULTS.md").read_text()
     assert "additive" in md and "Papalexi" in md
+    # runs done in parallel are re-tabulated from their CSVs
+    out = tmp_path / "merged"
+    out.mkdir()
+    cmd = [sys.executable, str(ROOT / "benchmarks/counterfactual/run.py"), "--out", str(out),
+           "--from-csv", str(tmp_path / "results.csv")]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert len(pd.read_csv(out / "results.csv")) == len(df)
+    assert "SparseShiftVI-latent" in (out / "RESULTS.md").read_text()
 
 
 def test_real_quick(tmp_path):

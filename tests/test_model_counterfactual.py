@@ -150,3 +150,46 @@ def test_predict_without_controls_needs_a_source():
         model.predict(perturbations=["p00"])
     pred = model.predict(perturbations=["p01"], source_category="p00")
     assert pred.n_obs == 20
+
+
+def test_predict_latent_shift_is_latent_arithmetic(model, screen):
+    """``shift="latent"`` moves control cells by the perturbation's mean latent difference."""
+    import torch
+
+    latent = model.get_perturbation_shifts(source="latent")
+    learned = model.get_perturbation_shifts()
+    # the two shifts differ (the sparse prior pulls some units to zero), so do the predictions
+    assert not np.allclose(latent.to_numpy(), learned.to_numpy(), atol=1e-3)
+    pred = model.predict(perturbations=["p00+p01", "control"], shift="latent")
+    assert pred.uns["predict"]["shift"] == "latent"
+    idx = np.flatnonzero(screen.obs["perturbation"].to_numpy() == "control")
+    shift = torch.tensor((latent.loc["p00"] + latent.loc["p01"]).to_numpy(), dtype=torch.float32)
+    module = model.module
+    module.eval()
+    tensors = next(iter(model._make_data_loader(adata=screen, indices=idx, batch_size=len(idx))))
+    with torch.no_grad():
+        inf = module.inference(**module._get_inference_input(tensors))
+        gen = module._get_generative_input(tensors, {"z": inf["qz"].loc + shift,
+                                                     "library": inf["library"]})
+        expected = module.generative(**gen)["px"].scale.numpy()
+    np.testing.assert_allclose(pred.X[: len(idx)], expected, rtol=1e-4, atol=1e-7)
+    model_pred = model.predict(perturbations=["p00+p01"])
+    assert not np.allclose(model_pred.X, pred.X[: len(idx)], atol=1e-5)
+    with pytest.raises(ValueError, match="shift"):
+        model.predict(perturbations=["p00"], shift="posterior")
+
+
+def test_predict_latent_shift_needs_single_cells(screen):
+    """A perturbation seen only in a combination has no latent shift of its own: clear error."""
+    adata = screen[screen.obs["perturbation"] != "p03"].copy()
+    adata.obs["perturbation"] = adata.obs["perturbation"].cat.remove_unused_categories()
+    pair = "p00+p03"  # the simulated pair; p03 keeps only its cells in the pair
+    assert pair in set(adata.obs["perturbation"])
+    SparseShiftVI.setup_anndata(adata, perturbation_key="perturbation", control_category="control")
+    scvi.settings.seed = 0
+    m = SparseShiftVI(adata, n_latent=5, n_hidden=32)
+    m.train(max_epochs=1, **TRAIN_KWARGS)
+    m.predict(perturbations=["p00", "p01"], shift="latent")  # members with cells work
+    with pytest.raises(ValueError, match="seen only in combinations"):
+        m.predict(perturbations=[pair], shift="latent")
+    m.predict(perturbations=[pair])  # the learned shift needs no cells of its own

@@ -395,3 +395,27 @@ def test_beta_tcvae_baseline_trains_and_round_trips(adata, tmp_path):
     assert loaded.module.tc_query_size == 128
     with pytest.raises(ValueError, match="tc_weight"):
         SparseShiftVI(adata, tc_weight=-1.0)
+
+
+def test_sparsity_penalty_schedule(adata):
+    """``sparsity_penalty_end`` holds the penalty, then anneals it; the history shows it."""
+    SparseShiftVI.setup_anndata(adata, perturbation_key="perturbation", control_category="control")
+    scvi.settings.seed = 0
+    model = SparseShiftVI(adata, n_latent=N_LATENT, sparsity_penalty=0.5, **SMALL_NET)
+    model.train(
+        max_epochs=5,
+        plan_kwargs={"sparsity_penalty_end": 0.1, "sparsity_anneal_start": 0.5},
+        **TRAIN_KWARGS,
+    )
+    penalty = model.history["sparsity_penalty_train"].to_numpy().ravel()
+    assert len(penalty) == 5
+    assert penalty[:3] == pytest.approx([0.5, 0.5, 0.5])
+    assert penalty[-1] == pytest.approx(0.1)
+    assert (np.diff(penalty[2:]) < 0).all()
+    assert model.module.prior.sparsity_penalty == pytest.approx(0.1)
+    # without a schedule the penalty is constant and not logged
+    other = _train(adata, max_epochs=1, sparsity_penalty=0.5)
+    assert other.module.prior.sparsity_penalty == 0.5
+    assert "sparsity_penalty_train" not in other.history
+    with pytest.raises(ValueError, match="sparsity_penalty_end"):
+        other.train(max_epochs=1, plan_kwargs={"sparsity_penalty_end": -1.0}, **TRAIN_KWARGS)

@@ -24,7 +24,14 @@ genes and on the 20 genes most changed in the observations, and the energy dista
 predicted and observed cells in ``log1p(1e4 * proportions)`` space. Baselines by the same
 code: ``mean`` (the control mean: LFC 0, control cells as prediction) and ``additive`` (sum of
 the members' LFCs observed in training cells; for a seen single perturbation, its own training
-LFC). ``additive`` predicts an LFC, not cells, so it has no energy distance.
+LFC). ``additive`` predicts an LFC, not cells, so it has no energy distance. The model is
+scored twice: ``SparseShiftVI`` moves the cells by the learned sparse shifts (``predict(...,
+shift="model")``, only identified targets move) and ``SparseShiftVI-latent`` by the mean latent
+shift of each perturbation's training cells (``shift="latent"``, latent arithmetic in the same
+model).
+
+Runs can be split over processes (``--tasks``/``--seeds``, one ``--out`` each) and re-tabulated
+with ``--from-csv a/results.csv b/results.csv --out benchmarks/counterfactual``.
 
 Writes ``results.csv`` (one row per test perturbation, method and seed), ``RESULTS.md`` and
 ``results.png`` into ``--out``.
@@ -33,6 +40,7 @@ Writes ``results.csv`` (one row per test perturbation, method and seed), ``RESUL
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -63,19 +71,25 @@ def evaluate(model, adata, test: dict[str, np.ndarray], train_lfc: dict[str, np.
     )
 
     perts = list(test)
-    pred = model.predict(adata, perturbations=perts + [model.control_categories_[0]])
-    labels = pred.obs["perturbation"].astype(str).to_numpy()
-    pred_ctrl = pred.X[labels == model.control_categories_[0]]
-    # cells for the energy distance: counts sampled from the likelihood, as observed cells are
-    sampled = model.predict(adata, perturbations=perts, return_counts=True)
-    sampled_expr = normalize_counts(sampled.X)
-    sampled_labels = sampled.obs["perturbation"].astype(str).to_numpy()
+    control = model.control_categories_[0]
+    model_predictions = {}
+    for shift, name in (("model", method), ("latent", f"{method}-latent")):
+        pred = model.predict(adata, perturbations=perts + [control], shift=shift)
+        labels = pred.obs["perturbation"].astype(str).to_numpy()
+        pred_ctrl = pred.X[labels == control]
+        # cells for the energy distance: counts sampled from the likelihood, as observed are
+        sampled = model.predict(adata, perturbations=perts, return_counts=True, shift=shift)
+        sampled_expr = normalize_counts(sampled.X)
+        sampled_labels = sampled.obs["perturbation"].astype(str).to_numpy()
+        model_predictions[name] = {
+            p: (log_fold_change(pred.X[labels == p], pred_ctrl),
+                sampled_expr[sampled_labels == p]) for p in perts
+        }
     rows = []
     for p in perts:
         observed = log_fold_change(test[p], control_expr)
         predictions = {
-            method: (log_fold_change(pred.X[labels == p], pred_ctrl),
-                     sampled_expr[sampled_labels == p]),
+            **{name: by_pert[p] for name, by_pert in model_predictions.items()},
             "mean": (baseline_lfc("mean", p, train_lfc, delimiter), control_expr),
             "additive": (baseline_lfc("additive", p, train_lfc, delimiter), None),
         }
@@ -96,7 +110,8 @@ def _normalized(adata) -> np.ndarray:
     return normalize_counts(adata.X)
 
 
-def run_simulated(seed: int, quick: bool, max_epochs: int | None) -> list[dict]:
+def run_simulated(seed: int, quick: bool, max_epochs: int | None,
+                  model_kwargs: dict | None = None) -> list[dict]:
     import scvi
 
     from scvi_causal.data import simulate_sparse_shift
@@ -126,7 +141,7 @@ def run_simulated(seed: int, quick: bool, max_epochs: int | None) -> list[dict]:
     test = {p: test_expr[test_labels == p] for p in held_out}
 
     SparseShiftVI.setup_anndata(train, perturbation_key="perturbation", control_category="control")
-    model = SparseShiftVI(train, n_latent=adata.obsm["z_true"].shape[1])
+    model = SparseShiftVI(train, n_latent=adata.obsm["z_true"].shape[1], **(model_kwargs or {}))
     start = time.perf_counter()
     model.train(max_epochs=max_epochs or (30 if quick else None), enable_progress_bar=False)
     seconds = time.perf_counter() - start
@@ -136,7 +151,8 @@ def run_simulated(seed: int, quick: bool, max_epochs: int | None) -> list[dict]:
     return rows
 
 
-def run_papalexi(seed: int, quick: bool, max_epochs: int | None) -> list[dict]:
+def run_papalexi(seed: int, quick: bool, max_epochs: int | None,
+                 model_kwargs: dict | None = None) -> list[dict]:
     import scvi
 
     from scvi_causal.data import papalexi_2021
@@ -174,7 +190,7 @@ def run_papalexi(seed: int, quick: bool, max_epochs: int | None) -> list[dict]:
     test = {p: test_expr[test_labels == p] for p in perts}
 
     SparseShiftVI.setup_anndata(train, perturbation_key="perturbation", control_category=control)
-    model = SparseShiftVI(train, n_latent=10)
+    model = SparseShiftVI(train, n_latent=10, **(model_kwargs or {}))
     start = time.perf_counter()
     model.train(max_epochs=max_epochs or (30 if quick else None), enable_progress_bar=False)
     seconds = time.perf_counter() - start
@@ -249,6 +265,11 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     parser.add_argument("--max-epochs", type=int, default=None, help="default: the model's")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=HERE)
+    parser.add_argument("--model-kwargs", type=json.loads, default={},
+                        help="JSON of SparseShiftVI arguments (ablations)")
+    parser.add_argument("--from-csv", type=Path, nargs="+", default=None,
+                        help="re-tabulate these results.csv files (e.g. of runs done in "
+                             "parallel) into --out instead of training")
     args = parser.parse_args(argv)
 
     import torch
@@ -259,12 +280,19 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     args.out.mkdir(parents=True, exist_ok=True)
     command = "python benchmarks/counterfactual/run.py " + " ".join(
         argv if argv is not None else sys.argv[1:])
+    if args.from_csv:
+        df = pd.concat([pd.read_csv(f) for f in args.from_csv], ignore_index=True)
+        df.to_csv(args.out / "results.csv", index=False)
+        write_markdown(df, args.out / "RESULTS.md", command.strip())
+        plot(df, args.out / "results.png")
+        print(summarise(df).to_string(index=False))
+        return df
     rows: list[dict] = []
     runs = [("simulated_pairs", s) for s in args.seeds if "simulated_pairs" in args.tasks]
     runs += [("papalexi_seen", s) for s in args.papalexi_seeds if "papalexi_seen" in args.tasks]
     for task, seed in runs:
         fn = run_simulated if task == "simulated_pairs" else run_papalexi
-        new = fn(seed, args.quick, args.max_epochs)
+        new = fn(seed, args.quick, args.max_epochs, args.model_kwargs)
         rows += new
         frame = pd.DataFrame(new).groupby("method", sort=False)["pearson_top"].mean()
         print(f"  {task} seed {seed}: " + ", ".join(f"{m} r_top {v:.3f}"

@@ -52,13 +52,29 @@ class CounterfactualMixin:
             vec[index[p]] = 1.0
         return vec
 
-    def _atomic_shift_matrix(self) -> torch.Tensor:
+    def _atomic_shift_matrix(self, shift: str = "model", needed: np.ndarray | None = None):
         """``(P, K)`` latent shift of each atomic perturbation, masks at their mode.
 
-        Sparse-shift, l1 and dense priors: the learned (masked) shifts. ``"none"`` (a plain
-        VAE): the mean latent of each perturbation's cells minus that of controls, so that the
-        baseline predicts by latent arithmetic.
+        ``shift="model"``: sparse-shift, l1 and dense priors use the learned (masked) shifts;
+        ``"none"`` (a plain VAE) falls back to latent arithmetic. ``shift="latent"``: the mean
+        latent of each perturbation's training cells minus that of controls (latent
+        arithmetic); ``needed`` flags the perturbations that must have cells of their own.
         """
+        if shift not in ("model", "latent"):
+            raise ValueError(f"`shift` must be 'model' or 'latent', got {shift!r}.")
+        if shift == "latent":
+            frame = self.get_perturbation_shifts(source="latent", adata=self.adata)
+            missing = frame.index[frame.isna().any(axis=1).to_numpy()]
+            if needed is not None:
+                missing = [m for m, need in zip(frame.index, needed, strict=True)
+                           if need and m in set(missing)]
+            if len(missing):
+                raise ValueError(
+                    f"shift='latent' needs training cells of each single perturbation; none for "
+                    f"{list(missing)[:10]} (seen only in combinations). Use shift='model'."
+                )
+            shifts = frame.fillna(0.0).to_numpy()
+            return torch.as_tensor(shifts, dtype=torch.float32, device=self.device)
         if self.module.intervention_prior == "none":
             shifts = self.get_perturbation_shifts(source="latent").fillna(0.0).to_numpy()
             return torch.as_tensor(shifts, dtype=torch.float32, device=self.device)
@@ -92,6 +108,7 @@ class CounterfactualMixin:
         n_samples: int = 1,
         return_counts: bool = False,
         batch_size: int | None = None,
+        shift: str = "model",
     ) -> AnnData:
         r"""Counterfactual expression of source cells under the requested perturbations.
 
@@ -131,6 +148,13 @@ class CounterfactualMixin:
             of normalised expression (the decoder's proportions, each row summing to 1).
         batch_size
             Minibatch size for encoding and decoding.
+        shift
+            Latent shift of each atomic perturbation. ``"model"`` (default): the learned
+            sparse shift :math:`m_p \odot \mu_p`, i.e. only the identified targets move.
+            ``"latent"``: the mean posterior latent of the perturbation's training cells minus
+            that of control cells (latent arithmetic, as scGen does), which keeps effects on
+            units the sparse mask pruned; every requested perturbation (every member of a
+            combination) needs cells of its own in the training data.
 
         Returns
         -------
@@ -145,6 +169,7 @@ class CounterfactualMixin:
         --------
         >>> pred = model.predict(perturbations=["p00", "p00+p01"])  # doctest: +SKIP
         >>> pred.obs["perturbation"].value_counts()  # doctest: +SKIP
+        >>> pred = model.predict(perturbations=["p00+p01"], shift="latent")  # doctest: +SKIP
         """
         if n_samples < 1:
             raise ValueError("`n_samples` must be >= 1.")
@@ -178,7 +203,11 @@ class CounterfactualMixin:
             )
         indices = np.flatnonzero(source_mask)
 
-        atomic = self._atomic_shift_matrix()  # (P, K)
+        needed = targets.any(0)  # perturbations whose shift is used (targets and sources)
+        for source in sources:
+            if source not in self.control_categories_:
+                needed |= self._parse_request(source).astype(bool)
+        atomic = self._atomic_shift_matrix(shift, needed=needed)  # (P, K)
         target_shift = torch.as_tensor(targets, device=atomic.device) @ atomic  # (T, K)
         category_matrix = self.module.intervention_matrix.to(atomic.device)
         category_shift = category_matrix @ atomic  # (n_categories, K)
@@ -236,5 +265,6 @@ class CounterfactualMixin:
             "source_category": sources,
             "n_samples": int(n_samples),
             "values": "counts" if return_counts else "normalized_expression",
+            "shift": shift,
         }
         return out

@@ -35,6 +35,13 @@ class SparseShiftTrainingPlan(TrainingPlan):
         Temperature schedule of the relaxed Bernoulli masks.
     n_epochs_temperature
         Epochs over which the temperature is annealed (``None``: ``max_epochs``).
+    sparsity_penalty_end
+        If set, the prior's per-cell sparsity penalty is held at its value until the fraction
+        ``sparsity_anneal_start`` of ``max_epochs`` and then annealed geometrically to this value
+        at the last epoch (logged as ``sparsity_penalty_train``); the prior keeps the final
+        value. ``None`` (default): constant penalty.
+    sparsity_anneal_start
+        Fraction of training after which the penalty is annealed.
     **kwargs
         Passed to :class:`scvi.train.TrainingPlan` (``lr``, ``n_epochs_kl_warmup``, ...).
 
@@ -55,6 +62,8 @@ class SparseShiftTrainingPlan(TrainingPlan):
         temperature_start: float = 1.0,
         temperature_end: float = 0.2,
         n_epochs_temperature: int | None = None,
+        sparsity_penalty_end: float | None = None,
+        sparsity_anneal_start: float = 0.5,
         **kwargs,
     ):
         super().__init__(module, **kwargs)
@@ -66,6 +75,14 @@ class SparseShiftTrainingPlan(TrainingPlan):
         self.temperature_start = float(temperature_start)
         self.temperature_end = float(temperature_end)
         self.n_epochs_temperature = n_epochs_temperature
+        if sparsity_penalty_end is not None and sparsity_penalty_end < 0:
+            raise ValueError("`sparsity_penalty_end` must be >= 0.")
+        if not 0.0 <= sparsity_anneal_start <= 1.0:
+            raise ValueError("`sparsity_anneal_start` must be in [0, 1].")
+        self.sparsity_penalty_end = sparsity_penalty_end
+        self.sparsity_anneal_start = float(sparsity_anneal_start)
+        prior = getattr(module, "prior", None)
+        self.sparsity_penalty_start = getattr(prior, "sparsity_penalty", None)
 
     def get_optimizer_creator(self):
         """Optimizer over two parameter groups (networks; per-perturbation parameters)."""
@@ -89,6 +106,20 @@ class SparseShiftTrainingPlan(TrainingPlan):
         """Temperature at ``epoch`` of the geometric schedule."""
         n = self.n_epochs_temperature or getattr(self.trainer, "max_epochs", None) or 1
         return geometric_temperature(epoch, n, self.temperature_start, self.temperature_end)
+
+    def current_sparsity_penalty(self, epoch: int) -> float | None:
+        """Per-cell sparsity penalty at ``epoch`` (None: the prior has none)."""
+        start = self.sparsity_penalty_start
+        if start is None or self.sparsity_penalty_end is None:
+            return start
+        n = getattr(self.trainer, "max_epochs", None) or 1
+        first = int(round(self.sparsity_anneal_start * (n - 1)))
+        if epoch <= first:
+            return start
+        if start == 0 or self.sparsity_penalty_end == 0:
+            frac = (epoch - first) / max(n - 1 - first, 1)
+            return start + (self.sparsity_penalty_end - start) * min(frac, 1.0)
+        return geometric_temperature(epoch - first, n - first, start, self.sparsity_penalty_end)
 
     def on_train_start(self):
         """Put the module in training mode (Lightning keeps the modes it finds).
@@ -116,6 +147,9 @@ class SparseShiftTrainingPlan(TrainingPlan):
         mask = getattr(getattr(self.module, "prior", None), "mask", None)
         if mask is not None:
             mask.set_temperature(self.current_temperature(self.current_epoch))
+        penalty = self.current_sparsity_penalty(self.current_epoch)
+        if penalty is not None and self.sparsity_penalty_end is not None:
+            self.module.prior.sparsity_penalty = penalty
 
     def on_train_epoch_end(self):
         """Log mask diagnostics once per epoch (they are global, not per minibatch)."""
@@ -124,3 +158,6 @@ class SparseShiftTrainingPlan(TrainingPlan):
         for key, value in getattr(prior, "extra_metrics", dict)().items():
             self.log(f"{key}_train", value, on_step=False, on_epoch=True,
                      sync_dist=self.use_sync_dist)
+        if self.sparsity_penalty_end is not None and prior is not None:
+            self.log("sparsity_penalty_train", float(prior.sparsity_penalty), on_step=False,
+                     on_epoch=True, sync_dist=self.use_sync_dist)
