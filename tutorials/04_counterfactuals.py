@@ -80,6 +80,14 @@ pred = model.predict(perturbations=held_out + ["control"])
 pred.obs[["perturbation", "source_cell", "source_perturbation"]].head()
 
 # %% [markdown]
+# `shift="latent"` predicts from the same model by latent arithmetic: each member's shift is
+# the mean latent of its training cells minus the controls', so effects on units the sparse
+# mask pruned are kept. It needs training cells of every member on its own.
+
+# %%
+pred_latent = model.predict(perturbations=held_out + ["control"], shift="latent")
+
+# %% [markdown]
 # ## Compare with the held-out cells
 #
 # The predicted LFC of a pair is taken against the predicted control (decoded from the same
@@ -93,12 +101,15 @@ control = train_expr[train_labels == "control"]
 train_lfc = {p: log_fold_change(train_expr[train_labels == p], control)
              for p in np.unique(train_labels) if p != "control"}
 pred_labels = pred.obs["perturbation"].astype(str).to_numpy()
+latent_labels = pred_latent.obs["perturbation"].astype(str).to_numpy()
 rows = []
 for pair in held_out:
     observed = log_fold_change(expr[(labels == pair).to_numpy()], control)
     candidates = {
         "SparseShiftVI": log_fold_change(pred.X[pred_labels == pair],
                                          pred.X[pred_labels == "control"]),
+        "SparseShiftVI-latent": log_fold_change(pred_latent.X[latent_labels == pair],
+                                                pred_latent.X[latent_labels == "control"]),
         "additive": baseline_lfc("additive", pair, train_lfc),
         "mean": baseline_lfc("mean", pair, train_lfc),
     }
