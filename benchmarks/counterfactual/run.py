@@ -238,9 +238,16 @@ def plot(df: pd.DataFrame, path: Path) -> None:
 
 def write_markdown(df: pd.DataFrame, path: Path, command: str) -> None:
     table = summarise(df)
+    runs = list(dict.fromkeys(df["command"].dropna())) if "command" in df else []
+    if runs and any(r != command for r in runs):
+        written = ("Runs: " + "; ".join(f"`{r}`" for r in runs) + ", tabulated together with "
+                   "`--from-csv` (the same rows as one sequential run of "
+                   "`python benchmarks/counterfactual/run.py --threads 1`)")
+    else:
+        written = f"Written by `{command}`"
     lines = [
         "# Counterfactual benchmark", "",
-        f"Written by `{command}` ({time.strftime('%Y-%m-%d')}); do not edit by hand.", "",
+        f"{written} ({time.strftime('%Y-%m-%d')}); do not edit by hand.", "",
         "Mean ± sd over seeds of the mean over held-out perturbations. `pearson_*`/`r2_*`: "
         "predicted vs observed log fold change against control on the 20 most changed genes "
         "(`top`) or all genes; `energy_distance` between predicted and observed cells in "
@@ -293,6 +300,8 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     for task, seed in runs:
         fn = run_simulated if task == "simulated_pairs" else run_papalexi
         new = fn(seed, args.quick, args.max_epochs, args.model_kwargs)
+        for row in new:
+            row["command"] = command.strip()
         rows += new
         frame = pd.DataFrame(new).groupby("method", sort=False)["pearson_top"].mean()
         print(f"  {task} seed {seed}: " + ", ".join(f"{m} r_top {v:.3f}"
