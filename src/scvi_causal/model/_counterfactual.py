@@ -62,21 +62,18 @@ class CounterfactualMixin:
         """
         if shift not in ("model", "latent"):
             raise ValueError(f"`shift` must be 'model' or 'latent', got {shift!r}.")
-        if shift == "latent":
+        if shift == "latent" or self.module.intervention_prior == "none":
             frame = self.get_perturbation_shifts(source="latent", adata=self.adata)
-            missing = frame.index[frame.isna().any(axis=1).to_numpy()]
+            lacking = frame.isna().any(axis=1).to_numpy()
             if needed is not None:
-                missing = [m for m, need in zip(frame.index, needed, strict=True)
-                           if need and m in set(missing)]
-            if len(missing):
+                lacking &= needed
+            if shift == "latent" and lacking.any():
                 raise ValueError(
                     f"shift='latent' needs training cells of each single perturbation; none for "
-                    f"{list(missing)[:10]} (seen only in combinations). Use shift='model'."
+                    f"{list(frame.index[lacking])[:10]} (seen only in combinations). Use "
+                    "shift='model'."
                 )
             shifts = frame.fillna(0.0).to_numpy()
-            return torch.as_tensor(shifts, dtype=torch.float32, device=self.device)
-        if self.module.intervention_prior == "none":
-            shifts = self.get_perturbation_shifts(source="latent").fillna(0.0).to_numpy()
             return torch.as_tensor(shifts, dtype=torch.float32, device=self.device)
         prior = self.module.prior
         was_training = prior.training
