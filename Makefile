@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 # headless plotting for the demo, tests and benchmarks
 export MPLBACKEND ?= Agg
 
-.PHONY: setup demo test lint docs bench bench-sim bench-fewshot bench-counterfactual bench-real bench-images bench-scale clean
+.PHONY: setup demo test lint docs bench bench-sim bench-diagnose bench-fewshot bench-counterfactual bench-real bench-images bench-scale clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,10 @@ docs: $(STAMP)
 
 bench-sim: $(STAMP)
 	$(PY) benchmarks/simulated/run.py
+
+bench-diagnose: $(STAMP)
+	$(PY) benchmarks/simulated/diagnose.py --out benchmarks/simulated/diagnosis/spike_slab
+	$(PY) benchmarks/simulated/diagnose.py --method dense --out benchmarks/simulated/diagnosis/dense
 
 bench-fewshot: $(STAMP)
 	$(PY) benchmarks/simulated/fewshot.py

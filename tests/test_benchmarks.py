@@ -37,6 +37,19 @@ def test_benchmark_quick(script, tmp_path):
     pd.testing.assert_frame_equal(pd.read_csv(again / "results.csv"), df)
 
 
+def test_diagnose_quick(tmp_path):
+    cmd = [sys.executable, str(ROOT / "benchmarks/simulated/diagnose.py"), "--quick", "--seeds",
+           "1", "--workers", "1", "--out", str(tmp_path)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    df = pd.read_csv(tmp_path / "diagnosis.csv")
+    for col in ["ceiling_unit_corr", "mcc", "within_linear_r2", "between_linear_r2", "recall"]:
+        assert df[col].between(0, 1).all(), col
+    # every training perturbation is counted once by its number of true targets
+    assert df[[f"n_perts_{t}_targets" for t in (1, 2, 3)]].sum(axis=1).item() == 8
+    assert "where the MCC is lost" in (tmp_path / "DIAGNOSIS.md").read_text()
+
+
 def test_demo_runs(tmp_path):
     from scvi_causal.demo import main
 

@@ -119,6 +119,45 @@ def test_scores_and_shifts_on_subsets(trained):
     np.testing.assert_allclose(latent_shifts.loc["p02"].to_numpy(), expected, rtol=1e-5)
 
 
+def test_off_mask_shifts(trained):
+    off = trained.get_off_mask_shifts()
+    assert list(off.index) == trained.perturbation_names_
+    z = trained.get_latent_representation()
+    labels = trained.adata.obs["perturbation"].to_numpy()
+    on = trained.get_target_graph().to_numpy() >= 0.5
+    for i, name in enumerate(trained.perturbation_names_):
+        d = z[labels == name].mean(0) - z[labels == "control"].mean(0)
+        outside = np.where(on[i], 0.0, d)
+        assert off.loc[name, "n_targets"] == on[i].sum()
+        assert off.loc[name, "shift_norm"] == pytest.approx(np.linalg.norm(d), rel=1e-5)
+        assert off.loc[name, "off_mask_norm"] == pytest.approx(np.linalg.norm(outside), rel=1e-5)
+        assert off.loc[name, "off_mask_fraction"] == pytest.approx(
+            np.sum(outside**2) / np.sum(d**2), rel=1e-5)
+        if (~on[i]).any():
+            top = int(np.argmax(np.abs(outside)))
+            assert off.loc[name, "top_off_mask_unit"] == f"z{top}"
+            assert off.loc[name, "top_off_mask_shift"] == pytest.approx(outside[top], rel=1e-5)
+    # every unit switched off: the whole displacement is off the mask; all on: none of it
+    logits = trained.module.prior.mask.logits
+    saved = logits.detach().clone()
+    try:
+        with torch.no_grad():
+            logits.fill_(-20.0)
+        none_on = trained.get_off_mask_shifts()
+        np.testing.assert_allclose(none_on["off_mask_fraction"], 1.0, rtol=1e-6)
+        assert (none_on["n_targets"] == 0).all()
+        with torch.no_grad():
+            logits.fill_(20.0)
+        all_on = trained.get_off_mask_shifts()
+        np.testing.assert_allclose(all_on["off_mask_fraction"], 0.0, atol=1e-12)
+        assert all_on["top_off_mask_unit"].isna().all()
+    finally:
+        with torch.no_grad():
+            logits.copy_(saved)
+    with pytest.raises(ValueError, match="threshold"):
+        trained.get_off_mask_shifts(threshold=1.0)
+
+
 def test_save_load_round_trip(trained, tmp_path):
     model = trained
     path = tmp_path / "model"
