@@ -105,8 +105,14 @@ def test_real_quick(tmp_path):
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     heldout = pd.read_csv(tmp_path / "heldout.csv")
-    assert set(heldout["config"]) == {"spike_slab", "l1", "dense", "none"}
+    assert set(heldout["config"]) == {"spike_slab", "spike_slab_fixed_masks", "l1", "dense",
+                                      "none"}
     assert heldout["iwelbo"].notna().all()
+    # the published protocol's all-ones query masks, on the same spike_slab reference
+    fixed = heldout[heldout["config"] == "spike_slab_fixed_masks"]
+    assert (fixed["n_targets"] == 10).all()
+    sparse = heldout[heldout["config"] == "spike_slab"]
+    assert fixed["train_seconds"].tolist() == sparse["train_seconds"].tolist()
     # dense shifts every unit; "none" has no target graph
     assert (heldout.loc[heldout["config"] == "dense", "n_targets"] == 10).all()
     assert heldout.loc[heldout["config"] == "none", "n_targets"].isna().all()
