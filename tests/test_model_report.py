@@ -64,11 +64,13 @@ def test_target_report_tables_figures_and_files(model, tmp_path):
             >= ug.loc[ug["direction"] == "down", "lfc"].to_numpy()).all()
     assert len(report["perturbation_genes"]) == 4 * 3
     assert all(isinstance(f, Figure) for f in report["figures"].values())
+    pd.testing.assert_frame_equal(report["off_mask"], model.get_off_mask_shifts())
     for name in ["report.md", "target_graph.png", "unit_genes.png", "targets.csv",
-                 "unit_genes.csv", "perturbation_genes.csv", "graph.csv"]:
+                 "unit_genes.csv", "perturbation_genes.csv", "graph.csv", "off_mask.csv"]:
         assert (tmp_path / "report" / name).exists(), name
     md = (tmp_path / "report" / "report.md").read_text()
     assert "![target graph](target_graph.png)" in md and "p00" in md
+    assert "off-mask (largest unit)" in md
     pd.testing.assert_frame_equal(
         pd.read_csv(tmp_path / "report" / "graph.csv", index_col=0), graph, check_dtype=False,
         check_names=False, atol=1e-6,
@@ -87,7 +89,10 @@ def test_report_without_any_edge(model, tmp_path):
     assert report["targets"].empty
     assert np.allclose(report["perturbation_effects"].to_numpy(), 0.0, atol=1e-5)
     md = (tmp_path / "report.md").read_text()
-    assert "| p00 | none | none (no targeted unit: predicted as control) |" in md
+    row = next(line for line in md.splitlines() if line.startswith("| p00 |"))
+    # no unit targeted: the whole displacement is off the mask
+    assert row.startswith("| p00 | none | 100% (z")
+    assert row.endswith("| none (no targeted unit: predicted as control) |")
 
 
 def test_report_needs_a_sparse_prior():

@@ -167,6 +167,9 @@ class ReportMixin:
           unit increases (:meth:`get_latent_gene_effects`);
         * ``perturbation_genes``: for every perturbation, its top predicted responding genes
           (:meth:`get_perturbation_gene_effects`; needs control cells);
+        * ``off_mask``: for every perturbation, the share of its cells' latent displacement
+          on units it does not target and the largest such unit
+          (:meth:`get_off_mask_shifts`): a large share flags a possibly missed target;
         * ``figures``: the clustered target graph and a heatmap of the units' top genes.
 
         With ``output_dir``, writes the tables as CSV, the figures as PNG and ``report.md``
@@ -191,8 +194,8 @@ class ReportMixin:
         -------
         dict
             ``graph``, ``targets``, ``unit_effects``, ``unit_genes``, ``perturbation_effects``
-            (None without controls), ``perturbation_genes`` (None without controls) and
-            ``figures`` (name -> matplotlib Figure).
+            (None without controls), ``perturbation_genes`` (None without controls),
+            ``off_mask`` and ``figures`` (name -> matplotlib Figure).
 
         Examples
         --------
@@ -227,7 +230,8 @@ class ReportMixin:
         report = {
             "graph": graph, "targets": targets, "unit_effects": unit_effects,
             "unit_genes": unit_genes, "perturbation_effects": pert_effects,
-            "perturbation_genes": pert_genes, "figures": figures,
+            "perturbation_genes": pert_genes,
+            "off_mask": self.get_off_mask_shifts(threshold=threshold), "figures": figures,
         }
         if output_dir is not None:
             _write_report(report, Path(output_dir))
@@ -252,7 +256,7 @@ def _top_genes(effects: pd.DataFrame, n: int, name: str, both_directions: bool =
 
 def _write_report(report: dict, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    for name in ["graph", "unit_effects", "perturbation_effects"]:
+    for name in ["graph", "unit_effects", "perturbation_effects", "off_mask"]:
         if report[name] is not None:
             report[name].to_csv(out / f"{name}.csv")
     for name in ["targets", "unit_genes", "perturbation_genes"]:
@@ -279,8 +283,13 @@ def _write_report(report: dict, out: Path) -> None:
         down = ", ".join(sub.loc[sub["direction"] == "down", "gene"].astype(str))
         lines.append(f"| {unit} | {up} | {down} |")
     lines += ["", "## Perturbations: targeted units and predicted top genes", "",
-              "| perturbation | targets (probability) | top predicted genes |", "|---|---|---|"]
+              "Off-mask: the share of the perturbation's mean latent displacement that falls on "
+              "units it does not target, and the largest such unit (a large share flags a "
+              "possibly missed target).", "",
+              "| perturbation | targets (probability) | off-mask (largest unit) | "
+              "top predicted genes |", "|---|---|---|---|"]
     pg = report["perturbation_genes"]
+    off = report["off_mask"]
     for pert in report["graph"].index:
         genes = ""
         if pg is not None:
@@ -291,5 +300,10 @@ def _write_report(report: dict, out: Path) -> None:
             else:
                 genes = ", ".join(f"{g} ({v:+.2f})" for g, v in zip(sub["gene"], sub["lfc"],
                                                                       strict=True))
-        lines.append(f"| {pert} | {per_pert.loc[pert]} | {genes} |")
+        off_text = ""
+        if isinstance(off.loc[pert, "top_off_mask_unit"], str):
+            off_text = (f"{off.loc[pert, 'off_mask_fraction']:.0%} "
+                        f"({off.loc[pert, 'top_off_mask_unit']} "
+                        f"{off.loc[pert, 'top_off_mask_shift']:+.2f})")
+        lines.append(f"| {pert} | {per_pert.loc[pert]} | {off_text} | {genes} |")
     (out / "report.md").write_text("\n".join(lines) + "\n")
