@@ -481,8 +481,9 @@ class SparseShiftVI(
         are *not* targeted (inclusion probability below ``threshold``) is what the sparse model
         pays for as prior mismatch instead of explaining it with an edge. A large off-mask share
         with one dominant unit flags a possibly missed target: on the simulated sVAE benchmark,
-        perturbations with two true targets often end with one learned edge, and their missed
-        target is then the top off-mask unit (``benchmarks/simulated/diagnose.py``).
+        about half of the perturbations with two true targets end with one learned edge, and for
+        about two in three of those the missed target is the top off-mask unit
+        (``benchmarks/simulated/diagnose.py``).
 
         Parameters
         ----------
