@@ -258,9 +258,8 @@ def write_markdown(out: Path, command: str, heldout, stability, pathway, zhao) -
                   "the held-out perturbations' masks fixed to all ones in the query (only their "
                   "shifts are fitted), as in the published sVAE+ transfer protocol.", "",
                   per_fold.round(2).to_markdown(), ""]
-        for ref in [c for c in ("spike_slab", FIXED_MASKS) if c in per_fold]:
-            if per_fold.shape[1] < 2:
-                break
+        refs = [c for c in ("spike_slab", FIXED_MASKS) if c in per_fold]
+        for ref in refs if per_fold.shape[1] > 1 else []:
             wins = {}  # over the folds where both have finished
             for c in per_fold.columns.drop(ref):
                 both = per_fold[[ref, c]].dropna()

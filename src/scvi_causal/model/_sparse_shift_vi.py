@@ -454,17 +454,26 @@ class SparseShiftVI(
             return pd.DataFrame(shifts.cpu().numpy(), index=self.perturbation_names_, columns=cols)
         if source != "latent":
             raise ValueError(f"`source` must be 'model' or 'latent', got {source!r}.")
+        means, control, overall = self._mean_latents(adata, batch_size)
+        return means - (control if control is not None else overall)
+
+    def _mean_latents(
+        self, adata: AnnData | None, batch_size: int | None
+    ) -> tuple[pd.DataFrame, np.ndarray | None, np.ndarray]:
+        """Mean posterior latent of each perturbation's own cells (NaN rows without cells),
+        of the control cells (None without controls) and of all cells."""
         adata = self._validate_anndata(adata)
         z = self.get_latent_representation(adata, batch_size=batch_size)
         labels = self._perturbation_labels(adata)
         is_control = labels.isin(self.control_categories_).to_numpy()
-        ref = z[is_control].mean(0) if is_control.any() else z.mean(0)
-        out = pd.DataFrame(np.nan, index=self.perturbation_names_, columns=cols)
+        means = pd.DataFrame(np.nan, index=self.perturbation_names_,
+                             columns=self._latent_columns())
         for name in self.perturbation_names_:
             sel = (labels == name).to_numpy()
             if sel.any():
-                out.loc[name] = z[sel].mean(0) - ref
-        return out
+                means.loc[name] = z[sel].mean(0)
+        control = z[is_control].mean(0) if is_control.any() else None
+        return means, control, z.mean(0)
 
     @torch.inference_mode()
     def get_off_mask_shifts(
@@ -512,20 +521,16 @@ class SparseShiftVI(
         self._require_sparse_prior("An off-mask shift")
         if not 0.0 < threshold < 1.0:
             raise ValueError(f"`threshold` must be in (0, 1), got {threshold}.")
-        adata = self._validate_anndata(adata)
-        z = self.get_latent_representation(adata, batch_size=batch_size)
-        labels = self._perturbation_labels(adata)
-        is_control = labels.isin(self.control_categories_).to_numpy()
-        ref = z[is_control].mean(0) if is_control.any() else np.zeros(z.shape[1])
+        means, control, _ = self._mean_latents(adata, batch_size)
+        # without controls, the prior's unperturbed mean 0 is the reference
+        displacement = (means - control if control is not None else means).to_numpy()
         on = self.get_target_graph().to_numpy() >= threshold
         cols = self._latent_columns()
         rows = []
-        for i, name in enumerate(self.perturbation_names_):
-            sel = (labels == name).to_numpy()
-            if not sel.any():
+        for i, d in enumerate(displacement):
+            if np.isnan(d).any():  # no cells of its own
                 rows.append({"n_targets": int(on[i].sum())})
                 continue
-            d = z[sel].mean(0) - ref
             off = np.where(on[i], 0.0, d)
             total = float(np.sum(d**2))
             top = int(np.argmax(np.abs(off))) if (~on[i]).any() else None
