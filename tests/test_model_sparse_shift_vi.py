@@ -458,3 +458,43 @@ def test_sparsity_penalty_schedule(adata):
     assert "sparsity_penalty_train" not in other.history
     with pytest.raises(ValueError, match="sparsity_penalty_end"):
         other.train(max_epochs=1, plan_kwargs={"sparsity_penalty_end": -1.0}, **TRAIN_KWARGS)
+
+
+def test_latent_alignment_steps(adata):
+    """Default training rotates the latent space three times; the history shows each step."""
+    SparseShiftVI.setup_anndata(adata, perturbation_key="perturbation", control_category="control")
+    scvi.settings.seed = 0
+    model = SparseShiftVI(adata, n_latent=N_LATENT, **SMALL_NET)
+    model.train(max_epochs=10, **TRAIN_KWARGS)
+    ratio = model.history["alignment_l1_ratio_train"].dropna().to_numpy().ravel()
+    assert len(ratio) == 3
+    assert ((ratio > 0) & (ratio <= 1)).all()
+    # the rotated model is still a model: finite latents, a graph in [0, 1]
+    assert np.isfinite(model.get_latent_representation()).all()
+    graph = model.get_target_graph().to_numpy()
+    assert ((graph >= 0) & (graph <= 1)).all()
+    # off on request, and for priors that have no sparse masks
+    off = SparseShiftVI(adata, n_latent=N_LATENT, **SMALL_NET)
+    off.train(max_epochs=2, align_at=(), **TRAIN_KWARGS)
+    assert "alignment_l1_ratio_train" not in off.history
+    dense = _train(adata, max_epochs=2, intervention_prior="dense")
+    assert "alignment_l1_ratio_train" not in dense.history
+    with pytest.raises(ValueError, match="align_at"):
+        off.train(max_epochs=1, align_at=(1.5,), **TRAIN_KWARGS)
+
+
+def test_latent_alignment_moves_onto_sparse_effects(adata):
+    """One alignment step leaves the perturbations' mean latents sparser than before."""
+    SparseShiftVI.setup_anndata(adata, perturbation_key="perturbation", control_category="control")
+    scvi.settings.seed = 0
+    model = SparseShiftVI(adata, n_latent=N_LATENT, **SMALL_NET)
+    model.train(max_epochs=4, align_at=(), **TRAIN_KWARGS)
+    before = model.get_perturbation_shifts(source="latent").to_numpy()
+    model.train(max_epochs=1, align_at=(1.0,), lr=1e-12, intervention_lr_factor=1.0,
+                **TRAIN_KWARGS)
+    after = model.get_perturbation_shifts(source="latent").to_numpy()
+    l1 = lambda x: np.abs(x).sum()  # noqa: E731
+    assert l1(after) < l1(before)
+    # a rotation: the norms of the effects are kept
+    np.testing.assert_allclose(np.linalg.norm(after, axis=1), np.linalg.norm(before, axis=1),
+                               rtol=0.05)

@@ -1,5 +1,7 @@
 """Tests of the SparseShiftVAE module on tiny tensor dicts (no AnnData) and of label parsing."""
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -342,3 +344,51 @@ def test_total_correlation_query_subsample_in_the_loss():
     assert torch.unique(exact.kl_local["total_correlation"]).numel() > 1
     with pytest.raises(ValueError, match="tc_query_size"):
         _module(tc_query_size=0)
+
+
+# ----------------------------------------------------------------------------- latent rotation
+def test_rotate_latent_space_is_a_change_of_coordinates():
+    module = _module(n_layers=2).eval()
+    tensors = _tensors()
+    inf_old, _ = _outputs(module, tensors)
+    before = copy.deepcopy(module)
+    q = torch.linalg.qr(torch.randn(N_LATENT, N_LATENT, generator=torch.Generator()
+                                    .manual_seed(3))).Q
+    effects = torch.tensor([[4.0, 0.1, -0.2], [float("nan")] * 3])
+    expected_b = (module.prior.inclusion_probs() * module.prior.shifts)[1] @ q
+    changed = module.rotate_latent_space(q, effects=effects, threshold=0.5)
+    assert len(changed) == 7
+    inf_new, _ = _outputs(module, tensors)
+    qz_old, qz_new = inf_old[MODULE_KEYS.QZ_KEY], inf_new[MODULE_KEYS.QZ_KEY]
+    assert torch.allclose(qz_new.loc, qz_old.loc @ q, atol=1e-5)
+    # decoding the new posterior mean gives the old expression
+    library = inf_old[MODULE_KEYS.LIBRARY_KEY]
+    px_old = before.generative(qz_old.loc, library, tensors["batch"])[MODULE_KEYS.PX_KEY]
+    px_new = module.generative(qz_new.loc, library, tensors["batch"])[MODULE_KEYS.PX_KEY]
+    assert torch.allclose(px_new.mu, px_old.mu, rtol=1e-4)
+    assert not torch.allclose(qz_new.loc, qz_old.loc, atol=1e-2)
+    # shifts in the new frame; masks reset from their relative size
+    assert torch.allclose(module.prior.shifts[0], effects[0] @ q, atol=1e-6)
+    assert torch.allclose(module.prior.shifts[1], expected_b, atol=1e-6)
+    shift = module.prior.shifts.detach()
+    on = shift.abs() >= 0.5 * shift.abs().amax(-1, keepdim=True)
+    assert torch.equal(module.prior.mask.logits > 0, on)
+    # equal posterior variances stay equal (log-variances mixed by q**2)
+    assert torch.allclose(qz_new.scale.log().mean(), qz_old.scale.log().mean(), atol=0.5)
+
+
+@pytest.mark.parametrize("intervention_prior", ["dense", "none"])
+def test_rotate_latent_space_needs_a_sparse_prior(intervention_prior):
+    module = _module(intervention_prior)
+    assert not module.can_rotate_latent_space()
+    with pytest.raises(ValueError, match="spike_slab"):
+        module.rotate_latent_space(torch.eye(N_LATENT))
+
+
+def test_rotate_latent_space_bad_rotation_and_frozen_masks():
+    module = _module()
+    assert module.can_rotate_latent_space()
+    with pytest.raises(ValueError, match="orthogonal"):
+        module.rotate_latent_space(torch.ones(N_LATENT, N_LATENT))
+    module.prior.mask.freeze(torch.tensor([0]), 1.0)
+    assert not module.can_rotate_latent_space()

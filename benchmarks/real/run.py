@@ -45,7 +45,7 @@ import pandas as pd
 HERE = Path(__file__).resolve().parent
 CONFIGS = {
     "spike_slab": {},
-    "l1": {"intervention_prior": "l1"},
+    "l1": {"intervention_prior": "l1", "sparsity_penalty": 0.5},  # the cost it was measured with
     "dense": {"intervention_prior": "dense"},
     "none": {"intervention_prior": "none"},
 }

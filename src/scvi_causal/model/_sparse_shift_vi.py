@@ -35,6 +35,7 @@ logger = logging.getLogger(__name__)
 
 #: Target number of optimisation steps of the default training length.
 DEFAULT_N_STEPS = 10_000
+DEFAULT_ALIGN_AT = (0.3, 0.5, 0.7)
 
 
 class SparseShiftVI(
@@ -85,11 +86,13 @@ class SparseShiftVI(
         Per-cell cost :math:`c` of each unit that a cell's perturbation targets
         (``"spike_slab"`` and ``"l1"``). Charged per cell, so the sparsity pressure does not
         change with the number of cells per perturbation (see
-        :class:`~scvi_causal.core.SparseShiftPrior`).
+        :class:`~scvi_causal.core.SparseShiftPrior`). The default 0.25 goes with the alignment
+        steps of :meth:`train` (with them it identifies more true edges than 0.5 at the same
+        precision; see the model guide).
     sparsity_scale
         ``"relative"`` (default): the cost is in units of the perturbation's largest shift
         gain :math:`\max_k \mu_{pk}^2 / 2`, so an edge survives only if it carries at least
-        :math:`\sqrt{c}` (0.71 at the default 0.5) of the perturbation's largest shift, whatever
+        :math:`\sqrt{c}` (0.5 at the default 0.25) of the perturbation's largest shift, whatever
         the effect size of the screen. ``"absolute"``: :math:`c` nats per cell (suits screens with
         large effects, prunes weak real effects). ``"energy"``: in units of the total shift
         gain (see :class:`~scvi_causal.core.SparseShiftPrior`).
@@ -141,7 +144,7 @@ class SparseShiftVI(
         intervention_prior: Literal["spike_slab", "l1", "dense", "none"] = "spike_slab",
         beta: float = 1.0,
         prior_prob: float | None = None,
-        sparsity_penalty: float = 0.5,
+        sparsity_penalty: float = 0.25,
         sparsity_scale: Literal["absolute", "relative", "energy"] = "relative",
         slab_scale: float | None = 10.0,
         mask_init_prob: float = 0.5,
@@ -286,6 +289,7 @@ class SparseShiftVI(
         lr: float = 3e-3,
         intervention_lr_factor: float = 10.0,
         n_epochs_kl_warmup: int | None = None,
+        align_at: Sequence[float] | None = None,
         plan_kwargs: dict | None = None,
         **kwargs,
     ):
@@ -312,6 +316,17 @@ class SparseShiftVI(
             Learning-rate multiplier for mask logits and shifts.
         n_epochs_kl_warmup
             Epochs of linear KL warm-up; default a quarter of ``max_epochs``.
+        align_at
+            Fractions of ``max_epochs`` after which the latent space is rotated onto the frame
+            in which the perturbations' effects are sparsest, with masks and shifts reset in
+            that frame (:func:`~scvi_causal.core.sparse_rotation`, see the model guide).
+            Gradient descent turns the latent space onto the true units only slowly; these
+            steps take the turn directly. Default ``(0.3, 0.5, 0.7)`` for
+            ``intervention_prior="spike_slab"`` with trainable networks, ``()`` (off)
+            otherwise, so that ``"l1"`` stays the published sVAE. Measured on the simulated sVAE
+            benchmark, seeds 101 and 103: MCC 0.78 / 0.71 without, 0.89 / 0.93 with (and
+            ``sparsity_penalty=0.25``). The ratio by which each step lowered the l1 norm of
+            the effects is logged as ``alignment_l1_ratio_train``.
         plan_kwargs
             More arguments of :class:`~scvi_causal.train.SparseShiftTrainingPlan`.
         **kwargs
@@ -342,7 +357,11 @@ class SparseShiftVI(
             return None
         if max_epochs is None:
             max_epochs = default_max_epochs(self.adata.n_obs, batch_size)
+        if align_at is None:
+            sparse = self.module.intervention_prior == "spike_slab"
+            align_at = DEFAULT_ALIGN_AT if sparse and self.module.can_rotate_latent_space() else ()
         plan = {
+            "align_at": tuple(align_at),
             "lr": lr,
             "intervention_lr_factor": intervention_lr_factor,
             "n_epochs_kl_warmup": (

@@ -201,6 +201,103 @@ class SparseShiftVAE(VAE):
             kl_global=kl_global,
         )
 
+    def can_rotate_latent_space(self) -> bool:
+        """Whether :meth:`rotate_latent_space` applies: a sparse prior, Gaussian latents, an
+        exp-activated variance head, trainable networks and no frozen mask rows."""
+        prior = self.prior
+        return (
+            isinstance(prior, SparseShiftPrior)
+            and prior.intervention_prior in ("spike_slab", "l1")
+            and prior.n_interventions > 0
+            and self.latent_distribution == "normal"
+            and self.z_encoder.mean_encoder.weight.requires_grad
+            and not bool(prior.mask.frozen.any())
+        )
+
+    @torch.no_grad()
+    def rotate_latent_space(
+        self,
+        rotation: torch.Tensor,
+        effects: torch.Tensor | None = None,
+        threshold: float = 0.5,
+        logit: float = 2.0,
+    ) -> list[torch.nn.Parameter]:
+        r"""Re-express the model in the rotated latent frame :math:`z' = z Q`.
+
+        A change of coordinates, not of the model: the encoder's mean head is multiplied by
+        :math:`Q`, the decoder's first layer by :math:`Q^\top` on its latent inputs, so every
+        cell decodes as before from its posterior mean. The posterior stays diagonal; its
+        log-variances are mixed with weights :math:`Q_{jk}^2` (exact when the variances are
+        equal). The per-perturbation shifts are expressed in the new frame (``effects @ Q``
+        where ``effects`` is given, e.g. the mean latent of each perturbation's cells,
+        otherwise the expected masked shifts), and each mask is reset from them: a unit is
+        switched on (``+logit``) when its shift reaches ``threshold`` times the
+        perturbation's largest one, off (``-logit``) otherwise. Training then refines masks
+        and shifts in the new frame.
+
+        Parameters
+        ----------
+        rotation
+            ``(K, K)`` orthogonal matrix :math:`Q` (e.g. from
+            :func:`~scvi_causal.core.sparse_rotation`).
+        effects
+            ``(P, K)`` effect of each atomic perturbation in the current frame; rows with a
+            NaN fall back to the expected masked shift.
+        threshold
+            Relative size of a shift for its mask to be switched on.
+        logit
+            Magnitude of the reset mask logits.
+
+        Returns
+        -------
+        list of torch.nn.Parameter
+            The parameters that changed (their optimiser state is stale).
+
+        Examples
+        --------
+        >>> import numpy as np, torch
+        >>> module = SparseShiftVAE(20, intervention_matrix=np.eye(2), n_latent=3)
+        >>> q = torch.linalg.qr(torch.randn(3, 3)).Q
+        >>> changed = module.rotate_latent_space(q)
+        >>> len(changed)
+        6
+        """
+        if not self.can_rotate_latent_space():
+            raise ValueError(
+                "rotate_latent_space needs a 'spike_slab' or 'l1' prior, Gaussian latents, "
+                "trainable networks and no frozen masks."
+            )
+        k = self.n_latent
+        q = rotation.to(self.z_encoder.mean_encoder.weight)
+        if q.shape != (k, k) or not torch.allclose(q @ q.T, torch.eye(k, device=q.device),
+                                                   atol=1e-4):
+            raise ValueError(f"`rotation` must be an orthogonal ({k}, {k}) matrix.")
+        mean_head = self.z_encoder.mean_encoder
+        mean_head.weight.copy_(q.T @ mean_head.weight)
+        mean_head.bias.copy_(mean_head.bias @ q)
+        changed = [mean_head.weight, mean_head.bias]
+        if self.z_encoder.var_activation is torch.exp:
+            var_head, mix = self.z_encoder.var_encoder, q**2
+            var_head.weight.copy_(mix.T @ var_head.weight)
+            var_head.bias.copy_(var_head.bias @ mix)
+            changed += [var_head.weight, var_head.bias]
+        first = self.decoder.px_decoder.fc_layers[0][0]
+        first.weight[:, :k] = first.weight[:, :k] @ q
+        changed.append(first.weight)
+
+        prior = self.prior
+        expected = prior.inclusion_probs() * prior.shifts
+        if effects is not None:
+            effects = effects.to(expected)
+            expected = torch.where(torch.isnan(effects), expected, effects)
+        shifts = expected @ q
+        largest = shifts.abs().amax(-1, keepdim=True).clamp_min(1e-8)
+        on = shifts.abs() >= threshold * largest
+        prior.shifts.copy_(shifts)
+        prior.mask.logits.copy_(torch.where(on, logit, -logit).to(prior.mask.logits))
+        changed += [prior.shifts, prior.mask.logits]
+        return changed
+
     @torch.inference_mode()
     def importance_weights(
         self, tensors: dict[str, torch.Tensor], n_samples: int = 100

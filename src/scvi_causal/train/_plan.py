@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
+import torch
+import torch.distributed as dist
 from scvi.train import TrainingPlan
 
-from scvi_causal.core import geometric_temperature
+from scvi_causal.core import geometric_temperature, sparse_rotation
+from scvi_causal.module._sparse_shift_vae import PERTURBATION_KEY
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +46,18 @@ class SparseShiftTrainingPlan(TrainingPlan):
         value. ``None`` (default): constant penalty.
     sparsity_anneal_start
         Fraction of training after which the penalty is annealed.
+    align_at
+        Fractions of ``max_epochs`` after which the latent space is rotated onto the units
+        that make the perturbations' effects sparsest (:func:`~scvi_causal.core.sparse_rotation`
+        of the mean latent of each perturbation's training cells, applied by
+        :meth:`~scvi_causal.module.SparseShiftVAE.rotate_latent_space`; masks and shifts are
+        reset in the new frame and training goes on). Only for modules that can rotate
+        (sparse priors with trainable networks); ``()`` turns it off. The relative decrease of
+        the effects' l1 norm is logged as ``alignment_l1_ratio_train``.
+    align_threshold
+        Relative shift (of the perturbation's largest) above which a mask is switched on when
+        the latent space is rotated; default :math:`\\sqrt{c}` for the relative sparsity cost
+        :math:`c` (the size at which an edge pays for itself), 0.5 otherwise.
     **kwargs
         Passed to :class:`scvi.train.TrainingPlan` (``lr``, ``n_epochs_kl_warmup``, ...).
 
@@ -64,6 +80,8 @@ class SparseShiftTrainingPlan(TrainingPlan):
         n_epochs_temperature: int | None = None,
         sparsity_penalty_end: float | None = None,
         sparsity_anneal_start: float = 0.5,
+        align_at: Sequence[float] = (),
+        align_threshold: float | None = None,
         **kwargs,
     ):
         super().__init__(module, **kwargs)
@@ -81,6 +99,13 @@ class SparseShiftTrainingPlan(TrainingPlan):
             raise ValueError("`sparsity_anneal_start` must be in [0, 1].")
         self.sparsity_penalty_end = sparsity_penalty_end
         self.sparsity_anneal_start = float(sparsity_anneal_start)
+        align_at = tuple(float(f) for f in align_at)
+        if any(not 0.0 < f <= 1.0 for f in align_at):
+            raise ValueError(f"`align_at` fractions must be in (0, 1], got {align_at}.")
+        self.align_at = align_at
+        if align_threshold is not None and not 0.0 < align_threshold < 1.0:
+            raise ValueError(f"`align_threshold` must be in (0, 1), got {align_threshold}.")
+        self.align_threshold = align_threshold
         prior = getattr(module, "prior", None)
         self.sparsity_penalty_start = getattr(prior, "sparsity_penalty", None)
 
@@ -151,9 +176,98 @@ class SparseShiftTrainingPlan(TrainingPlan):
         if penalty is not None and self.sparsity_penalty_end is not None:
             self.module.prior.sparsity_penalty = penalty
 
+    def alignment_epochs(self) -> set[int]:
+        """Epochs (0-based) after which the latent space is rotated (see ``align_at``)."""
+        n = getattr(self.trainer, "max_epochs", None) or 1
+        return {max(int(round(f * n)) - 1, 0) for f in self.align_at}
+
+    @torch.no_grad()
+    def _perturbation_mean_latents(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Sum and count of posterior means per perturbation category over the training cells
+        (summed over processes under DDP)."""
+        module = self.module
+        n_cat = module.intervention_matrix.shape[0]
+        sums = module.intervention_matrix.new_zeros((n_cat, module.n_latent))
+        counts = module.intervention_matrix.new_zeros(n_cat)
+        was_training = module.training
+        module.eval()
+        try:
+            for tensors in self.trainer.datamodule.train_dataloader():
+                outputs = module.inference(**module._get_inference_input(tensors))
+                codes = tensors[PERTURBATION_KEY].long().view(-1).to(sums.device)
+                sums.index_add_(0, codes, outputs["qz"].loc.to(sums.dtype))
+                counts.index_add_(0, codes, torch.ones_like(codes, dtype=counts.dtype))
+        finally:
+            module.train(was_training)
+        if dist.is_available() and dist.is_initialized():
+            dist.all_reduce(sums)
+            dist.all_reduce(counts)
+        return sums, counts
+
+    def align_latent_space(self) -> float | None:
+        """Rotate the latent space onto the sparsest frame of the perturbations' effects.
+
+        Returns the ratio of the effects' l1 norms after / before (None: nothing done).
+        """
+        module = self.module
+        if not getattr(module, "can_rotate_latent_space", lambda: False)():
+            return None
+        if getattr(self.trainer, "datamodule", None) is None:
+            logger.warning("No data module to compute the perturbations' mean latents; the "
+                           "latent space is not rotated.")
+            return None
+        sums, counts = self._perturbation_mean_latents()
+        matrix = module.intervention_matrix
+        keep = (matrix.sum(-1) > 0) & (counts > 0)  # non-control categories with cells
+        if int(keep.sum()) < 2:
+            return None
+        # effects against the controls' mean latent when the screen has controls (their
+        # prior mean is 0; this removes what the encoder puts on every cell)
+        control = (matrix.sum(-1) == 0) & (counts > 0)
+        reference = (
+            sums[control].sum(0) / counts[control].sum()
+            if bool(control.any())
+            else sums.new_zeros(module.n_latent)
+        )
+        means = sums[keep] / counts[keep].unsqueeze(-1) - reference
+        # groups with few cells have noisy means: weight n / (n + 10)
+        rotation, before, after = sparse_rotation(
+            means, weights=counts[keep] / (counts[keep] + 10.0)
+        )
+        if dist.is_available() and dist.is_initialized():
+            dist.broadcast(rotation, src=0)
+        # atomic effects: the mean latent of each perturbation's single-label cells
+        effects = torch.full((matrix.shape[1], module.n_latent), float("nan"),
+                             device=sums.device, dtype=sums.dtype)
+        single = (matrix.sum(-1) == 1) & (matrix.max(-1).values == 1) & (counts > 0)
+        for cat in torch.nonzero(single).view(-1).tolist():
+            effects[int(matrix[cat].argmax())] = sums[cat] / counts[cat] - reference
+        threshold = self.align_threshold
+        if threshold is None:
+            prior = module.prior
+            relative = prior.sparsity_scale == "relative"
+            edge = float(prior.sparsity_penalty) ** 0.5 if relative else 0.5
+            threshold = min(max(edge, 0.1), 0.9)
+        changed = module.rotate_latent_space(rotation, effects=effects, threshold=threshold)
+        ids = {id(p) for p in changed}
+        for optimizer in self.trainer.optimizers:
+            for group in optimizer.param_groups:
+                for p in group["params"]:
+                    if id(p) in ids:
+                        optimizer.state.pop(p, None)
+        ratio = after / before if before > 0 else 1.0
+        logger.info("Latent space rotated: l1 norm of the perturbation effects x %.3f.", ratio)
+        return ratio
+
     def on_train_epoch_end(self):
-        """Log mask diagnostics once per epoch (they are global, not per minibatch)."""
+        """Log mask diagnostics once per epoch (they are global, not per minibatch); rotate the
+        latent space at the ``align_at`` epochs."""
         super().on_train_epoch_end()
+        if self.align_at and self.current_epoch in self.alignment_epochs():
+            ratio = self.align_latent_space()
+            if ratio is not None:
+                self.log("alignment_l1_ratio_train", ratio, on_step=False, on_epoch=True,
+                         sync_dist=self.use_sync_dist)
         prior = getattr(self.module, "prior", None)
         for key, value in getattr(prior, "extra_metrics", dict)().items():
             self.log(f"{key}_train", value, on_step=False, on_epoch=True,
