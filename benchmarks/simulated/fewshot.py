@@ -138,7 +138,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--protocol", default="svae", choices=["svae", "default"])
-    parser.add_argument("--seeds", nargs="+", type=int, default=[101])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[101, 102, 103])
     parser.add_argument("--shots", nargs="+", type=int, default=[0, 10, 30, 100, 1000])
     parser.add_argument("--n-test", type=int, default=100)
     parser.add_argument("--max-epochs", type=int, default=None)
