@@ -258,9 +258,9 @@ class SparseShiftVAE(VAE):
         >>> import numpy as np, torch
         >>> module = SparseShiftVAE(20, intervention_matrix=np.eye(2), n_latent=3)
         >>> q = torch.linalg.qr(torch.randn(3, 3)).Q
-        >>> changed = module.rotate_latent_space(q)
+        >>> changed = module.rotate_latent_space(q)  # encoder heads, decoder input, shifts, masks
         >>> len(changed)
-        6
+        7
         """
         if not self.can_rotate_latent_space():
             raise ValueError(
