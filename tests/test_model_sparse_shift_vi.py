@@ -498,3 +498,18 @@ def test_latent_alignment_moves_onto_sparse_effects(adata):
     # a rotation: the norms of the effects are kept
     np.testing.assert_allclose(np.linalg.norm(after, axis=1), np.linalg.norm(before, axis=1),
                                rtol=0.05)
+
+
+def test_latent_alignment_noise_floor(adata):
+    """``align_noise_z`` keeps edges off where the displacement is within the noise floor."""
+    SparseShiftVI.setup_anndata(adata, perturbation_key="perturbation", control_category="control")
+    scvi.settings.seed = 0
+    model = SparseShiftVI(adata, n_latent=N_LATENT, **SMALL_NET)
+    model.train(max_epochs=2, align_at=(1.0,), plan_kwargs={"align_noise_z": 1e6},
+                **TRAIN_KWARGS)
+    assert (model.get_target_graph().to_numpy() < 0.5).all()  # the reset is the last step
+    model.train(max_epochs=2, align_at=(1.0,), plan_kwargs={"align_noise_z": 0.0},
+                **TRAIN_KWARGS)
+    assert (model.get_target_graph().to_numpy() >= 0.5).any(axis=1).all()  # largest unit on
+    with pytest.raises(ValueError, match="align_noise_z"):
+        model.train(max_epochs=1, plan_kwargs={"align_noise_z": -1.0}, **TRAIN_KWARGS)

@@ -396,3 +396,15 @@ def test_rotate_latent_space_bad_rotation_and_frozen_masks():
         module.rotate_latent_space(torch.ones(N_LATENT, N_LATENT))
     module.prior.mask.freeze(torch.tensor([0]), 1.0)
     assert not module.can_rotate_latent_space()
+
+
+def test_rotate_latent_space_noise_floor():
+    module = _module()
+    effects = torch.tensor([[4.0, 3.0, 0.1], [0.3, 0.2, 0.0]])
+    module.rotate_latent_space(torch.eye(N_LATENT), effects=effects, threshold=0.5,
+                               min_shift=torch.tensor([1.0, 1.0]))
+    on = module.prior.mask.logits > 0
+    assert on[0].tolist() == [True, True, False]  # both large shifts pass the floor
+    assert not on[1].any()  # a displacement below the floor gets no edge
+    module.rotate_latent_space(torch.eye(N_LATENT), effects=effects, threshold=0.5)
+    assert (module.prior.mask.logits[1] > 0).tolist() == [True, True, False]

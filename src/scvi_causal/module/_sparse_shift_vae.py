@@ -221,6 +221,7 @@ class SparseShiftVAE(VAE):
         effects: torch.Tensor | None = None,
         threshold: float = 0.5,
         logit: float = 2.0,
+        min_shift: torch.Tensor | None = None,
     ) -> list[torch.nn.Parameter]:
         r"""Re-express the model in the rotated latent frame :math:`z' = z Q`.
 
@@ -247,6 +248,9 @@ class SparseShiftVAE(VAE):
             Relative size of a shift for its mask to be switched on.
         logit
             Magnitude of the reset mask logits.
+        min_shift
+            ``(P,)`` smallest shift of each perturbation that may be switched on (e.g. a
+            multiple of the standard error of its mean latent); default no floor.
 
         Returns
         -------
@@ -293,6 +297,8 @@ class SparseShiftVAE(VAE):
         shifts = expected @ q
         largest = shifts.abs().amax(-1, keepdim=True).clamp_min(1e-8)
         on = shifts.abs() >= threshold * largest
+        if min_shift is not None:
+            on &= shifts.abs() >= min_shift.to(shifts).reshape(-1, 1)
         prior.shifts.copy_(shifts)
         prior.mask.logits.copy_(torch.where(on, logit, -logit).to(prior.mask.logits))
         changed += [prior.shifts, prior.mask.logits]

