@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 import torch
 import torch.distributed as dist
+from scvi.module._constants import MODULE_KEYS
 from scvi.train import TrainingPlan
 
 from scvi_causal.core import geometric_temperature, sparse_rotation
@@ -207,7 +208,7 @@ class SparseShiftTrainingPlan(TrainingPlan):
             for tensors in self.trainer.datamodule.train_dataloader():
                 outputs = module.inference(**module._get_inference_input(tensors))
                 codes = tensors[PERTURBATION_KEY].long().view(-1).to(sums.device)
-                sums.index_add_(0, codes, outputs["qz"].loc.to(sums.dtype))
+                sums.index_add_(0, codes, outputs[MODULE_KEYS.QZ_KEY].loc.to(sums.dtype))
                 counts.index_add_(0, codes, torch.ones_like(codes, dtype=counts.dtype))
         finally:
             module.train(was_training)
