@@ -110,6 +110,50 @@ def test_image_vae_trains_saves_and_loads(small_data, tmp_path):
     assert len(loaded.history) == 4 and loaded.is_trained_
 
 
+def test_image_vae_rotation_is_a_change_of_coordinates(small_data):
+    torch.manual_seed(1)
+    vae = ImageVAE(n_latent=4, n_interventions=3, channels=8, hidden=32)
+    module = vae.module.eval()
+    x = torch.as_tensor(small_data.images[:16], dtype=torch.float32).unsqueeze(1)
+    with torch.no_grad():
+        before = module.decoder(module.encoder(x).loc)
+    q = torch.linalg.qr(torch.randn(4, 4)).Q
+    effects = torch.tensor([[2.0, 0.1, 0.0, 0.0], [0.0, 0.0, -3.0, 0.0], [0.5, 0.0, 0.0, 0.2]])
+    changed = module.rotate_latent_space(q, effects=effects, threshold=0.5)
+    assert len(changed) == 7
+    with torch.no_grad():
+        after = module.decoder(module.encoder(x).loc)
+    torch.testing.assert_close(after, before, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(torch.as_tensor(vae.get_shifts()), effects @ q)
+    on = vae.get_target_graph() > 0.5
+    rotated = (effects @ q).abs()
+    assert np.array_equal(on, (rotated >= 0.5 * rotated.max(-1, keepdim=True).values).numpy())
+    with pytest.raises(ValueError, match="orthogonal"):
+        module.rotate_latent_space(2 * q)
+    dense = ImageVAE(n_latent=4, n_interventions=3, intervention_prior="dense", channels=8,
+                     hidden=32)
+    assert not dense.module.can_rotate_latent_space()
+    with pytest.raises(ValueError, match="spike_slab"):
+        dense.module.rotate_latent_space(q)
+
+
+def test_image_vae_alignment_steps(small_data):
+    vae = ImageVAE(n_latent=4, n_interventions=3, channels=8, hidden=32)
+    vae.train(small_data.images, small_data.regimes, max_epochs=4, enable_progress_bar=False,
+              seed=0)
+    ratios = vae.history["alignment_l1_ratio_train"].dropna()
+    assert list(ratios.index) == [0, 1, 2]  # after 30 %, 50 % and 70 % of 4 epochs
+    assert ((ratios > 0) & (ratios <= 1)).all()
+    off = ImageVAE(n_latent=4, n_interventions=3, channels=8, hidden=32)
+    off.train(small_data.images, small_data.regimes, max_epochs=1, enable_progress_bar=False,
+              align_at=())
+    assert "alignment_l1_ratio_train" not in off.history
+    with pytest.raises(ValueError, match="align_at"):
+        off.train(small_data.images, small_data.regimes, max_epochs=1, align_at=(1.5,))
+    with pytest.raises(ValueError, match="align_noise_z"):
+        off.train(small_data.images, small_data.regimes, max_epochs=1, align_noise_z=-1)
+
+
 def test_image_vae_baselines_share_the_core_priors(small_data):
     from scvi_causal.core import SparseShiftPrior, StandardNormalPrior
 

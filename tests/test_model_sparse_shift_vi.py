@@ -511,5 +511,8 @@ def test_latent_alignment_noise_floor(adata):
     model.train(max_epochs=2, align_at=(1.0,), plan_kwargs={"align_noise_z": 0.0},
                 **TRAIN_KWARGS)
     assert (model.get_target_graph().to_numpy() >= 0.5).any(axis=1).all()  # largest unit on
+    model.train(max_epochs=2, align_at=(1.0,), plan_kwargs={"align_noise_z": None},
+                **TRAIN_KWARGS)  # no floor
+    assert (model.get_target_graph().to_numpy() >= 0.5).any(axis=1).all()
     with pytest.raises(ValueError, match="align_noise_z"):
         model.train(max_epochs=1, plan_kwargs={"align_noise_z": -1.0}, **TRAIN_KWARGS)

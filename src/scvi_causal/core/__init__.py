@@ -2,7 +2,7 @@
 
 from ._masks import InterventionMask, geometric_temperature
 from ._priors import SparseShiftPrior, StandardNormalPrior, make_prior
-from ._rotation import sparse_rotation
+from ._rotation import rotate_latent_layers, sparse_alignment, sparse_rotation
 from ._sparsity import bernoulli_kl, l1_penalty, l1_penalty_per_sample
 from ._tc import total_correlation
 
@@ -15,6 +15,8 @@ __all__ = [
     "l1_penalty",
     "l1_penalty_per_sample",
     "make_prior",
+    "rotate_latent_layers",
+    "sparse_alignment",
     "sparse_rotation",
     "total_correlation",
 ]

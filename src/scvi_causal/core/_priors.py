@@ -273,6 +273,77 @@ class SparseShiftPrior(nn.Module):
             out = out - (probs * log_slab).sum()
         return out
 
+    def edge_threshold(self) -> float:
+        r"""Relative shift (of the intervention's largest) at which an edge pays its sparsity
+        cost: :math:`\sqrt{c}` for the ``"relative"`` cost (clipped to [0.1, 0.9]), 0.5
+        otherwise. Used to switch masks on when the latent space is rotated.
+
+        Examples
+        --------
+        >>> SparseShiftPrior(2, 3, sparsity_penalty=0.25).edge_threshold()
+        0.5
+        """
+        if self.sparsity_scale != "relative":
+            return 0.5
+        return min(max(float(self.sparsity_penalty) ** 0.5, 0.1), 0.9)
+
+    @torch.no_grad()
+    def reset_in_frame(
+        self,
+        rotation: torch.Tensor,
+        effects: torch.Tensor | None = None,
+        threshold: float = 0.5,
+        logit: float = 2.0,
+        min_shift: torch.Tensor | None = None,
+    ) -> list[nn.Parameter]:
+        r"""Express the shifts in the rotated latent frame and reset the masks from them.
+
+        The new shifts are ``effects @ Q`` (rows of ``effects`` with a NaN, or all rows when
+        ``effects`` is None, use the expected masked shifts :math:`q_p \odot \mu_p`). A mask
+        is switched on (logit ``+logit``) where the shift reaches ``threshold`` times the
+        intervention's largest one and, if given, ``min_shift``; off (``-logit``) elsewhere.
+
+        Parameters
+        ----------
+        rotation
+            ``(K, K)`` orthogonal matrix (new = old @ Q).
+        effects
+            ``(P, K)`` effect of each intervention in the current frame (e.g. the mean latent
+            of its samples minus the observational mean).
+        threshold
+            Relative size of a shift for its mask to be switched on.
+        logit
+            Magnitude of the reset mask logits.
+        min_shift
+            ``(P,)`` smallest shift that may be switched on (e.g. a multiple of the standard
+            error of the intervention's mean latent); default no floor.
+
+        Returns
+        -------
+        list of torch.nn.Parameter
+            The shifts and the mask logits.
+
+        Examples
+        --------
+        >>> import torch
+        >>> prior = SparseShiftPrior(n_interventions=1, n_latent=2)
+        >>> _ = prior.reset_in_frame(torch.eye(2), effects=torch.tensor([[3.0, 0.2]]))
+        >>> prior.inclusion_probs() > 0.5
+        tensor([[ True, False]])
+        """
+        expected = self.inclusion_probs() * self.shifts
+        if effects is not None:
+            effects = effects.to(expected)
+            expected = torch.where(torch.isnan(effects), expected, effects)
+        shifts = expected @ rotation.to(expected)
+        largest = shifts.abs().amax(-1, keepdim=True).clamp_min(1e-8)
+        on = shifts.abs() >= threshold * largest
+        if min_shift is not None:
+            on &= shifts.abs() >= min_shift.to(shifts).reshape(-1, 1)
+        self.shifts.copy_(shifts)
+        self.mask.logits.copy_(torch.where(on, logit, -logit).to(self.mask.logits))
+        return [self.shifts, self.mask.logits]
+
     def extra_metrics(self) -> dict[str, torch.Tensor]:
         """Mask density (mean inclusion probability) and temperature, for training logs."""
         with torch.no_grad():

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import torch
 
+#: Fractions of training after which a sparse-shift model's latent space is rotated onto the
+#: sparsest frame of the interventions' effects (the default of both the single-cell and the
+#: image models).
+DEFAULT_ALIGN_AT = (0.3, 0.5, 0.7)
+
 
 def sparse_rotation(
     effects: torch.Tensor,
@@ -98,3 +103,150 @@ def sparse_rotation(
         q = torch.eye(k, dtype=e.dtype, device=e.device)
         after = before
     return q.to(effects.dtype), before, after
+
+
+@torch.no_grad()
+def rotate_latent_layers(
+    rotation: torch.Tensor,
+    mean_head: torch.nn.Linear,
+    decoder_input: torch.nn.Linear,
+    log_scale_head: torch.nn.Linear | None = None,
+) -> list[torch.nn.Parameter]:
+    r"""Re-express an encoder-decoder pair in the rotated latent frame :math:`z' = z Q`.
+
+    A change of coordinates: the encoder's mean head (``mean_head``, a linear layer with
+    ``K`` outputs) is multiplied by :math:`Q`, and the first ``K`` inputs of the decoder's
+    first linear layer by :math:`Q^\top`, so every sample decodes as before from its posterior
+    mean. A diagonal posterior stays diagonal: the outputs of ``log_scale_head`` (log standard
+    deviations or log variances, before an exp) are mixed with weights :math:`Q_{jk}^2`, exact
+    when the variances are equal.
+
+    Parameters
+    ----------
+    rotation
+        ``(K, K)`` orthogonal matrix (row convention: new = old @ Q).
+    mean_head
+        Encoder layer whose outputs are the posterior means.
+    decoder_input
+        Decoder layer whose first ``K`` inputs are the latents (further inputs, e.g.
+        covariates, are left alone).
+    log_scale_head
+        Encoder layer of the log scales (or log variances); ``None`` to leave them.
+
+    Returns
+    -------
+    list of torch.nn.Parameter
+        The parameters that changed (an optimiser's state for them is stale).
+
+    Examples
+    --------
+    >>> import torch
+    >>> enc, dec = torch.nn.Linear(5, 3), torch.nn.Linear(3, 4)
+    >>> h = torch.randn(2, 5)
+    >>> before = dec(enc(h))
+    >>> q = torch.linalg.qr(torch.randn(3, 3)).Q
+    >>> changed = rotate_latent_layers(q, enc, dec)
+    >>> torch.allclose(dec(enc(h)), before, atol=1e-5)  # same decoded output
+    True
+    """
+    k = mean_head.out_features
+    q = rotation.to(mean_head.weight)
+    eye = torch.eye(k, device=q.device, dtype=q.dtype)
+    if q.shape != (k, k) or not torch.allclose(q @ q.T, eye, atol=1e-4):
+        raise ValueError(f"`rotation` must be an orthogonal ({k}, {k}) matrix.")
+    if decoder_input.in_features < k:
+        raise ValueError(f"`decoder_input` has {decoder_input.in_features} inputs, < {k}.")
+    mean_head.weight.copy_(q.T @ mean_head.weight)
+    changed = [mean_head.weight]
+    if mean_head.bias is not None:
+        mean_head.bias.copy_(mean_head.bias @ q)
+        changed.append(mean_head.bias)
+    if log_scale_head is not None:
+        mix = q**2
+        log_scale_head.weight.copy_(mix.T @ log_scale_head.weight)
+        changed.append(log_scale_head.weight)
+        if log_scale_head.bias is not None:
+            log_scale_head.bias.copy_(log_scale_head.bias @ mix)
+            changed.append(log_scale_head.bias)
+    decoder_input.weight[:, :k] = decoder_input.weight[:, :k] @ q
+    changed.append(decoder_input.weight)
+    return changed
+
+
+@torch.no_grad()
+def sparse_alignment(
+    sums: torch.Tensor,
+    counts: torch.Tensor,
+    intervention_matrix: torch.Tensor,
+    noise_z: float | None = None,
+    prior_count: float = 10.0,
+) -> dict[str, torch.Tensor | float] | None:
+    r"""Rotation onto the sparsest frame of the interventions' mean effects, from group sums.
+
+    Samples are grouped by intervention category (a row of ``intervention_matrix``: no
+    intervention, one, or a combination). Each intervened category's effect is its mean latent
+    minus the mean latent of the categories without intervention (when there are any; their
+    prior mean is 0). :func:`sparse_rotation` of these effects, each weighted by
+    :math:`n / (n + n_0)` (``n_0 = prior_count``: groups with few samples have noisy means),
+    gives the rotation. The effect of each atomic intervention is the mean of its single-label
+    category (NaN where it has none), ready for
+    :meth:`~scvi_causal.core.SparseShiftPrior.reset_in_frame`.
+
+    Parameters
+    ----------
+    sums
+        ``(C, K)`` sum of the posterior means of each category's samples.
+    counts
+        ``(C,)`` number of samples of each category.
+    intervention_matrix
+        ``(C, P)`` intervention matrix of the categories.
+    noise_z
+        If set, ``min_shift = noise_z / sqrt(n_p)`` with ``n_p`` the samples of every
+        category that contains intervention ``p`` (the standard error of its mean latent at
+        unit variance).
+    prior_count
+        :math:`n_0` of the weights.
+
+    Returns
+    -------
+    dict or None
+        ``rotation`` ``(K, K)``, ``effects`` ``(P, K)`` in the current frame, ``min_shift``
+        ``(P,)`` or None, ``l1_before`` and ``l1_after``; None when fewer than two intervened
+        categories have samples.
+
+    Examples
+    --------
+    >>> import torch
+    >>> matrix = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]])  # control, p0, p1
+    >>> counts = torch.tensor([100.0, 50.0, 50.0])
+    >>> means = torch.tensor([[0.0, 0.0], [2.4, 1.8], [-1.2, 1.6]])  # rotated sparse effects
+    >>> out = sparse_alignment(means * counts[:, None], counts, matrix)
+    >>> (out["effects"] @ out["rotation"]).abs().min(-1).values.max() < 0.1
+    tensor(True)
+    """
+    matrix = intervention_matrix.to(sums)
+    counts = counts.to(sums)
+    intervened = matrix.abs().sum(-1) > 0
+    keep = intervened & (counts > 0)
+    if int(keep.sum()) < 2:
+        return None
+    control = ~intervened & (counts > 0)
+    reference = (
+        sums[control].sum(0) / counts[control].sum() if bool(control.any())
+        else sums.new_zeros(sums.shape[1])
+    )
+    means = sums[keep] / counts[keep].unsqueeze(-1) - reference
+    rotation, before, after = sparse_rotation(
+        means, weights=counts[keep] / (counts[keep] + prior_count)
+    )
+    effects = torch.full((matrix.shape[1], sums.shape[1]), float("nan"), device=sums.device,
+                         dtype=sums.dtype)
+    single = (matrix.sum(-1) == 1) & (matrix.max(-1).values == 1) & (counts > 0)
+    for cat in torch.nonzero(single).view(-1).tolist():
+        effects[int(matrix[cat].argmax())] = sums[cat] / counts[cat] - reference
+    min_shift = None
+    if noise_z is not None:
+        n_cells = (matrix != 0).to(counts.dtype).T @ counts
+        min_shift = noise_z / n_cells.clamp_min(1.0).sqrt()
+    return {"rotation": rotation, "effects": effects, "min_shift": min_shift,
+            "l1_before": before, "l1_after": after}

@@ -25,8 +25,11 @@ from scvi_causal.core import (
     SparseShiftPrior,
     geometric_temperature,
     make_prior,
+    rotate_latent_layers,
+    sparse_alignment,
     total_correlation,
 )
+from scvi_causal.core._rotation import DEFAULT_ALIGN_AT
 
 from ._dsprites import regimes_to_interventions
 
@@ -119,6 +122,55 @@ class ImageVAEModule(nn.Module):
             return [p for p in self.prior.parameters() if p.requires_grad]
         return []
 
+    def can_rotate_latent_space(self) -> bool:
+        """Whether :meth:`rotate_latent_space` applies: a sparse prior with interventions,
+        trainable networks and no frozen mask rows."""
+        prior = self.prior
+        return (
+            isinstance(prior, SparseShiftPrior)
+            and prior.intervention_prior in ("spike_slab", "l1")
+            and prior.n_interventions > 0
+            and self.encoder.loc.weight.requires_grad
+            and not bool(prior.mask.frozen.any())
+        )
+
+    @torch.no_grad()
+    def rotate_latent_space(
+        self,
+        rotation: torch.Tensor,
+        effects: torch.Tensor | None = None,
+        threshold: float = 0.5,
+        min_shift: torch.Tensor | None = None,
+    ) -> list[nn.Parameter]:
+        """Re-express the model in the rotated latent frame ``z' = z @ rotation``.
+
+        The encoder's mean and log-scale heads and the decoder's first layer are rotated
+        (:func:`~scvi_causal.core.rotate_latent_layers`: every image decodes as before), the
+        shifts are expressed in the new frame and the masks reset from them
+        (:meth:`~scvi_causal.core.SparseShiftPrior.reset_in_frame`). Returns the parameters
+        that changed.
+
+        Examples
+        --------
+        >>> import torch
+        >>> module = ImageVAEModule(n_latent=3, n_interventions=2, channels=4, hidden=8)
+        >>> q = torch.linalg.qr(torch.randn(3, 3)).Q
+        >>> len(module.rotate_latent_space(q))  # 2 + 2 heads, decoder input, shifts, masks
+        7
+        """
+        if not self.can_rotate_latent_space():
+            raise ValueError(
+                "rotate_latent_space needs a 'spike_slab' or 'l1' prior with interventions, "
+                "trainable networks and no frozen masks."
+            )
+        changed = rotate_latent_layers(
+            rotation, self.encoder.loc, self.decoder.dense[0], log_scale_head=self.encoder.log_scale
+        )
+        changed += self.prior.reset_in_frame(
+            rotation, effects=effects, threshold=threshold, min_shift=min_shift
+        )
+        return changed
+
     def loss(
         self,
         x: torch.Tensor,
@@ -165,9 +217,15 @@ class _ImageTrainingPlan(pl.LightningModule):
         n_epochs_kl_warmup: int,
         temperature_start: float,
         temperature_end: float,
+        align_at: tuple[float, ...] = (),
+        align_noise_z: float | None = 3.0,
+        data: tuple[torch.Tensor, torch.Tensor] | None = None,
     ):
         super().__init__()
         self.module = module
+        self.align_at = tuple(align_at)
+        self.align_noise_z = align_noise_z
+        self.data = data
         self.n_obs = n_obs
         self.lr = lr
         self.intervention_lr_factor = intervention_lr_factor
@@ -212,8 +270,54 @@ class _ImageTrainingPlan(pl.LightningModule):
         self.log("loss", out["loss"], prog_bar=True, on_step=True, on_epoch=False)
         return out["loss"]
 
+    def alignment_epochs(self) -> set[int]:
+        """Epochs (0-based) after which the latent space is rotated."""
+        n = int(self.trainer.max_epochs or 1)
+        return {max(int(round(f * n)) - 1, 0) for f in self.align_at}
+
+    @torch.no_grad()
+    def align_latent_space(self, batch_size: int = 1024) -> float | None:
+        """Rotate onto the sparsest frame of the regimes' mean latents (as
+        :class:`~scvi_causal.train.SparseShiftTrainingPlan` does); returns the l1 ratio."""
+        module = self.module
+        if self.data is None or not module.can_rotate_latent_space():
+            return None
+        x, a = self.data
+        categories, codes = torch.unique(a, dim=0, return_inverse=True)
+        device = module.encoder.loc.weight.device
+        sums = torch.zeros(len(categories), module.encoder.loc.out_features, device=device)
+        was_training = module.training
+        module.eval()
+        try:
+            for start in range(0, len(x), batch_size):
+                xb = x[start : start + batch_size].to(device, torch.float32).unsqueeze(1)
+                sums.index_add_(0, codes[start : start + batch_size].to(device),
+                                module.encoder(xb).loc)
+        finally:
+            module.train(was_training)
+        counts = torch.bincount(codes, minlength=len(categories)).to(sums)
+        found = sparse_alignment(sums, counts, categories.to(sums), noise_z=self.align_noise_z)
+        if found is None:
+            return None
+        changed = module.rotate_latent_space(
+            found["rotation"], effects=found["effects"],
+            threshold=module.prior.edge_threshold(), min_shift=found["min_shift"],
+        )
+        ids = {id(p) for p in changed}
+        for optimizer in self.trainer.optimizers:
+            for group in optimizer.param_groups:
+                for p in group["params"]:
+                    if id(p) in ids:
+                        optimizer.state.pop(p, None)
+        before, after = found["l1_before"], found["l1_after"]
+        return after / before if before > 0 else 1.0
+
     def on_train_epoch_end(self):
         row = {f"{k}_train": v / max(self._count, 1) for k, v in self._sums.items()}
+        if self.align_at and self.current_epoch in self.alignment_epochs():
+            ratio = self.align_latent_space()
+            if ratio is not None:
+                row["alignment_l1_ratio_train"] = float(ratio)
         for key, value in self.module.prior.extra_metrics().items():
             row[f"{key}_train"] = float(value)
         row["epoch"] = self.current_epoch
@@ -360,6 +464,8 @@ class ImageVAE:
         enable_progress_bar: bool = True,
         seed: int | None = None,
         num_workers: int = 0,
+        align_at: tuple[float, ...] | None = None,
+        align_noise_z: float | None = 3.0,
     ) -> None:
         """Fit the VAE with Lightning (Adam; a progress bar unless disabled).
 
@@ -388,6 +494,16 @@ class ImageVAE:
             Seed for initialisation-independent randomness (minibatch order, mask draws).
         num_workers
             Data-loader workers.
+        align_at
+            Fractions of ``max_epochs`` after which the latent space is rotated onto the units
+            that make the regimes' effects sparsest (their mean latents;
+            :func:`~scvi_causal.core.sparse_alignment`), with masks and shifts reset in the
+            new frame, as :meth:`scvi_causal.model.SparseShiftVI.train` does. Default
+            ``(0.3, 0.5, 0.7)`` for ``"spike_slab"``, ``()`` (off) otherwise. The l1 ratio of
+            each step is in :attr:`history` (``alignment_l1_ratio_train``).
+        align_noise_z
+            At a rotation, a mask is switched on only where the shift reaches
+            ``align_noise_z / sqrt(n)`` (``n`` images of the regime); ``None``: no floor.
         """
         x = self._images(images)
         a = self._interventions(interventions, len(x))
@@ -401,10 +517,23 @@ class ImageVAE:
             TensorDataset(x, a), batch_size=min(batch_size, len(x)), shuffle=True,
             drop_last=len(x) > batch_size, num_workers=num_workers,
         )
+        if align_at is None:
+            sparse = self.init_params_["intervention_prior"] == "spike_slab"
+            align_at = DEFAULT_ALIGN_AT if sparse and self.module.can_rotate_latent_space() else ()
+        align_at = tuple(float(f) for f in align_at)
+        if any(not 0.0 < f <= 1.0 for f in align_at):
+            raise ValueError(f"`align_at` fractions must be in (0, 1], got {align_at}.")
+        if align_at and not self.module.can_rotate_latent_space():
+            logger.warning("`align_at` is ignored: only sparse priors with interventions and "
+                           "trainable networks rotate their latent space.")
+            align_at = ()
+        if align_noise_z is not None and align_noise_z < 0:
+            raise ValueError(f"`align_noise_z` must be >= 0, got {align_noise_z}.")
         plan = _ImageTrainingPlan(
             self.module, n_obs=len(x), lr=lr, intervention_lr_factor=intervention_lr_factor,
             n_epochs_kl_warmup=n_epochs_kl_warmup, temperature_start=temperature_start,
-            temperature_end=temperature_end,
+            temperature_end=temperature_end, align_at=align_at, align_noise_z=align_noise_z,
+            data=(x, a),
         )
         trainer = pl.Trainer(
             max_epochs=max_epochs, accelerator=accelerator, devices=devices, logger=False,

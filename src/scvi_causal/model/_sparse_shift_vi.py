@@ -22,6 +22,7 @@ from scvi.model._utils import _init_library_size
 from scvi.model.base import BaseModelClass, RNASeqMixin, UnsupervisedTrainingMixin, VAEMixin
 from scvi.utils import setup_anndata_dsp
 
+from scvi_causal.core._rotation import DEFAULT_ALIGN_AT
 from scvi_causal.module import SparseShiftVAE, parse_interventions
 from scvi_causal.module._sparse_shift_vae import PERTURBATION_KEY
 from scvi_causal.train import SparseShiftTrainingPlan
@@ -35,7 +36,6 @@ logger = logging.getLogger(__name__)
 
 #: Target number of optimisation steps of the default training length.
 DEFAULT_N_STEPS = 10_000
-DEFAULT_ALIGN_AT = (0.3, 0.5, 0.7)
 
 
 class SparseShiftVI(

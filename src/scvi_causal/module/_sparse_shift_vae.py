@@ -10,7 +10,7 @@ from scvi.module._constants import MODULE_KEYS
 from scvi.module.base import LossOutput, auto_move_data
 from torch.distributions import Normal, kl_divergence
 
-from scvi_causal.core import SparseShiftPrior, make_prior, total_correlation
+from scvi_causal.core import SparseShiftPrior, make_prior, rotate_latent_layers, total_correlation
 from scvi_causal.core._priors import InterventionPrior
 
 PERTURBATION_KEY = "perturbation"
@@ -271,37 +271,16 @@ class SparseShiftVAE(VAE):
                 "rotate_latent_space needs a 'spike_slab' or 'l1' prior, Gaussian latents, "
                 "trainable networks and no frozen masks."
             )
-        k = self.n_latent
-        q = rotation.to(self.z_encoder.mean_encoder.weight)
-        if q.shape != (k, k) or not torch.allclose(q @ q.T, torch.eye(k, device=q.device),
-                                                   atol=1e-4):
-            raise ValueError(f"`rotation` must be an orthogonal ({k}, {k}) matrix.")
-        mean_head = self.z_encoder.mean_encoder
-        mean_head.weight.copy_(q.T @ mean_head.weight)
-        mean_head.bias.copy_(mean_head.bias @ q)
-        changed = [mean_head.weight, mean_head.bias]
-        if self.z_encoder.var_activation is torch.exp:
-            var_head, mix = self.z_encoder.var_encoder, q**2
-            var_head.weight.copy_(mix.T @ var_head.weight)
-            var_head.bias.copy_(var_head.bias @ mix)
-            changed += [var_head.weight, var_head.bias]
-        first = self.decoder.px_decoder.fc_layers[0][0]
-        first.weight[:, :k] = first.weight[:, :k] @ q
-        changed.append(first.weight)
-
-        prior = self.prior
-        expected = prior.inclusion_probs() * prior.shifts
-        if effects is not None:
-            effects = effects.to(expected)
-            expected = torch.where(torch.isnan(effects), expected, effects)
-        shifts = expected @ q
-        largest = shifts.abs().amax(-1, keepdim=True).clamp_min(1e-8)
-        on = shifts.abs() >= threshold * largest
-        if min_shift is not None:
-            on &= shifts.abs() >= min_shift.to(shifts).reshape(-1, 1)
-        prior.shifts.copy_(shifts)
-        prior.mask.logits.copy_(torch.where(on, logit, -logit).to(prior.mask.logits))
-        changed += [prior.shifts, prior.mask.logits]
+        var_head = (
+            self.z_encoder.var_encoder if self.z_encoder.var_activation is torch.exp else None
+        )
+        changed = rotate_latent_layers(
+            rotation, self.z_encoder.mean_encoder, self.decoder.px_decoder.fc_layers[0][0],
+            log_scale_head=var_head,
+        )
+        changed += self.prior.reset_in_frame(
+            rotation, effects=effects, threshold=threshold, logit=logit, min_shift=min_shift
+        )
         return changed
 
     @torch.inference_mode()
