@@ -273,6 +273,15 @@ class SparseShiftPrior(nn.Module):
             out = out - (probs * log_slab).sum()
         return out
 
+    def can_reset_in_frame(self) -> bool:
+        """Whether :meth:`reset_in_frame` applies: a sparse mask (``"spike_slab"``, ``"l1"``)
+        over at least one intervention, with no frozen rows."""
+        return (
+            self.intervention_prior in ("spike_slab", "l1")
+            and self.n_interventions > 0
+            and not bool(self.mask.frozen.any())
+        )
+
     def edge_threshold(self) -> float:
         r"""Relative shift (of the intervention's largest) at which an edge pays its sparsity
         cost: :math:`\sqrt{c}` for the ``"relative"`` cost (clipped to [0.1, 0.9]), 0.5

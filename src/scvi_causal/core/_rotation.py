@@ -250,3 +250,38 @@ def sparse_alignment(
         min_shift = noise_z / n_cells.clamp_min(1.0).sqrt()
     return {"rotation": rotation, "effects": effects, "min_shift": min_shift,
             "l1_before": before, "l1_after": after}
+
+
+def forget_optimizer_state(optimizers, params) -> None:
+    """Drop the optimisers' state (e.g. Adam's moments) of ``params``, whose values were just
+    replaced (after a rotation they are in another frame); they restart from scratch.
+
+    Examples
+    --------
+    >>> import torch
+    >>> w = torch.nn.Parameter(torch.ones(2))
+    >>> opt = torch.optim.Adam([w])
+    >>> w.sum().backward(); opt.step()
+    >>> forget_optimizer_state([opt], [w])
+    >>> len(opt.state)
+    0
+    """
+    ids = {id(p) for p in params}
+    for optimizer in optimizers:
+        for group in optimizer.param_groups:
+            for p in group["params"]:
+                if id(p) in ids:
+                    optimizer.state.pop(p, None)
+
+
+def alignment_epochs(align_at, max_epochs: int) -> set[int]:
+    """Epochs (0-based) at whose end the latent space is rotated: the fractions ``align_at``
+    of ``max_epochs``.
+
+    Examples
+    --------
+    >>> sorted(alignment_epochs((0.3, 0.5, 0.7), 100))
+    [29, 49, 69]
+    """
+    n = max(int(max_epochs or 1), 1)
+    return {max(int(round(f * n)) - 1, 0) for f in align_at}

@@ -29,7 +29,11 @@ from scvi_causal.core import (
     sparse_alignment,
     total_correlation,
 )
-from scvi_causal.core._rotation import DEFAULT_ALIGN_AT
+from scvi_causal.core._rotation import (
+    DEFAULT_ALIGN_AT,
+    alignment_epochs,
+    forget_optimizer_state,
+)
 
 from ._dsprites import regimes_to_interventions
 
@@ -128,10 +132,8 @@ class ImageVAEModule(nn.Module):
         prior = self.prior
         return (
             isinstance(prior, SparseShiftPrior)
-            and prior.intervention_prior in ("spike_slab", "l1")
-            and prior.n_interventions > 0
+            and prior.can_reset_in_frame()
             and self.encoder.loc.weight.requires_grad
-            and not bool(prior.mask.frozen.any())
         )
 
     @torch.no_grad()
@@ -272,8 +274,7 @@ class _ImageTrainingPlan(pl.LightningModule):
 
     def alignment_epochs(self) -> set[int]:
         """Epochs (0-based) after which the latent space is rotated."""
-        n = int(self.trainer.max_epochs or 1)
-        return {max(int(round(f * n)) - 1, 0) for f in self.align_at}
+        return alignment_epochs(self.align_at, getattr(self.trainer, "max_epochs", None))
 
     @torch.no_grad()
     def align_latent_space(self, batch_size: int = 1024) -> float | None:
@@ -303,12 +304,7 @@ class _ImageTrainingPlan(pl.LightningModule):
             found["rotation"], effects=found["effects"],
             threshold=module.prior.edge_threshold(), min_shift=found["min_shift"],
         )
-        ids = {id(p) for p in changed}
-        for optimizer in self.trainer.optimizers:
-            for group in optimizer.param_groups:
-                for p in group["params"]:
-                    if id(p) in ids:
-                        optimizer.state.pop(p, None)
+        forget_optimizer_state(self.trainer.optimizers, changed)
         before, after = found["l1_before"], found["l1_after"]
         return after / before if before > 0 else 1.0
 

@@ -207,11 +207,9 @@ class SparseShiftVAE(VAE):
         prior = self.prior
         return (
             isinstance(prior, SparseShiftPrior)
-            and prior.intervention_prior in ("spike_slab", "l1")
-            and prior.n_interventions > 0
+            and prior.can_reset_in_frame()
             and self.latent_distribution == "normal"
             and self.z_encoder.mean_encoder.weight.requires_grad
-            and not bool(prior.mask.frozen.any())
         )
 
     @torch.no_grad()

@@ -11,6 +11,7 @@ from scvi.module._constants import MODULE_KEYS
 from scvi.train import TrainingPlan
 
 from scvi_causal.core import geometric_temperature, sparse_alignment
+from scvi_causal.core._rotation import alignment_epochs, forget_optimizer_state
 from scvi_causal.module._sparse_shift_vae import PERTURBATION_KEY
 
 logger = logging.getLogger(__name__)
@@ -191,8 +192,7 @@ class SparseShiftTrainingPlan(TrainingPlan):
 
     def alignment_epochs(self) -> set[int]:
         """Epochs (0-based) after which the latent space is rotated (see ``align_at``)."""
-        n = getattr(self.trainer, "max_epochs", None) or 1
-        return {max(int(round(f * n)) - 1, 0) for f in self.align_at}
+        return alignment_epochs(self.align_at, getattr(self.trainer, "max_epochs", None))
 
     @torch.no_grad()
     def _perturbation_mean_latents(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -243,12 +243,7 @@ class SparseShiftTrainingPlan(TrainingPlan):
         changed = module.rotate_latent_space(rotation, effects=found["effects"],
                                              threshold=threshold, min_shift=found["min_shift"])
         before, after = found["l1_before"], found["l1_after"]
-        ids = {id(p) for p in changed}
-        for optimizer in self.trainer.optimizers:
-            for group in optimizer.param_groups:
-                for p in group["params"]:
-                    if id(p) in ids:
-                        optimizer.state.pop(p, None)
+        forget_optimizer_state(self.trainer.optimizers, changed)
         ratio = after / before if before > 0 else 1.0
         logger.info("Latent space rotated: l1 norm of the perturbation effects x %.3f.", ratio)
         return ratio
