@@ -2,12 +2,18 @@
 
 from ._masks import InterventionMask, geometric_temperature
 from ._priors import SparseShiftPrior, StandardNormalPrior, make_prior
-from ._rotation import rotate_latent_layers, sparse_alignment, sparse_rotation
+from ._rotation import (
+    LatentRotationMixin,
+    rotate_latent_layers,
+    sparse_alignment,
+    sparse_rotation,
+)
 from ._sparsity import bernoulli_kl, l1_penalty, l1_penalty_per_sample
 from ._tc import total_correlation
 
 __all__ = [
     "InterventionMask",
+    "LatentRotationMixin",
     "SparseShiftPrior",
     "StandardNormalPrior",
     "bernoulli_kl",

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from ._priors import SparseShiftPrior
+
 #: Fractions of training after which a sparse-shift model's latent space is rotated onto the
 #: sparsest frame of the interventions' effects (the default of both the single-cell and the
 #: image models).
@@ -285,3 +287,98 @@ def alignment_epochs(align_at, max_epochs: int) -> set[int]:
     """
     n = max(int(max_epochs or 1), 1)
     return {max(int(round(f * n)) - 1, 0) for f in align_at}
+
+
+class LatentRotationMixin:
+    r"""Alignment steps for a VAE with a :class:`SparseShiftPrior` (``self.prior``).
+
+    A subclass says where its latents enter and leave the networks
+    (:meth:`_latent_layers`) and, if needed, when its networks can be rotated
+    (:meth:`_networks_rotatable`); the mixin gives :meth:`can_rotate_latent_space` and
+    :meth:`rotate_latent_space`, used by the training plans' alignment steps.
+
+    Examples
+    --------
+    >>> import torch
+    >>> class Tiny(LatentRotationMixin, torch.nn.Module):
+    ...     def __init__(self):
+    ...         super().__init__()
+    ...         self.enc, self.dec = torch.nn.Linear(5, 3), torch.nn.Linear(3, 4)
+    ...         self.prior = SparseShiftPrior(n_interventions=2, n_latent=3)
+    ...     def _latent_layers(self):
+    ...         return self.enc, self.dec, None
+    >>> q = torch.linalg.qr(torch.randn(3, 3)).Q
+    >>> len(Tiny().rotate_latent_space(q))  # mean head (2), decoder input, shifts, masks
+    5
+    """
+
+    def _latent_layers(self) -> tuple[torch.nn.Linear, torch.nn.Linear, torch.nn.Linear | None]:
+        """Encoder mean head, decoder input layer and encoder log-scale head (or None)."""
+        raise NotImplementedError
+
+    def _networks_rotatable(self) -> bool:
+        """Model-specific conditions for a rotation (e.g. Gaussian latents)."""
+        return True
+
+    def can_rotate_latent_space(self) -> bool:
+        """Whether :meth:`rotate_latent_space` applies: a sparse prior with interventions and
+        no frozen mask rows, and trainable networks."""
+        prior = getattr(self, "prior", None)
+        return (
+            isinstance(prior, SparseShiftPrior)
+            and prior.can_reset_in_frame()
+            and self._latent_layers()[0].weight.requires_grad
+            and self._networks_rotatable()
+        )
+
+    @torch.no_grad()
+    def rotate_latent_space(
+        self,
+        rotation: torch.Tensor,
+        effects: torch.Tensor | None = None,
+        threshold: float = 0.5,
+        logit: float = 2.0,
+        min_shift: torch.Tensor | None = None,
+    ) -> list[torch.nn.Parameter]:
+        r"""Re-express the model in the rotated latent frame :math:`z' = z Q`.
+
+        A change of coordinates, not of the model (:func:`rotate_latent_layers`): the
+        encoder's mean head is multiplied by :math:`Q`, the decoder's first layer by
+        :math:`Q^\top` on its latent inputs, so every sample decodes as before from its
+        posterior mean; the log scales are mixed with weights :math:`Q_{jk}^2`. The shifts are
+        expressed in the new frame and each mask reset from them
+        (:meth:`SparseShiftPrior.reset_in_frame`). Training then refines masks and shifts in
+        the new frame.
+
+        Parameters
+        ----------
+        rotation
+            ``(K, K)`` orthogonal matrix :math:`Q` (e.g. from :func:`sparse_rotation`).
+        effects
+            ``(P, K)`` effect of each atomic intervention in the current frame; rows with a
+            NaN fall back to the expected masked shift.
+        threshold
+            Relative size of a shift for its mask to be switched on.
+        logit
+            Magnitude of the reset mask logits.
+        min_shift
+            ``(P,)`` smallest shift of each intervention that may be switched on (e.g. a
+            multiple of the standard error of its mean latent); default no floor.
+
+        Returns
+        -------
+        list of torch.nn.Parameter
+            The parameters that changed (their optimiser state is stale).
+        """
+        if not self.can_rotate_latent_space():
+            raise ValueError(
+                "rotate_latent_space needs a 'spike_slab' or 'l1' prior with interventions, "
+                "Gaussian latents, trainable networks and no frozen masks."
+            )
+        mean_head, decoder_input, log_scale_head = self._latent_layers()
+        changed = rotate_latent_layers(rotation, mean_head, decoder_input,
+                                       log_scale_head=log_scale_head)
+        changed += self.prior.reset_in_frame(
+            rotation, effects=effects, threshold=threshold, logit=logit, min_shift=min_shift
+        )
+        return changed

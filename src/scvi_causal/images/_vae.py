@@ -22,10 +22,10 @@ from torch.distributions import Normal, kl_divergence
 from torch.utils.data import DataLoader, TensorDataset
 
 from scvi_causal.core import (
+    LatentRotationMixin,
     SparseShiftPrior,
     geometric_temperature,
     make_prior,
-    rotate_latent_layers,
     sparse_alignment,
     total_correlation,
 )
@@ -92,7 +92,7 @@ class ConvDecoder(nn.Module):
         return self.deconvs(self.dense(z).view(-1, self.channels, 4, 4))
 
 
-class ImageVAEModule(nn.Module):
+class ImageVAEModule(LatentRotationMixin, nn.Module):
     """Encoder, decoder and a ``core`` prior; :meth:`loss` is the negative ELBO.
 
     The loss has the same terms as :class:`~scvi_causal.module.SparseShiftVAE`: Bernoulli
@@ -126,52 +126,10 @@ class ImageVAEModule(nn.Module):
             return [p for p in self.prior.parameters() if p.requires_grad]
         return []
 
-    def can_rotate_latent_space(self) -> bool:
-        """Whether :meth:`rotate_latent_space` applies: a sparse prior with interventions,
-        trainable networks and no frozen mask rows."""
-        prior = self.prior
-        return (
-            isinstance(prior, SparseShiftPrior)
-            and prior.can_reset_in_frame()
-            and self.encoder.loc.weight.requires_grad
-        )
-
-    @torch.no_grad()
-    def rotate_latent_space(
-        self,
-        rotation: torch.Tensor,
-        effects: torch.Tensor | None = None,
-        threshold: float = 0.5,
-        min_shift: torch.Tensor | None = None,
-    ) -> list[nn.Parameter]:
-        """Re-express the model in the rotated latent frame ``z' = z @ rotation``.
-
-        The encoder's mean and log-scale heads and the decoder's first layer are rotated
-        (:func:`~scvi_causal.core.rotate_latent_layers`: every image decodes as before), the
-        shifts are expressed in the new frame and the masks reset from them
-        (:meth:`~scvi_causal.core.SparseShiftPrior.reset_in_frame`). Returns the parameters
-        that changed.
-
-        Examples
-        --------
-        >>> import torch
-        >>> module = ImageVAEModule(n_latent=3, n_interventions=2, channels=4, hidden=8)
-        >>> q = torch.linalg.qr(torch.randn(3, 3)).Q
-        >>> len(module.rotate_latent_space(q))  # 2 + 2 heads, decoder input, shifts, masks
-        7
-        """
-        if not self.can_rotate_latent_space():
-            raise ValueError(
-                "rotate_latent_space needs a 'spike_slab' or 'l1' prior with interventions, "
-                "trainable networks and no frozen masks."
-            )
-        changed = rotate_latent_layers(
-            rotation, self.encoder.loc, self.decoder.dense[0], log_scale_head=self.encoder.log_scale
-        )
-        changed += self.prior.reset_in_frame(
-            rotation, effects=effects, threshold=threshold, min_shift=min_shift
-        )
-        return changed
+    def _latent_layers(self):
+        """Encoder mean and log-scale heads and the decoder's first layer, for
+        :meth:`rotate_latent_space`."""
+        return self.encoder.loc, self.decoder.dense[0], self.encoder.log_scale
 
     def loss(
         self,

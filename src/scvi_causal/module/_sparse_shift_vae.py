@@ -10,14 +10,14 @@ from scvi.module._constants import MODULE_KEYS
 from scvi.module.base import LossOutput, auto_move_data
 from torch.distributions import Normal, kl_divergence
 
-from scvi_causal.core import SparseShiftPrior, make_prior, rotate_latent_layers, total_correlation
+from scvi_causal.core import LatentRotationMixin, SparseShiftPrior, make_prior, total_correlation
 from scvi_causal.core._priors import InterventionPrior
 
 PERTURBATION_KEY = "perturbation"
 INTERVENTION_KEY = "intervention"
 
 
-class SparseShiftVAE(VAE):
+class SparseShiftVAE(LatentRotationMixin, VAE):
     r"""scVI-style VAE whose latent prior is shifted sparsely by perturbations.
 
     Encoder, decoder, likelihoods (NB, ZINB, Poisson), library size and covariate injection are
@@ -201,85 +201,15 @@ class SparseShiftVAE(VAE):
             kl_global=kl_global,
         )
 
-    def can_rotate_latent_space(self) -> bool:
-        """Whether :meth:`rotate_latent_space` applies: a sparse prior, Gaussian latents, an
-        exp-activated variance head, trainable networks and no frozen mask rows."""
-        prior = self.prior
-        return (
-            isinstance(prior, SparseShiftPrior)
-            and prior.can_reset_in_frame()
-            and self.latent_distribution == "normal"
-            and self.z_encoder.mean_encoder.weight.requires_grad
-        )
+    def _latent_layers(self):
+        """Encoder mean head, the decoder's first layer and the log-variance head (when the
+        variance activation is exp), for :meth:`rotate_latent_space`."""
+        encoder = self.z_encoder
+        var_head = encoder.var_encoder if encoder.var_activation is torch.exp else None
+        return encoder.mean_encoder, self.decoder.px_decoder.fc_layers[0][0], var_head
 
-    @torch.no_grad()
-    def rotate_latent_space(
-        self,
-        rotation: torch.Tensor,
-        effects: torch.Tensor | None = None,
-        threshold: float = 0.5,
-        logit: float = 2.0,
-        min_shift: torch.Tensor | None = None,
-    ) -> list[torch.nn.Parameter]:
-        r"""Re-express the model in the rotated latent frame :math:`z' = z Q`.
-
-        A change of coordinates, not of the model: the encoder's mean head is multiplied by
-        :math:`Q`, the decoder's first layer by :math:`Q^\top` on its latent inputs, so every
-        cell decodes as before from its posterior mean. The posterior stays diagonal; its
-        log-variances are mixed with weights :math:`Q_{jk}^2` (exact when the variances are
-        equal). The per-perturbation shifts are expressed in the new frame (``effects @ Q``
-        where ``effects`` is given, e.g. the mean latent of each perturbation's cells,
-        otherwise the expected masked shifts), and each mask is reset from them: a unit is
-        switched on (``+logit``) when its shift reaches ``threshold`` times the
-        perturbation's largest one, off (``-logit``) otherwise. Training then refines masks
-        and shifts in the new frame.
-
-        Parameters
-        ----------
-        rotation
-            ``(K, K)`` orthogonal matrix :math:`Q` (e.g. from
-            :func:`~scvi_causal.core.sparse_rotation`).
-        effects
-            ``(P, K)`` effect of each atomic perturbation in the current frame; rows with a
-            NaN fall back to the expected masked shift.
-        threshold
-            Relative size of a shift for its mask to be switched on.
-        logit
-            Magnitude of the reset mask logits.
-        min_shift
-            ``(P,)`` smallest shift of each perturbation that may be switched on (e.g. a
-            multiple of the standard error of its mean latent); default no floor.
-
-        Returns
-        -------
-        list of torch.nn.Parameter
-            The parameters that changed (their optimiser state is stale).
-
-        Examples
-        --------
-        >>> import numpy as np, torch
-        >>> module = SparseShiftVAE(20, intervention_matrix=np.eye(2), n_latent=3)
-        >>> q = torch.linalg.qr(torch.randn(3, 3)).Q
-        >>> changed = module.rotate_latent_space(q)  # encoder heads, decoder input, shifts, masks
-        >>> len(changed)
-        7
-        """
-        if not self.can_rotate_latent_space():
-            raise ValueError(
-                "rotate_latent_space needs a 'spike_slab' or 'l1' prior, Gaussian latents, "
-                "trainable networks and no frozen masks."
-            )
-        var_head = (
-            self.z_encoder.var_encoder if self.z_encoder.var_activation is torch.exp else None
-        )
-        changed = rotate_latent_layers(
-            rotation, self.z_encoder.mean_encoder, self.decoder.px_decoder.fc_layers[0][0],
-            log_scale_head=var_head,
-        )
-        changed += self.prior.reset_in_frame(
-            rotation, effects=effects, threshold=threshold, logit=logit, min_shift=min_shift
-        )
-        return changed
+    def _networks_rotatable(self) -> bool:
+        return self.latent_distribution == "normal"
 
     @torch.inference_mode()
     def importance_weights(

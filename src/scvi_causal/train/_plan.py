@@ -52,7 +52,7 @@ class SparseShiftTrainingPlan(TrainingPlan):
         Fractions of ``max_epochs`` after which the latent space is rotated onto the units
         that make the perturbations' effects sparsest (:func:`~scvi_causal.core.sparse_rotation`
         of the mean latent of each perturbation's training cells, applied by
-        :meth:`~scvi_causal.module.SparseShiftVAE.rotate_latent_space`; masks and shifts are
+        :meth:`~scvi_causal.core.LatentRotationMixin.rotate_latent_space`; masks and shifts are
         reset in the new frame and training goes on). Only for modules that can rotate
         (sparse priors with trainable networks); ``()`` turns it off. The relative decrease of
         the effects' l1 norm is logged as ``alignment_l1_ratio_train``.
