@@ -73,10 +73,22 @@ def test_fewshot_quick(tmp_path):
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     df = pd.read_csv(tmp_path / "fewshot.csv")
-    assert df["cells_per_perturbation"].tolist()[0] == 0
-    assert df["cells_per_perturbation"].is_monotonic_increasing
+    assert set(df["method"]) == {"spike_slab", "spike_slab_fixed_masks", "dense"}
+    for _, sub in df.groupby("method"):
+        assert sub["cells_per_perturbation"].is_monotonic_increasing
+    # nothing is fitted at n = 0, so the all-ones variant has no row there
+    zero = df[df["cells_per_perturbation"] == 0]
+    assert set(zero["method"]) == {"spike_slab", "dense"}
     assert df["heldout_iwelbo"].notna().all()
-    assert "±" in (tmp_path / "FEWSHOT.md").read_text()
+    md = (tmp_path / "FEWSHOT.md").read_text()
+    assert "±" in md and "minus `dense`" in md
+    # runs made separately are merged from their CSVs
+    out = tmp_path / "merged"
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks/simulated/fewshot.py"),
+                           "--out", str(out), "--from-csv", str(tmp_path / "fewshot.csv")],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert len(pd.read_csv(out / "fewshot.csv")) == len(df)
 
 
 def test_counterfactual_quick(tmp_path):
@@ -120,6 +132,14 @@ def test_real_quick(tmp_path):
     # dense shifts every unit; "none" has no target graph
     assert (heldout.loc[heldout["config"] == "dense", "n_targets"] == 10).all()
     assert heldout.loc[heldout["config"] == "none", "n_targets"].isna().all()
+    # few-shot transfer scored on cells the queries never saw
+    fewshot = pd.read_csv(tmp_path / "fewshot.csv")
+    assert set(fewshot["config"]) == {"spike_slab", "spike_slab_fixed_masks", "dense"}
+    assert set(fewshot["shots"].astype(str)) == {"0", "10", "30", "all"}
+    assert (fewshot["n_fit"] <= fewshot["n_test"] + 1).all()  # the other half is scored
+    assert (fewshot.loc[fewshot["shots"].astype(str) == "0", "n_fit"] == 0).all()
+    assert fewshot["iwelbo"].notna().all()
+    assert (tmp_path / "papalexi_fewshot.png").exists()
     stability = pd.read_csv(tmp_path / "stability.csv")
     assert len(stability) == 1 and stability["latent_mcc"].between(0, 1).all()
     pathway = pd.read_csv(tmp_path / "pathway.csv")
@@ -135,6 +155,7 @@ def test_real_quick(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     again = (tmp_path / "RESULTS.md").read_text()
     assert "from the CSVs" in again and "pathway" in again and "Zhao" in again
+    assert "cells the query never saw" in again
 
 
 def test_images_quick(tmp_path):

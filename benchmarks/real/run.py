@@ -13,6 +13,13 @@ Papalexi et al. 2021 (ECCITE-seq, THP-1, confident cells):
     perturbations and the controls, the held-out perturbations are mapped onto the frozen model
     with ``SparseShiftVI.load_query_data`` (only their masks and shifts are fitted; nothing is
     fitted for ``none``) and scored by the mean per-cell IWELBO of their cells.
+``fewshot``
+    The same folds for ``--fewshot-configs`` (default ``spike_slab`` and ``dense``), scored on
+    cells the queries never saw: half of each held-out perturbation's cells are kept for
+    scoring, ``n`` of the other half (``--shots``: 0, 10, 30 and all) are mapped with
+    ``load_query_data``. ``heldout`` scores the cells the query's shifts were fitted to, which
+    rewards a query for every parameter it fits; this task measures what the fitted shifts
+    predict about new cells of the same perturbation.
 ``stability``
     The default model trained on all perturbations with several seeds; agreement of the target
     graphs of every pair of seeds after matching latent units (Hungarian matching on the
@@ -25,8 +32,8 @@ Papalexi et al. 2021 (ECCITE-seq, THP-1, confident cells):
 Zhao et al. 2021 (glioblastoma slices, panobinostat vs vehicle, patients as batch):
 ``zhao``: the units the drug targets and their top genes (``target_report``).
 
-Writes ``heldout.csv``, ``stability.csv``, ``pathway.csv``, ``RESULTS.md`` and figures into
-``--out``.
+Writes ``heldout.csv``, ``fewshot.csv``, ``stability.csv``, ``pathway.csv``, ``RESULTS.md``
+and figures into ``--out``.
 """
 
 from __future__ import annotations
@@ -142,6 +149,138 @@ def heldout_job(adata, control, fold: int, held: list[str], config: str, seed: i
     return rows
 
 
+def _shots(values) -> list[int | None]:
+    """``--shots`` values: integers, or ``all`` (None: every cell of the fitting half)."""
+    return [None if str(v) == "all" else int(v) for v in values]
+
+
+def fewshot_job(adata, control, fold: int, held: list[str], config: str, seed: int,
+                max_epochs, shots: list[int | None]) -> list[dict]:
+    """Train ``config`` without ``held``; map ``held`` with few cells, score other cells.
+
+    Half of each held-out perturbation's cells (drawn with ``fold``) are scored, never fitted;
+    for every ``n`` in ``shots`` the query is fitted on the first ``n`` cells of the other half
+    (``None``: all of them; ``0``: nothing is fitted, the new perturbations are scored as
+    controls). Control cells are left out of the queries: they carry no query parameter.
+    """
+    from scvi_causal.model import SparseShiftVI
+
+    labels = adata.obs["perturbation"].astype(str).to_numpy()
+    model, seconds = _train(_subset(adata, ~np.isin(labels, held)), control, config, seed,
+                            max_epochs)
+    rng = np.random.default_rng(1000 + fold)
+    test_idx, pool = [], {}
+    for p in held:
+        cells = rng.permutation(np.flatnonzero(labels == p))
+        test_idx.append(cells[: len(cells) // 2])
+        pool[p] = cells[len(cells) // 2:]
+    test = _subset(adata, np.isin(np.arange(adata.n_obs), np.concatenate(test_idx)))
+    variants = {config: {}}
+    if config == "spike_slab":
+        variants[FIXED_MASKS] = {"fix_masks": True}
+    rows = []
+    for n in shots:
+        fit_idx = np.concatenate([v if n is None else v[: max(n, 1)] for v in pool.values()])
+        fit = _subset(adata, np.isin(np.arange(adata.n_obs), fit_idx))
+        for name, query_kwargs in variants.items():
+            if n == 0 and name != config:
+                continue  # nothing is fitted: the same scores as `config`
+            start = time.perf_counter()
+            query = SparseShiftVI.load_query_data(fit, model, **query_kwargs)
+            if n != 0:
+                query.train(max_epochs=max_epochs, enable_progress_bar=False)
+            query_seconds = time.perf_counter() - start
+            scores = query.get_perturbation_scores(test, n_mc_samples=100)
+            graph = query.get_target_graph() if config != "none" and n != 0 else None
+            n_fit = {p: 0 if n == 0 else len(v) if n is None else min(n, len(v))
+                     for p, v in pool.items()}
+            rows += [{"fold": fold, "config": name, "shots": "all" if n is None else n,
+                      "perturbation": p, "n_fit": n_fit[p],
+                      "n_test": int(scores.loc[p, "n_cells"]),
+                      "iwelbo": float(scores.loc[p, "iwelbo"]),
+                      "elbo": float(scores.loc[p, "elbo"]),
+                      "n_targets": int((graph.loc[p] >= 0.5).sum()) if graph is not None
+                      else np.nan,
+                      "train_seconds": seconds, "query_seconds": query_seconds} for p in held]
+            mean = np.mean([r["iwelbo"] for r in rows[-len(held):]])
+            print(f"  fewshot fold {fold} {name:10s} n={n}: IWELBO of unseen cells {mean:.3f}",
+                  flush=True)
+    return rows
+
+
+def fewshot_lines(fewshot: pd.DataFrame, ref: str = "spike_slab") -> list[str]:
+    """Markdown: held-out-cell IWELBO per configuration and number of fitted cells."""
+    from scipy.stats import wilcoxon
+
+    order = [s for s in ("0", "10", "30", "100", "all") if s in set(fewshot["shots"].astype(str))]
+    order += sorted(set(fewshot["shots"].astype(str)) - set(order))
+    df = fewshot.assign(shots=pd.Categorical(fewshot["shots"].astype(str), order, ordered=True))
+    per_fold = df.groupby(["shots", "fold", "config"], observed=True)["iwelbo"].mean()
+    table = per_fold.groupby(["shots", "config"], observed=True).mean().unstack("config")
+    lines = ["## Papalexi 2021: held-out perturbations scored on cells the query never saw", "",
+             "The folds of the held-out table. Half of each held-out perturbation's cells are "
+             "only scored; the query is fitted on `shots` cells per perturbation from the other "
+             "half (`all`: the whole other half; `0`: nothing fitted, the new perturbations are "
+             "scored as controls). Mean over folds of the mean per-cell IWELBO of the scored "
+             "cells (100 importance samples).", "",
+             table.round(3).to_markdown(), ""]
+    rows = []
+    wide = df.pivot_table(index=["shots", "fold", "perturbation"], columns="config",
+                          values="iwelbo", observed=True)
+    folds = per_fold.unstack("config")
+    for ref_name in [c for c in (ref, FIXED_MASKS) if c in wide]:
+        for other in wide.columns.drop(ref_name):
+            if other in (ref, FIXED_MASKS):
+                continue
+            for shots in order:
+                if shots not in wide.index.get_level_values("shots"):
+                    continue
+                diff = (wide.loc[shots, ref_name] - wide.loc[shots, other]).dropna()
+                f = folds.loc[shots][[ref_name, other]].dropna()
+                if len(diff) < 2:
+                    continue
+                rows.append({
+                    "configuration": ref_name, "against": other, "shots": shots,
+                    "folds >=": f"{int((f[ref_name] >= f[other]).sum())}/{len(f)}",
+                    "mean difference (nats/cell)": diff.mean(),
+                    "perturbations better": f"{int((diff > 0).sum())}/{len(diff)}",
+                    "Wilcoxon p": float(wilcoxon(diff).pvalue) if (diff != 0).any() else 1.0})
+    if rows:
+        lines += ["Paired over held-out perturbations, per number of fitted cells:", "",
+                  pd.DataFrame(rows).round(4).to_markdown(index=False), ""]
+    targets = df[df["config"] == ref].groupby("shots", observed=True)["n_targets"].mean()
+    if targets.notna().any():
+        lines += [f"Mean units targeted per held-out perturbation by `{ref}` queries: "
+                  + ", ".join(f"{s} cells: {v:.2f}" for s, v in targets.dropna().items()), ""]
+    lines += ["![few-shot](papalexi_fewshot.png)", ""]
+    return lines
+
+
+def fewshot_figure(fewshot: pd.DataFrame, out: Path, ref: str = "dense") -> None:
+    """Mean paired IWELBO difference to ``ref`` per configuration and number of fitted cells."""
+    import matplotlib.pyplot as plt
+
+    order = [s for s in ("0", "10", "30", "100", "all") if s in set(fewshot["shots"].astype(str))]
+    df = fewshot.assign(shots=fewshot["shots"].astype(str))
+    wide = df.pivot_table(index=["shots", "fold", "perturbation"], columns="config",
+                          values="iwelbo")
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    if ref in wide:
+        for c in wide.columns.drop(ref):
+            diff = wide[c] - wide[ref]
+            g = diff.groupby(level="shots")
+            mean, sem = g.mean().reindex(order), (g.std() / np.sqrt(g.size())).reindex(order)
+            ax.errorbar(range(len(order)), mean, yerr=sem, marker="o", capsize=3, label=c)
+        ax.axhline(0, color="grey", lw=0.8, ls="--")
+    ax.set_xticks(range(len(order)), order)
+    ax.set_xlabel("cells fitted per held-out perturbation")
+    ax.set_ylabel(f"IWELBO of unseen cells - {ref}\n(nats per cell, mean ± sem)")
+    ax.legend(frameon=False, fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "papalexi_fewshot.png", dpi=120)
+    plt.close(fig)
+
+
 def _jaccard(a: set, b: set) -> float:
     return len(a & b) / len(a | b) if a | b else 0.0
 
@@ -244,7 +383,8 @@ def paired_lines(heldout: pd.DataFrame, ref: str = "spike_slab") -> list[str]:
             ""]
 
 
-def write_markdown(out: Path, command: str, heldout, stability, pathway, zhao) -> None:
+def write_markdown(out: Path, command: str, heldout, stability, pathway, zhao,
+                   fewshot=None) -> None:
     lines = ["# Real screens", "", f"Written by `{command}`; do not edit by hand.", ""]
     if heldout is not None and len(heldout):
         per_fold = heldout.groupby(["fold", "config"])["iwelbo"].mean().unstack("config")
@@ -278,6 +418,8 @@ def write_markdown(out: Path, command: str, heldout, stability, pathway, zhao) -
         lines += ["Per perturbation:", "",
                   heldout.pivot_table(index=["fold", "perturbation"], columns="config",
                                       values="iwelbo").round(2).to_markdown(), ""]
+    if fewshot is not None and len(fewshot):
+        lines += fewshot_lines(fewshot)
     if stability is not None and len(stability):
         lines += ["## Papalexi 2021: stability of the target graph across seeds", "",
                   stability.round(3).to_markdown(index=False), "",
@@ -300,9 +442,13 @@ def write_markdown(out: Path, command: str, heldout, stability, pathway, zhao) -
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--tasks", nargs="+", default=["heldout", "stability", "zhao"],
-                        choices=["heldout", "stability", "zhao"])
+    parser.add_argument("--tasks", nargs="+", default=["heldout", "fewshot", "stability", "zhao"],
+                        choices=["heldout", "fewshot", "stability", "zhao"])
     parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    parser.add_argument("--fewshot-configs", nargs="+", default=["spike_slab", "dense"],
+                        choices=list(CONFIGS))
+    parser.add_argument("--shots", nargs="+", default=["0", "10", "30", "all"],
+                        help="cells fitted per held-out perturbation in `fewshot` (or `all`)")
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--max-epochs", type=int, default=None)
@@ -317,13 +463,15 @@ def main(argv=None):
         argv if argv is not None else sys.argv[1:])).strip()
     if args.tabulate:
         tables = {}
-        for name in ("heldout", "stability", "pathway", "zhao_targets"):
+        for name in ("heldout", "stability", "pathway", "zhao_targets", "fewshot"):
             path = args.out / f"{name}.csv"
             tables[name] = pd.read_csv(path) if path.exists() else None
         write_markdown(args.out, f"{command}` from the CSVs of this folder; they were "
                        "written by `python benchmarks/real/run.py --workers 2 --threads 1",
                        tables["heldout"], tables["stability"], tables["pathway"],
-                       tables["zhao_targets"])
+                       tables["zhao_targets"], tables["fewshot"])
+        if tables["fewshot"] is not None:
+            fewshot_figure(tables["fewshot"], args.out)
         return
     if args.quick:
         args.folds, args.seeds = 1, args.seeds[:2]
@@ -334,7 +482,8 @@ def main(argv=None):
     jobs = {}  # future -> (task, key)
     ctx = multiprocessing.get_context("spawn")
     heldout_rows, graphs, latents, pathway_rows = [], {}, {}, []
-    heldout = stability = pathway = zhao = None
+    heldout = stability = pathway = zhao = fewshot = None
+    fewshot_rows = []
     with ProcessPoolExecutor(max_workers=args.workers, mp_context=ctx,
                              initializer=_set_threads, initargs=(args.threads,)) as pool:
         if "heldout" in args.tasks:  # the long jobs first
@@ -344,6 +493,13 @@ def main(argv=None):
                     fut = pool.submit(heldout_job, adata, control, fold, held, config,
                                       args.seeds[0], args.max_epochs)
                     jobs[fut] = ("heldout", (fold, config))
+        if "fewshot" in args.tasks:
+            for fold, held in enumerate(heldout_folds(adata, control, args.folds,
+                                                      args.seeds[0])):
+                for config in args.fewshot_configs:
+                    fut = pool.submit(fewshot_job, adata, control, fold, held, config,
+                                      args.seeds[0], args.max_epochs, _shots(args.shots))
+                    jobs[fut] = ("fewshot", (fold, config))
         if "stability" in args.tasks:
             for seed in args.seeds:
                 fut = pool.submit(stability_job, adata, control, seed, args.max_epochs,
@@ -360,6 +516,12 @@ def main(argv=None):
                 heldout = pd.DataFrame(heldout_rows).sort_values(
                     ["fold", "config", "perturbation"])
                 heldout.to_csv(args.out / "heldout.csv", index=False)
+            elif task == "fewshot":
+                fewshot_rows += result
+                fewshot = pd.DataFrame(fewshot_rows).sort_values(
+                    ["fold", "config", "perturbation"], kind="stable")
+                fewshot.to_csv(args.out / "fewshot.csv", index=False)
+                fewshot_figure(fewshot, args.out)
             elif task == "stability":
                 graphs[key], latents[key], row = result
                 pathway_rows.append(row)
@@ -371,8 +533,8 @@ def main(argv=None):
             else:
                 zhao = result
                 zhao.to_csv(args.out / "zhao_targets.csv", index=False)
-            write_markdown(args.out, command, heldout, stability, pathway, zhao)
-    write_markdown(args.out, command, heldout, stability, pathway, zhao)
+            write_markdown(args.out, command, heldout, stability, pathway, zhao, fewshot)
+    write_markdown(args.out, command, heldout, stability, pathway, zhao, fewshot)
 
 
 if __name__ == "__main__":
