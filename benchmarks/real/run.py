@@ -182,6 +182,8 @@ def fewshot_job(adata, control, fold: int, held: list[str], config: str, seed: i
     for n in shots:
         fit_idx = np.concatenate([v if n is None else v[: max(n, 1)] for v in pool.values()])
         fit = _subset(adata, np.isin(np.arange(adata.n_obs), fit_idx))
+        n_fit = {p: 0 if n == 0 else len(v) if n is None else min(n, len(v))
+                 for p, v in pool.items()}
         for name, query_kwargs in variants.items():
             if n == 0 and name != config:
                 continue  # nothing is fitted: the same scores as `config`
@@ -192,8 +194,6 @@ def fewshot_job(adata, control, fold: int, held: list[str], config: str, seed: i
             query_seconds = time.perf_counter() - start
             scores = query.get_perturbation_scores(test, n_mc_samples=100)
             graph = query.get_target_graph() if config != "none" and n != 0 else None
-            n_fit = {p: 0 if n == 0 else len(v) if n is None else min(n, len(v))
-                     for p, v in pool.items()}
             rows += [{"fold": fold, "config": name, "shots": "all" if n is None else n,
                       "perturbation": p, "n_fit": n_fit[p],
                       "n_test": int(scores.loc[p, "n_cells"]),
@@ -208,12 +208,17 @@ def fewshot_job(adata, control, fold: int, held: list[str], config: str, seed: i
     return rows
 
 
+def _shot_order(fewshot: pd.DataFrame) -> list[str]:
+    """The ``shots`` values of ``fewshot`` as strings, by number of cells, ``all`` last."""
+    values = set(fewshot["shots"].astype(str))
+    return sorted(values - {"all"}, key=int) + (["all"] if "all" in values else [])
+
+
 def fewshot_lines(fewshot: pd.DataFrame, ref: str = "spike_slab") -> list[str]:
     """Markdown: held-out-cell IWELBO per configuration and number of fitted cells."""
     from scipy.stats import wilcoxon
 
-    order = [s for s in ("0", "10", "30", "100", "all") if s in set(fewshot["shots"].astype(str))]
-    order += sorted(set(fewshot["shots"].astype(str)) - set(order))
+    order = _shot_order(fewshot)
     df = fewshot.assign(shots=pd.Categorical(fewshot["shots"].astype(str), order, ordered=True))
     per_fold = df.groupby(["shots", "fold", "config"], observed=True)["iwelbo"].mean()
     table = per_fold.groupby(["shots", "config"], observed=True).mean().unstack("config")
@@ -228,23 +233,19 @@ def fewshot_lines(fewshot: pd.DataFrame, ref: str = "spike_slab") -> list[str]:
     wide = df.pivot_table(index=["shots", "fold", "perturbation"], columns="config",
                           values="iwelbo", observed=True)
     folds = per_fold.unstack("config")
-    for ref_name in [c for c in (ref, FIXED_MASKS) if c in wide]:
-        for other in wide.columns.drop(ref_name):
-            if other in (ref, FIXED_MASKS):
-                continue
-            for shots in order:
-                if shots not in wide.index.get_level_values("shots"):
-                    continue
-                diff = (wide.loc[shots, ref_name] - wide.loc[shots, other]).dropna()
-                f = folds.loc[shots][[ref_name, other]].dropna()
-                if len(diff) < 2:
-                    continue
-                rows.append({
-                    "configuration": ref_name, "against": other, "shots": shots,
-                    "folds >=": f"{int((f[ref_name] >= f[other]).sum())}/{len(f)}",
-                    "mean difference (nats/cell)": diff.mean(),
-                    "perturbations better": f"{int((diff > 0).sum())}/{len(diff)}",
-                    "Wilcoxon p": float(wilcoxon(diff).pvalue) if (diff != 0).any() else 1.0})
+    ours = [c for c in (ref, FIXED_MASKS) if c in wide]
+    others = [c for c in wide.columns if c not in (ref, FIXED_MASKS)]
+    for ref_name, other, shots in itertools.product(ours, others, order):
+        diff = (wide.loc[shots, ref_name] - wide.loc[shots, other]).dropna()
+        f = folds.loc[shots][[ref_name, other]].dropna()
+        if len(diff) < 2:
+            continue  # e.g. the all-ones variant at 0 cells (nothing fitted)
+        rows.append({
+            "configuration": ref_name, "against": other, "shots": shots,
+            "folds >=": f"{int((f[ref_name] >= f[other]).sum())}/{len(f)}",
+            "mean difference (nats/cell)": diff.mean(),
+            "perturbations better": f"{int((diff > 0).sum())}/{len(diff)}",
+            "Wilcoxon p": float(wilcoxon(diff).pvalue) if (diff != 0).any() else 1.0})
     if rows:
         lines += ["Paired over held-out perturbations, per number of fitted cells:", "",
                   pd.DataFrame(rows).round(4).to_markdown(index=False), ""]
@@ -260,7 +261,7 @@ def fewshot_figure(fewshot: pd.DataFrame, out: Path, ref: str = "dense") -> None
     """Mean paired IWELBO difference to ``ref`` per configuration and number of fitted cells."""
     import matplotlib.pyplot as plt
 
-    order = [s for s in ("0", "10", "30", "100", "all") if s in set(fewshot["shots"].astype(str))]
+    order = _shot_order(fewshot)
     df = fewshot.assign(shots=fewshot["shots"].astype(str))
     wide = df.pivot_table(index=["shots", "fold", "perturbation"], columns="config",
                           values="iwelbo")
