@@ -115,6 +115,18 @@ def heldout_folds(adata, control, n_folds: int, seed: int) -> list[list[str]]:
     return [sorted(f.tolist()) for f in np.array_split(order, 5)[:n_folds]]
 
 
+def _query_variants(config: str) -> dict[str, dict]:
+    """Query names and ``load_query_data`` arguments mapped onto a ``config`` reference.
+
+    ``spike_slab``'s reference is also mapped with all-ones query masks (only shifts fitted),
+    as in the published sVAE+ transfer protocol: same reference, same held-out cells.
+    """
+    variants = {config: {}}
+    if config == "spike_slab":
+        variants[FIXED_MASKS] = {"fix_masks": True}
+    return variants
+
+
 def heldout_job(adata, control, fold: int, held: list[str], config: str, seed: int,
                 max_epochs) -> list[dict]:
     """Train ``config`` without the ``held`` perturbations, map them, score them."""
@@ -124,13 +136,8 @@ def heldout_job(adata, control, fold: int, held: list[str], config: str, seed: i
     train = _subset(adata, ~np.isin(labels, held))
     query_adata = _subset(adata, np.isin(labels, held + [control]))
     model, seconds = _train(train, control, config, seed, max_epochs)
-    # spike_slab's reference is also mapped with all-ones query masks (only shifts fitted), as
-    # in the published sVAE+ transfer protocol: same reference, same held-out cells
-    variants = {config: {}}
-    if config == "spike_slab":
-        variants[FIXED_MASKS] = {"fix_masks": True}
     rows = []
-    for name, query_kwargs in variants.items():
+    for name, query_kwargs in _query_variants(config).items():
         start = time.perf_counter()
         query = SparseShiftVI.load_query_data(query_adata, model, **query_kwargs)
         query.train(max_epochs=max_epochs, enable_progress_bar=False)
@@ -175,9 +182,7 @@ def fewshot_job(adata, control, fold: int, held: list[str], config: str, seed: i
         test_idx.append(cells[: len(cells) // 2])
         pool[p] = cells[len(cells) // 2:]
     test = _subset(adata, np.isin(np.arange(adata.n_obs), np.concatenate(test_idx)))
-    variants = {config: {}}
-    if config == "spike_slab":
-        variants[FIXED_MASKS] = {"fix_masks": True}
+    variants = _query_variants(config)
     rows = []
     for n in shots:
         fit_idx = np.concatenate([v if n is None else v[: max(n, 1)] for v in pool.values()])

@@ -24,6 +24,7 @@ merged with ``--from-csv a.csv b.csv``.
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.util
 import itertools
 import sys
@@ -36,12 +37,13 @@ import pandas as pd
 HERE = Path(__file__).resolve().parent
 
 
-def _topk_graph(*args):
-    """The main benchmark's top-k read-out (``run.py`` next to this script)."""
+@functools.cache
+def _main_benchmark():
+    """``run.py`` next to this script (the main benchmark), loaded once."""
     spec = importlib.util.spec_from_file_location("simulated_run", HERE / "run.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module._topk_graph(*args)
+    return module
 
 
 def _subset(adata, mask):
@@ -94,6 +96,7 @@ def run_seed(seed: int, shots: list[int], quick: bool, n_test: int, max_epochs, 
     test_mask = np.zeros(adata.n_obs, dtype=bool)
     test_mask[np.concatenate(test_idx)] = True
     controls = np.flatnonzero(labels == control) if control else np.array([], dtype=int)
+    test = _subset(adata, test_mask)
     variants = {method: {}}
     if method == "spike_slab":
         variants[FIXED_MASKS] = {"fix_masks": True}
@@ -111,13 +114,13 @@ def run_seed(seed: int, shots: list[int], quick: bool, n_test: int, max_epochs, 
         if n_fit > 0:
             query.train(max_epochs=max_epochs, enable_progress_bar=False)
         seconds = time.perf_counter() - start
-        test = _subset(adata, test_mask)
         scores = query.get_perturbation_scores(test, n_mc_samples=100).loc[held_out]
         held_true = truth.loc[held_out]
         if name == "spike_slab":  # inclusion probabilities
             est = query.get_target_graph().loc[held_out].to_numpy()
         else:  # no sparse mask: top-k shifts (k = true number of targets), as published
-            est = _topk_graph(query, "dense", held_out, matching, held_true.to_numpy())
+            est = _main_benchmark()._topk_graph(query, "dense", held_out, matching,
+                                                held_true.to_numpy())
         graph = target_graph_scores(held_true.to_numpy(), est, matching)
         rows.append({
             "protocol": protocol, "method": name, "seed": seed, "cells_per_perturbation": n_fit,
@@ -134,8 +137,6 @@ def run_seed(seed: int, shots: list[int], quick: bool, n_test: int, max_epochs, 
 
 
 def write(df: pd.DataFrame, out: Path, command: str) -> None:
-    if "method" not in df:  # runs made before the column existed: spike_slab only
-        df = df.assign(method="spike_slab")
     df.to_csv(out / "fewshot.csv", index=False)
     cols = ["heldout_iwelbo", "heldout_elbo", "heldout_graph_f1", "heldout_graph_auprc",
             "transfer_seconds"]
@@ -210,6 +211,7 @@ def main(argv=None):
     if args.from_csv:
         args.out.mkdir(parents=True, exist_ok=True)
         frames = [pd.read_csv(p) for p in args.from_csv]
+        # runs made before the column existed: spike_slab only
         frames = [f if "method" in f else f.assign(method="spike_slab") for f in frames]
         df = pd.concat(frames, ignore_index=True)
         write(df, args.out, command.strip())
