@@ -10,6 +10,17 @@ from ._counterfactual import (
 from ._disentanglement import dci, mig, modularity, mutual_information_matrix, sap
 from ._graph import binarize_top_k, target_graph_scores
 from ._identifiability import match_latents, mcc, r2
+from ._prediction import (
+    additive_baseline,
+    compare_methods,
+    cosine_similarity,
+    linear_baseline,
+    pearson_delta,
+    rank_metric,
+    rmse,
+    score_predictions,
+    top_k_recall,
+)
 
 __all__ = [
     "baseline_lfc",
@@ -17,6 +28,15 @@ __all__ = [
     "log_fold_change",
     "logfc_agreement",
     "normalize_counts",
+    "additive_baseline",
+    "compare_methods",
+    "cosine_similarity",
+    "linear_baseline",
+    "pearson_delta",
+    "rank_metric",
+    "rmse",
+    "score_predictions",
+    "top_k_recall",
     "binarize_top_k",
     "dci",
     "mig",
