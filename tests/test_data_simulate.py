@@ -198,6 +198,24 @@ def test_h5ad_roundtrip(adata, tmp_path):
         ({"shift_sd": -1.0}, "shift_sd"),
         ({"library_size_mean": 0.0}, "library_size_mean"),
         ({"library_size_sd": -0.1}, "library_size_sd"),
+        ({"weak_fraction": -0.1}, "weak_fraction"),
+        ({"weak_fraction": 1.5}, "weak_fraction"),
+        ({"weak_fraction": 0.5, "weak_scale": 0.0}, "weak_scale"),
+        ({"weak_scale": -0.5}, "weak_scale"),
+        ({"gene_effect": -1.0}, "gene_effect"),
+        ({"interaction_scale": -1.0}, "interaction_scale"),
+        ({"gene_interaction_scale": -0.5}, "gene_interaction_scale"),
+        ({"gene_interaction_scale": float("nan")}, "gene_interaction_scale"),
+        ({"n_cells_per_perturbation": (30, 10)}, "low <= high"),
+        ({"n_cells_per_perturbation": (0, 10)}, "low <= high"),
+        ({"n_cells_per_perturbation": (1, 2, 3)}, "n_cells_per_perturbation"),
+        ({"n_perturbations": 50, "n_genes": 40, "gene_effect": 1.0}, "n_genes"),
+        ({"protocol": "hard", "n_perturbations": 50, "n_genes": 40}, "n_genes"),
+        ({"protocol": "svae", "weak_fraction": 0.2}, "svae"),
+        ({"protocol": "svae", "gene_effect": 1.0}, "svae"),
+        ({"protocol": "svae", "interaction_scale": 1.0}, "svae"),
+        ({"protocol": "svae", "gene_interaction_scale": 1.0}, "svae"),
+        ({"protocol": "svae", "n_cells_per_perturbation": (5, 10)}, "svae"),
     ],
 )
 def test_bad_arguments_raise(kwargs, match):
@@ -212,3 +230,177 @@ def test_max_pairs_allowed():
     pairs = [c for c in ad.obs["perturbation"].cat.categories if "+" in c]
     assert len(pairs) == 6
     assert ad.uns["simulation"]["control_category"] is None
+
+
+# --- harder screens: options of the "default" protocol and the "hard" preset ---------------
+
+TINY = {"n_perturbations": 4, "n_cells_per_perturbation": 20, "n_genes": 30, "n_pairs": 2}
+HARD_KEYS = ("weak_perturbations", "own_genes", "interaction_shifts", "gene_interaction_offsets")
+
+
+def test_default_outputs_unchanged():
+    # values recorded before the harder options existed: published benchmarks depend on them
+    ad = simulate_sparse_shift(n_control_cells=30, seed=0, **TINY)
+    assert ad.shape == (150, 30)
+    assert int(ad.X.sum()) == 295856
+    assert ad.X[0:3].toarray().sum(axis=1).astype(int).tolist() == [1395, 2624, 1176]
+    assert list(ad.obs["perturbation"][:5]) == ["p03", "p00+p02", "p03", "p00+p02", "control"]
+    np.testing.assert_allclose(ad.obsm["z_true"].astype(np.float64).sum(), -94.80269296187907)
+    np.testing.assert_allclose(ad.uns["true_shifts"].to_numpy().sum(), -0.33655141480049)
+    assert list(ad.var.columns) == ["theta_true"] and ad.var_names[0] == "gene0"
+    assert not set(HARD_KEYS) & set(ad.uns["simulation"])
+    ad = simulate_sparse_shift(
+        protocol="svae", n_perturbations=10, n_cells_per_perturbation=10, n_genes=40, seed=0
+    )
+    assert ad.shape == (100, 40)
+    assert int(ad.X.sum()) == 40012496
+    assert ad.X[0:3].toarray().sum(axis=1).astype(int).tolist() == [359821, 402197, 329776]
+    assert list(ad.obs["perturbation"][:5]) == ["p06", "p07", "p01", "p06", "p03"]
+    np.testing.assert_allclose(ad.obsm["z_true"].astype(np.float64).sum(), -43.03980788239278)
+    np.testing.assert_allclose(ad.uns["true_shifts"].to_numpy().sum(), -1.726194832626831)
+    assert not set(HARD_KEYS) & set(ad.uns["simulation"])
+
+
+def test_options_switched_off_change_nothing():
+    plain = simulate_sparse_shift(seed=2, **TINY)
+    off = simulate_sparse_shift(
+        seed=2,
+        weak_fraction=0.0,
+        weak_scale=0.5,
+        gene_effect=0.0,
+        interaction_scale=0,
+        gene_interaction_scale=0.0,
+        **TINY,
+    )
+    np.testing.assert_array_equal(_dense(plain.X), _dense(off.X))
+    np.testing.assert_array_equal(plain.obsm["z_true"], off.obsm["z_true"])
+    assert plain.uns["simulation"] == off.uns["simulation"]
+
+
+def test_cell_counts_within_range():
+    ad = simulate_sparse_shift(
+        n_perturbations=10,
+        n_cells_per_perturbation=(5, 40),
+        n_pairs=5,
+        n_control_cells=15,
+        n_genes=30,
+        seed=0,
+    )
+    counts = ad.obs["perturbation"].value_counts()
+    groups = counts.drop("control")
+    assert len(groups) == 15 and counts["control"] == 15
+    assert groups.min() >= 5 and groups.max() <= 40
+    assert groups.nunique() > 5  # drawn per group, pairs included
+    assert ad.uns["simulation"]["n_cells_per_perturbation"] == [5, 40]
+    fixed = simulate_sparse_shift(**{**TINY, "n_cells_per_perturbation": (7, 7)}, n_control_cells=0)
+    assert (fixed.obs["perturbation"].value_counts() == 7).all()
+
+
+def test_weak_perturbations_have_smaller_shifts():
+    kwargs = {"n_perturbations": 20, "n_cells_per_perturbation": 2, "n_genes": 30, "seed": 4}
+    plain = simulate_sparse_shift(**kwargs)
+    ad = simulate_sparse_shift(weak_fraction=0.3, weak_scale=0.2, **kwargs)
+    weak = ad.uns["simulation"]["weak_perturbations"]
+    assert len(weak) == 6 and weak == sorted(weak)
+    strong = [p for p in ad.uns["true_shifts"].index if p not in weak]
+    shifts, before = ad.uns["true_shifts"], plain.uns["true_shifts"]
+    # same targets and shifts as without the option, the weak ones scaled down
+    pd.testing.assert_frame_equal(ad.uns["true_graph"], plain.uns["true_graph"])
+    pd.testing.assert_frame_equal(shifts.loc[strong], before.loc[strong])
+    np.testing.assert_allclose(shifts.loc[weak].to_numpy(), 0.2 * before.loc[weak].to_numpy())
+    on = ad.uns["true_graph"].to_numpy() == 1
+    size = pd.Series(np.abs(shifts.to_numpy() * on).sum(axis=1) / on.sum(axis=1), shifts.index)
+    assert size[weak].max() < size[strong].min()
+
+
+def test_own_gene_is_knocked_down():
+    kwargs = {**SMALL, "n_genes": 60, "n_pairs": 3, "seed": 1}
+    ad = simulate_sparse_shift(gene_effect=2.0, **kwargs)
+    plain = simulate_sparse_shift(**kwargs)
+    own = ad.uns["simulation"]["own_genes"]
+    names = [f"p{i:02d}" for i in range(8)]
+    assert list(own.index) == names and own["gene_index"].nunique() == 8
+    assert list(ad.var_names[own["gene_index"]]) == names
+    np.testing.assert_array_equal(ad.var.loc[names, "perturbation_target"], names)
+    assert (ad.var["perturbation_target"] != "").sum() == 8
+    assert list(plain.var_names[own["gene_index"]]) == list(own["original_name"])
+
+    def ratio(adata, group, gene_index):
+        x = _dense(adata.X)
+        x = x / x.sum(axis=1, keepdims=True)
+        labels = adata.obs["perturbation"].to_numpy()
+        return x[labels == group, gene_index].mean() / x[labels == "control", gene_index].mean()
+
+    for group in ad.obs["perturbation"].cat.categories.drop("control"):
+        for member in group.split("+"):
+            g = own.loc[member, "gene_index"]
+            knocked_down = ratio(ad, group, g)
+            if "+" not in group:
+                assert knocked_down < 1, group  # lower than in controls
+            # about exp(-2) times the level without the knockdown
+            assert knocked_down < 0.5 * ratio(plain, group, g), (group, member)
+
+
+def test_pair_interactions():
+    kwargs = {**SMALL, "n_genes": 60, "n_pairs": 4, "seed": 5}
+    ad = simulate_sparse_shift(interaction_scale=1.0, gene_interaction_scale=0.5, **kwargs)
+    sim = ad.uns["simulation"]
+    inter, gene_inter = sim["interaction_shifts"], sim["gene_interaction_offsets"]
+    pairs = [c for c in ad.obs["perturbation"].cat.categories if "+" in c]
+    assert list(inter.index) == pairs and list(inter.columns) == [f"z{k}" for k in range(15)]
+    assert list(gene_inter.index) == pairs and list(gene_inter.columns) == list(ad.var_names)
+    assert ((inter != 0).sum(axis=1) == 1).all()
+    assert ((gene_inter != 0).sum(axis=1) == 5).all()
+    assert np.all(np.abs(np.abs(inter.to_numpy().sum(axis=1)) - 3.0) < 6 * 0.5)
+    z = ad.obsm["z_true"].astype(np.float64)
+    labels = ad.obs["perturbation"].to_numpy()
+    shifts = ad.uns["true_shifts"]
+    for pair in pairs:
+        a, b = pair.split("+")
+        additive = shifts.loc[a].to_numpy() + shifts.loc[b].to_numpy()
+        mean = z[labels == pair].mean(axis=0)
+        stderr = 1.0 / np.sqrt((labels == pair).sum())
+        assert np.all(np.abs(mean - additive - inter.loc[pair].to_numpy()) < 5 * stderr), pair
+        assert np.abs(mean - additive).max() > 10 * stderr, pair  # not the sum of its members
+    # the interactions leave the targets, shifts and chosen pairs unchanged
+    plain = simulate_sparse_shift(**kwargs)
+    pd.testing.assert_frame_equal(shifts, plain.uns["true_shifts"])
+    assert list(plain.obs["perturbation"].cat.categories) == list(
+        ad.obs["perturbation"].cat.categories
+    )
+
+
+def test_hard_preset(tmp_path):
+    kwargs = {"n_perturbations": 6, "n_genes": 50, "n_pairs": 3, "n_control_cells": 60}
+    ad = simulate_sparse_shift(protocol="hard", seed=0, **kwargs)
+    sim = ad.uns["simulation"]
+    assert sim["protocol"] == "hard" and sim["n_cells_per_perturbation"] == [50, 300]
+    assert (sim["weak_fraction"], sim["weak_scale"], sim["gene_effect"]) == (0.3, 0.25, 1.5)
+    assert (sim["interaction_scale"], sim["gene_interaction_scale"]) == (1.0, 0.5)
+    assert sim["likelihood"] == "nb" and sim["shift_mean"] == 3.0
+    assert len(sim["weak_perturbations"]) == 2 and len(sim["own_genes"]) == 6
+    assert sim["interaction_shifts"].shape == (3, 15)
+    assert sim["gene_interaction_offsets"].shape == (3, 50)
+    counts = ad.obs["perturbation"].value_counts().drop("control")
+    assert len(counts) == 9 and counts.between(50, 300).all()
+    # reproducible, and any preset value can be overridden
+    again = simulate_sparse_shift(protocol="hard", seed=0, **kwargs)
+    np.testing.assert_array_equal(_dense(ad.X), _dense(again.X))
+    np.testing.assert_array_equal(ad.obsm["z_true"], again.obsm["z_true"])
+    assert list(ad.var_names) == list(again.var_names)
+    pd.testing.assert_frame_equal(
+        sim["interaction_shifts"], again.uns["simulation"]["interaction_shifts"]
+    )
+    other = simulate_sparse_shift(protocol="hard", seed=1, **kwargs)
+    assert not sim["own_genes"].equals(other.uns["simulation"]["own_genes"])
+    light = simulate_sparse_shift(protocol="hard", gene_effect=0.0, weak_fraction=0, **kwargs)
+    assert "perturbation_target" not in light.var and light.var_names[0] == "gene0"
+    assert light.uns["simulation"]["weak_perturbations"] == []
+    assert light.uns["simulation"]["own_genes"].shape == (0, 2)
+    # ground truth survives h5ad
+    ad.write_h5ad(tmp_path / "hard.h5ad")
+    back = anndata.read_h5ad(tmp_path / "hard.h5ad")
+    for key in ("own_genes", "interaction_shifts", "gene_interaction_offsets"):
+        pd.testing.assert_frame_equal(back.uns["simulation"][key], sim[key], check_dtype=False)
+    assert list(back.uns["simulation"]["weak_perturbations"]) == sim["weak_perturbations"]
+    assert list(back.var["perturbation_target"]) == list(ad.var["perturbation_target"])

@@ -13,8 +13,15 @@ from scipy.special import softmax
 
 logger = logging.getLogger(__name__)
 
-_PROTOCOLS = ("default", "svae")
+_PROTOCOLS = ("default", "svae", "hard")
 _CONTROL = "control"
+# Options that make the screen harder; 0 switches each of them off.
+_HARDNESS_OFF = {
+    "weak_fraction": 0.0,
+    "gene_effect": 0.0,
+    "interaction_scale": 0.0,
+    "gene_interaction_scale": 0.0,
+}
 # Settings of the published simulation (Genentech/sVAE, ``svae/simulation.py`` and
 # ``entry_points/demo.py``), used when ``protocol="svae"``.
 _SVAE_DEFAULTS = {
@@ -23,6 +30,7 @@ _SVAE_DEFAULTS = {
     "n_control_cells": 0,
     "n_genes": 100,
     "shift_mean": 5.0,
+    **_HARDNESS_OFF,
 }
 _DEFAULT_DEFAULTS = {
     "n_perturbations": 50,
@@ -30,7 +38,21 @@ _DEFAULT_DEFAULTS = {
     "n_control_cells": 1000,
     "n_genes": 300,
     "shift_mean": 3.0,
+    **_HARDNESS_OFF,
 }
+_HARD_DEFAULTS = {
+    **_DEFAULT_DEFAULTS,
+    "n_cells_per_perturbation": (50, 300),
+    "weak_fraction": 0.3,
+    "gene_effect": 1.5,
+    "interaction_scale": 1.0,
+    "gene_interaction_scale": 0.5,
+}
+_PROTOCOL_DEFAULTS = {"default": _DEFAULT_DEFAULTS, "svae": _SVAE_DEFAULTS, "hard": _HARD_DEFAULTS}
+_N_GENE_INTERACTIONS = 5
+# ``np.random.default_rng([seed, _OPTION_STREAM, k])`` draws the random numbers of option ``k``.
+_OPTION_STREAM = 7
+_STREAM_CELLS, _STREAM_WEAK, _STREAM_GENES, _STREAM_INTERACTION, _STREAM_GENE_INTERACTION = range(5)
 _N_HIDDEN = 40
 _NEG_SLOPE = 0.2
 _SVAE_TOTAL_COUNT = 1e6
@@ -40,9 +62,9 @@ _N_REFERENCE = 2000
 
 
 def simulate_sparse_shift(
-    protocol: Literal["default", "svae"] = "default",
+    protocol: Literal["default", "svae", "hard"] = "default",
     n_perturbations: int | None = None,
-    n_cells_per_perturbation: int | None = None,
+    n_cells_per_perturbation: int | tuple[int, int] | None = None,
     n_control_cells: int | None = None,
     n_latent: int = 15,
     n_genes: int | None = None,
@@ -52,6 +74,11 @@ def simulate_sparse_shift(
     n_pairs: int = 0,
     library_size_mean: float = 2000.0,
     library_size_sd: float = 0.4,
+    weak_fraction: float | None = None,
+    weak_scale: float = 0.25,
+    gene_effect: float | None = None,
+    interaction_scale: float | None = None,
+    gene_interaction_scale: float | None = None,
     seed: int = 0,
 ) -> anndata.AnnData:
     """Simulate a single-cell perturbation screen with sparse mechanism shifts.
@@ -66,7 +93,7 @@ def simulate_sparse_shift(
     leaky-ReLU MLP (``n_latent -> 40 -> 40 -> 40 -> n_genes``, slope 0.2) whose weight matrices
     are orthogonalised by a QR decomposition and rescaled with a He/Glorot-style factor.
 
-    Two protocols are available:
+    Three protocols are available:
 
     ``"svae"``
         Reproduces the simulation of the published sVAE code (``Genentech/sVAE``,
@@ -77,7 +104,8 @@ def simulate_sparse_shift(
         the data set), then counts are ``Poisson(1e6 * rate)``; so every gene has about ``1e6``
         counts in total and a cell's expected counts depend on how many cells are simulated
         (about 4000 per cell with the published sizes). ``library_size_mean`` and
-        ``library_size_sd`` are ignored and ``n_pairs`` must be 0. The published code requires
+        ``library_size_sd`` are ignored, ``n_pairs`` must be 0 and the options of the ``"hard"``
+        protocol are not available. The published code requires
         ``n_latent <= 40 <= n_genes``, and so does this protocol. Random numbers come from
         ``np.random.default_rng(seed)`` instead of the global NumPy state, so the draws are not
         bit-identical to the published script (which used ``np.random.seed(1024)``). The
@@ -93,18 +121,42 @@ def simulate_sparse_shift(
         (so that its mean is ``library_size_mean``). Counts are negative binomial
         (Gamma-Poisson) with mean ``l * rate`` and per-gene inverse dispersion ``theta_g``
         log-uniform in ``[2, 20]``. The hidden width is ``40`` clipped to
-        ``[n_latent, n_genes]`` so that the decoder stays injective.
+        ``[n_latent, n_genes]`` so that the decoder stays injective. The options
+        ``weak_fraction``, ``gene_effect``, ``interaction_scale``, ``gene_interaction_scale``
+        and a ``(low, high)`` range for ``n_cells_per_perturbation`` are off by default and make
+        the screen harder (see Parameters).
+    ``"hard"``
+        The ``"default"`` protocol with all of these options turned on, to benchmark
+        counterfactual prediction of unseen combinations:
+        ``n_cells_per_perturbation=(50, 300)``, ``weak_fraction=0.3`` (with
+        ``weak_scale=0.25``), ``gene_effect=1.5``, ``interaction_scale=1.0`` and
+        ``gene_interaction_scale=0.5``; an option passed explicitly overrides its preset.
+        The other defaults are those of ``"default"``; in particular ``n_pairs=0``, so pass
+        ``n_pairs`` to simulate combinations.
 
-    In both protocols cells are shuffled, and everything is reproducible from ``seed``.
+    With these options, a cell of group ``G`` (an atomic perturbation ``p``, a pair ``A+B`` or
+    the controls) has latent ``z = m_G + eps`` and gene logits ``b + MLP(z) / scale + o_G``
+    (before the softmax across genes), where ``m_p = s_p``, ``m_{A+B} = s_A + s_B + d_AB``,
+    ``o_p = -gene_effect * e_{g_p}`` (``e_g`` the indicator of gene ``g``),
+    ``o_{A+B} = o_A + o_B + r_AB`` and ``m_G = o_G = 0`` for the controls. The random numbers of
+    each option come from a generator of its own (``np.random.default_rng([seed, 7, k])``), so
+    the targets, the shifts before weakening and the chosen pairs do not depend on which options
+    are on; with all options off the output is that of the plain ``"default"`` protocol.
+
+    In all protocols cells are shuffled, and everything is reproducible from ``seed``.
 
     Parameters
     ----------
     protocol
-        ``"default"`` (realistic, negative binomial counts) or ``"svae"`` (published simulation).
+        ``"default"`` (realistic, negative binomial counts), ``"svae"`` (published simulation)
+        or ``"hard"`` (``"default"`` with the options below turned on).
     n_perturbations
-        Number of atomic perturbations. Default: 100 (``"svae"``) or 50 (``"default"``).
+        Number of atomic perturbations. Default: 100 (``"svae"``) or 50.
     n_cells_per_perturbation
-        Cells per atomic perturbation (and per pair). Default: 250 (``"svae"``) or 200.
+        Cells per atomic perturbation (and per pair), or a ``(low, high)`` tuple (not with
+        ``"svae"``): then each atomic perturbation and each pair draws its number of cells
+        uniformly from the integers ``low, ..., high``. Default: 250 (``"svae"``),
+        ``(50, 300)`` (``"hard"``) or 200.
     n_control_cells
         Unperturbed cells, labelled ``"control"``. Default: 0 (``"svae"``, as published) or 1000.
     n_latent
@@ -114,16 +166,41 @@ def simulate_sparse_shift(
     max_target_draws
         Each perturbation draws ``1..max_target_draws`` targets with replacement.
     shift_mean
-        Mean magnitude of a shift. Default: 5.0 (``"svae"``) or 3.0 (``"default"``).
+        Mean magnitude of a shift. Default: 5.0 (``"svae"``) or 3.0.
     shift_sd
         Standard deviation of the shift magnitude.
     n_pairs
-        ``"default"`` only: number of distinct random pairs ``"A+B"`` of atomic perturbations,
+        Not with ``"svae"``: number of distinct random pairs ``"A+B"`` of atomic perturbations,
         each with ``n_cells_per_perturbation`` cells.
     library_size_mean
-        ``"default"`` only: mean of the log-normal per-cell library size.
+        Not with ``"svae"``: mean of the log-normal per-cell library size.
     library_size_sd
-        ``"default"`` only: standard deviation of the log library size.
+        Not with ``"svae"``: standard deviation of the log library size.
+    weak_fraction
+        Not with ``"svae"``: fraction in ``[0, 1]`` of weak atomic perturbations. The
+        ``floor(weak_fraction * n_perturbations + 0.5)`` weak perturbations are chosen at random
+        and their shifts ``s_p`` are multiplied by ``weak_scale`` (also within pairs).
+        Default: 0.3 (``"hard"``) or 0.
+    weak_scale
+        Factor in ``(0, 1]`` applied to the shifts of the weak perturbations.
+    gene_effect
+        Not with ``"svae"``: strength ``>= 0`` of an on-target knockdown outside the latent
+        bottleneck (as in CRISPRi). Each atomic perturbation ``p`` gets its own gene ``g_p``
+        (distinct genes chosen at random; requires ``n_perturbations <= n_genes``), and
+        ``-gene_effect`` is added to the logit of ``g_p`` in the cells of ``p`` and of every pair
+        containing ``p``. The own gene of ``p`` is renamed after ``p`` (``var_names`` ``"p03"``
+        instead of, e.g., ``"gene17"``). Default: 1.5 (``"hard"``) or 0.
+    interaction_scale
+        Not with ``"svae"``: strength ``>= 0`` of latent interactions of pairs. Pair ``A+B``
+        gets the extra shift ``d_AB`` on one random latent ``u`` (uniform over all latents):
+        ``d_ABu = interaction_scale * sign * a`` with ``sign = +-1`` (probability 1/2 each) and
+        ``a ~ N(shift_mean, shift_sd)``, an epistatic effect that neither member has alone.
+        Default: 1.0 (``"hard"``) or 0.
+    gene_interaction_scale
+        Not with ``"svae"``: strength ``>= 0`` of gene-level interactions of pairs. Pair ``A+B``
+        gets the logit offsets ``r_AB``, nonzero on 5 distinct random genes (all genes if
+        ``n_genes < 5``) where they are drawn from ``N(0, gene_interaction_scale**2)``.
+        Default: 0.5 (``"hard"``) or 0.
     seed
         Seed for :func:`numpy.random.default_rng`.
 
@@ -133,18 +210,30 @@ def simulate_sparse_shift(
         AnnData with
 
         - ``X``: CSR ``float32`` matrix of integer counts; ``obs_names`` ``"cell0"``, ...;
-          ``var_names`` ``"gene0"``, ...
+          ``var_names`` ``"gene0"``, ... (own genes renamed after their perturbation when
+          ``gene_effect > 0``).
         - ``obs["perturbation"]``: categorical labels, ``"p00"``, ``"p01"``, ... (zero-padded so
           they sort in index order), ``"control"`` and pairs ``"p03+p17"``.
         - ``obs["n_counts"]``: total counts per cell.
         - ``obsm["z_true"]``: ``float32`` ``(n_cells, n_latent)`` true latents.
         - ``uns["true_graph"]``: DataFrame (atomic perturbations x ``"z0"``, ...) of 0/1
           targets.
-        - ``uns["true_shifts"]``: DataFrame of the same shape with the signed shifts (0 off
-          target).
+        - ``uns["true_shifts"]``: DataFrame of the same shape with the signed shifts ``s_p``
+          (0 off target; weak perturbations already multiplied by ``weak_scale``).
         - ``uns["simulation"]``: dict of all parameters used, with ``control_category``
-          (``"control"``, or ``None`` without control cells).
-        - ``var["theta_true"]`` (``"default"`` only): the per-gene inverse dispersions.
+          (``"control"``, or ``None`` without control cells). With any option of the
+          ``"hard"`` protocol in use (always with ``protocol="hard"``) it also holds the
+          parameters ``weak_fraction``, ``weak_scale``, ``gene_effect``, ``interaction_scale``,
+          ``gene_interaction_scale`` and ``n_gene_interaction_genes`` (5), with
+          ``n_cells_per_perturbation`` as ``[low, high]`` for a range, and the ground truth:
+          ``weak_perturbations`` (list of names), ``own_genes`` (DataFrame indexed by
+          perturbation with the position ``gene_index`` and the ``original_name`` of its own
+          gene; no rows when ``gene_effect=0``), ``interaction_shifts`` (DataFrame pairs x
+          latents of ``d_AB``) and ``gene_interaction_offsets`` (DataFrame pairs x ``var_names``
+          of ``r_AB``).
+        - ``var["theta_true"]`` (not with ``"svae"``): the per-gene inverse dispersions.
+        - ``var["perturbation_target"]`` (only when ``gene_effect > 0``): the perturbation whose
+          own gene it is, ``""`` for the other genes.
 
     Examples
     --------
@@ -161,10 +250,27 @@ def simulate_sparse_shift(
     >>> adata = simulate_sparse_shift(protocol="svae", n_cells_per_perturbation=10)
     >>> adata.shape
     (1000, 100)
+
+    The ``"hard"`` preset, with two pairs:
+
+    >>> adata = simulate_sparse_shift(
+    ...     protocol="hard", n_perturbations=5, n_genes=50, n_pairs=2, n_control_cells=100
+    ... )
+    >>> counts = adata.obs["perturbation"].value_counts()
+    >>> bool(counts.drop("control").between(50, 300).all())
+    True
+    >>> adata.uns["simulation"]["weak_perturbations"]  # floor(0.3 * 5 + 0.5) = 2 of 5
+    ['p00', 'p03']
+    >>> adata.uns["simulation"]["own_genes"].loc["p02", "original_name"]  # renamed "p02"
+    'gene46'
+    >>> adata.var.loc["p02", "perturbation_target"]
+    'p02'
+    >>> adata.uns["simulation"]["interaction_shifts"].shape
+    (2, 15)
     """
     if protocol not in _PROTOCOLS:
         raise ValueError(f"`protocol` must be one of {_PROTOCOLS}, got {protocol!r}.")
-    defaults = _SVAE_DEFAULTS if protocol == "svae" else _DEFAULT_DEFAULTS
+    defaults = _PROTOCOL_DEFAULTS[protocol]
     if n_perturbations is None:
         n_perturbations = defaults["n_perturbations"]
     if n_cells_per_perturbation is None:
@@ -175,6 +281,14 @@ def simulate_sparse_shift(
         n_genes = defaults["n_genes"]
     if shift_mean is None:
         shift_mean = defaults["shift_mean"]
+    if weak_fraction is None:
+        weak_fraction = defaults["weak_fraction"]
+    if gene_effect is None:
+        gene_effect = defaults["gene_effect"]
+    if interaction_scale is None:
+        interaction_scale = defaults["interaction_scale"]
+    if gene_interaction_scale is None:
+        gene_interaction_scale = defaults["gene_interaction_scale"]
     _validate(
         protocol=protocol,
         n_perturbations=n_perturbations,
@@ -188,10 +302,27 @@ def simulate_sparse_shift(
         n_pairs=n_pairs,
         library_size_mean=library_size_mean,
         library_size_sd=library_size_sd,
+        weak_fraction=weak_fraction,
+        weak_scale=weak_scale,
+        gene_effect=gene_effect,
+        interaction_scale=interaction_scale,
+        gene_interaction_scale=gene_interaction_scale,
+    )
+    cell_range = None if np.ndim(n_cells_per_perturbation) == 0 else n_cells_per_perturbation
+    harder = (
+        protocol == "hard"
+        or cell_range is not None
+        or any(
+            value > 0
+            for value in (weak_fraction, gene_effect, interaction_scale, gene_interaction_scale)
+        )
     )
     n_hidden = _N_HIDDEN if protocol == "svae" else int(np.clip(_N_HIDDEN, n_latent, n_genes))
 
     rng = np.random.default_rng(seed)
+
+    def option_rng(stream: int) -> np.random.Generator:
+        return np.random.default_rng([seed, _OPTION_STREAM, stream])
 
     # 1. sparse targets and signed shifts (same draw order as the published code)
     targets = np.zeros((n_perturbations, n_latent))
@@ -201,28 +332,67 @@ def simulate_sparse_shift(
     shift_sign = np.where(rng.uniform(size=targets.shape) > 0.5, 1.0, -1.0)
     shift_abs = rng.normal(shift_mean, shift_sd, size=targets.shape)
     shifts = targets * shift_sign * shift_abs
+    weak = np.zeros(0, dtype=np.int64)
+    if weak_fraction > 0:
+        n_weak = int(np.floor(weak_fraction * n_perturbations + 0.5))
+        weak = np.sort(option_rng(_STREAM_WEAK).choice(n_perturbations, n_weak, replace=False))
+        shifts[weak] *= weak_scale
 
     # 2. groups of cells: (label, latent mean, number of cells)
     width = max(2, len(str(n_perturbations - 1)))
     names = [f"p{p:0{width}d}" for p in range(n_perturbations)]
-    groups = [(names[p], shifts[p], n_cells_per_perturbation) for p in range(n_perturbations)]
+    pairs = []
     if n_pairs > 0:
         first, second = np.triu_indices(n_perturbations, k=1)
         chosen = np.sort(rng.choice(first.size, size=n_pairs, replace=False))
-        for a, b in zip(first[chosen], second[chosen]):
-            groups.append(
-                (f"{names[a]}+{names[b]}", shifts[a] + shifts[b], n_cells_per_perturbation)
-            )
+        pairs = list(zip(first[chosen], second[chosen]))
+    pair_names = [f"{names[a]}+{names[b]}" for a, b in pairs]
+    if cell_range is None:
+        sizes = np.full(n_perturbations + n_pairs, n_cells_per_perturbation)
+    else:
+        low, high = cell_range
+        sizes = option_rng(_STREAM_CELLS).integers(low, high + 1, size=n_perturbations + n_pairs)
+    interaction = _interaction_shifts(
+        option_rng(_STREAM_INTERACTION),
+        n_pairs,
+        n_latent,
+        shift_mean,
+        shift_sd,
+        interaction_scale,
+    )
+    groups = [(names[p], shifts[p], sizes[p]) for p in range(n_perturbations)]
+    for i, (a, b) in enumerate(pairs):
+        mean = shifts[a] + shifts[b]
+        if interaction_scale > 0:
+            mean = mean + interaction[i]
+        groups.append((pair_names[i], mean, sizes[n_perturbations + i]))
     if n_control_cells > 0:
         groups.append((_CONTROL, np.zeros(n_latent), n_control_cells))
 
-    # 3. latents
+    # 3. gene-level effects outside the latent bottleneck: (groups, genes) logit offsets
+    own_genes = np.zeros(0, dtype=np.int64)
+    if gene_effect > 0:
+        own_genes = option_rng(_STREAM_GENES).choice(n_genes, n_perturbations, replace=False)
+    gene_interaction = _gene_interaction_offsets(
+        option_rng(_STREAM_GENE_INTERACTION), n_pairs, n_genes, gene_interaction_scale
+    )
+    offsets = None
+    if gene_effect > 0 or (gene_interaction_scale > 0 and n_pairs > 0):
+        knockdown = np.zeros((n_perturbations, n_genes))
+        if gene_effect > 0:
+            knockdown[np.arange(n_perturbations), own_genes] = -gene_effect
+        offsets = np.zeros((len(groups), n_genes))
+        offsets[:n_perturbations] = knockdown
+        for i, (a, b) in enumerate(pairs):
+            offsets[n_perturbations + i] = knockdown[a] + knockdown[b] + gene_interaction[i]
+
+    # 4. latents
     z = np.concatenate(
         [mean + rng.standard_normal(size=(n_cells, n_latent)) for _, mean, n_cells in groups]
     )
     labels = np.concatenate([np.repeat(label, n_cells) for label, _, n_cells in groups])
 
-    # 4. decoder and counts
+    # 5. decoder and counts
     weights = _decoder_weights(rng, n_latent, n_hidden, n_genes)
     theta = None
     if protocol == "svae":
@@ -237,17 +407,19 @@ def simulate_sparse_shift(
         z_reference = rng.standard_normal(size=(_N_REFERENCE, n_latent))
         scale = np.std(_mlp(z_reference, weights))
         logits = baseline + _mlp(z, weights) / scale
+        if offsets is not None:
+            logits += np.repeat(offsets, [n_cells for _, _, n_cells in groups], axis=0)
         proportions = softmax(logits, axis=1)  # across GENES
         log_mean = np.log(library_size_mean) - library_size_sd**2 / 2
         library = rng.lognormal(log_mean, library_size_sd, size=(z.shape[0], 1))
         mu = library * proportions
         counts = rng.poisson(rng.gamma(shape=theta, scale=mu / theta))
 
-    # 5. shuffle cells
+    # 6. shuffle cells
     order = rng.permutation(z.shape[0])
     counts, z, labels = counts[order], z[order], labels[order]
 
-    categories = names + [g[0] for g in groups[n_perturbations:] if g[0] != _CONTROL]
+    categories = names + pair_names
     if n_control_cells > 0:
         categories.append(_CONTROL)
     latent_names = [f"z{k}" for k in range(n_latent)]
@@ -258,9 +430,17 @@ def simulate_sparse_shift(
         },
         index=[f"cell{i}" for i in range(z.shape[0])],
     )
-    var = pd.DataFrame(index=[f"gene{g}" for g in range(n_genes)])
+    original_names = [f"gene{g}" for g in range(n_genes)]
+    var_names = list(original_names)
+    for p, g in enumerate(own_genes):
+        var_names[g] = names[p]
+    var = pd.DataFrame(index=var_names)
     if theta is not None:
         var["theta_true"] = theta
+    if gene_effect > 0:
+        target = np.full(n_genes, "", dtype=object)
+        target[own_genes] = names
+        var["perturbation_target"] = target
     adata = anndata.AnnData(
         X=sparse.csr_matrix(counts.astype(np.float32)),
         obs=obs,
@@ -271,11 +451,13 @@ def simulate_sparse_shift(
         targets.astype(np.int64), index=names, columns=latent_names
     )
     adata.uns["true_shifts"] = pd.DataFrame(shifts, index=names, columns=latent_names)
-    adata.uns["simulation"] = {
+    simulation = {
         "protocol": protocol,
         "seed": int(seed),
         "n_perturbations": int(n_perturbations),
-        "n_cells_per_perturbation": int(n_cells_per_perturbation),
+        "n_cells_per_perturbation": (
+            int(n_cells_per_perturbation) if cell_range is None else [int(c) for c in cell_range]
+        ),
         "n_control_cells": int(n_control_cells),
         "n_latent": int(n_latent),
         "n_genes": int(n_genes),
@@ -295,6 +477,30 @@ def simulate_sparse_shift(
         "perturbation_key": "perturbation",
         "control_category": _CONTROL if n_control_cells > 0 else None,
     }
+    if harder:  # only then, so that the output of the plain protocols stays as it was
+        simulation |= {
+            "weak_fraction": float(weak_fraction),
+            "weak_scale": float(weak_scale),
+            "gene_effect": float(gene_effect),
+            "interaction_scale": float(interaction_scale),
+            "gene_interaction_scale": float(gene_interaction_scale),
+            "n_gene_interaction_genes": _N_GENE_INTERACTIONS,
+            "weak_perturbations": [names[p] for p in weak],
+            "own_genes": pd.DataFrame(
+                {
+                    "gene_index": own_genes.astype(np.int64),
+                    "original_name": [original_names[g] for g in own_genes],
+                },
+                index=pd.Index([names[p] for p in range(own_genes.size)], dtype=object),
+            ),
+            "interaction_shifts": pd.DataFrame(
+                interaction, index=pd.Index(pair_names, dtype=object), columns=latent_names
+            ),
+            "gene_interaction_offsets": pd.DataFrame(
+                gene_interaction, index=pd.Index(pair_names, dtype=object), columns=var_names
+            ),
+        }
+    adata.uns["simulation"] = simulation
     logger.info(
         "Simulated %d cells x %d genes (%s protocol, %d perturbations, %d pairs, %d controls).",
         adata.n_obs,
@@ -307,11 +513,42 @@ def simulate_sparse_shift(
     return adata
 
 
+def _interaction_shifts(
+    rng: np.random.Generator,
+    n_pairs: int,
+    n_latent: int,
+    shift_mean: float,
+    shift_sd: float,
+    interaction_scale: float,
+) -> np.ndarray:
+    """``(n_pairs, n_latent)`` latent interaction shifts ``d_AB``, each on one random unit."""
+    interaction = np.zeros((n_pairs, n_latent))
+    if interaction_scale > 0 and n_pairs > 0:
+        unit = rng.integers(n_latent, size=n_pairs)
+        sign = np.where(rng.uniform(size=n_pairs) > 0.5, 1.0, -1.0)
+        magnitude = rng.normal(shift_mean, shift_sd, size=n_pairs)
+        interaction[np.arange(n_pairs), unit] = interaction_scale * sign * magnitude
+    return interaction
+
+
+def _gene_interaction_offsets(
+    rng: np.random.Generator, n_pairs: int, n_genes: int, gene_interaction_scale: float
+) -> np.ndarray:
+    """``(n_pairs, n_genes)`` gene-level interaction offsets ``r_AB``, each on a few genes."""
+    offsets = np.zeros((n_pairs, n_genes))
+    if gene_interaction_scale > 0:
+        n_hit = min(_N_GENE_INTERACTIONS, n_genes)
+        for i in range(n_pairs):
+            genes = rng.choice(n_genes, size=n_hit, replace=False)
+            offsets[i, genes] = gene_interaction_scale * rng.standard_normal(size=n_hit)
+    return offsets
+
+
 def _validate(
     *,
     protocol: str,
     n_perturbations: int,
-    n_cells_per_perturbation: int,
+    n_cells_per_perturbation: int | tuple[int, int],
     n_control_cells: int,
     n_latent: int,
     n_genes: int,
@@ -321,10 +558,28 @@ def _validate(
     n_pairs: int,
     library_size_mean: float,
     library_size_sd: float,
+    weak_fraction: float,
+    weak_scale: float,
+    gene_effect: float,
+    interaction_scale: float,
+    gene_interaction_scale: float,
 ) -> None:
+    cell_range = np.ndim(n_cells_per_perturbation) != 0
+    if cell_range:
+        if np.ndim(n_cells_per_perturbation) != 1 or len(n_cells_per_perturbation) != 2:
+            raise ValueError(
+                "`n_cells_per_perturbation` must be a positive integer or a (low, high) tuple, "
+                f"got {n_cells_per_perturbation!r}."
+            )
+        low, high = n_cells_per_perturbation
+        if int(low) != low or int(high) != high or not 1 <= low <= high:
+            raise ValueError(
+                "`n_cells_per_perturbation` as (low, high) needs integers 1 <= low <= high, "
+                f"got {n_cells_per_perturbation!r}."
+            )
     for name, value in [
         ("n_perturbations", n_perturbations),
-        ("n_cells_per_perturbation", n_cells_per_perturbation),
+        ("n_cells_per_perturbation", 1 if cell_range else n_cells_per_perturbation),
         ("n_latent", n_latent),
         ("n_genes", n_genes),
     ]:
@@ -347,9 +602,40 @@ def _validate(
             f"`n_latent` ({n_latent}) must not exceed `n_genes` ({n_genes}) "
             "for the decoder to be injective."
         )
+    if not (np.isfinite(weak_fraction) and 0 <= weak_fraction <= 1):
+        raise ValueError(f"`weak_fraction` must be in [0, 1], got {weak_fraction!r}.")
+    if not (np.isfinite(weak_scale) and 0 < weak_scale <= 1):
+        raise ValueError(f"`weak_scale` must be in (0, 1], got {weak_scale!r}.")
+    for name, value in [
+        ("gene_effect", gene_effect),
+        ("interaction_scale", interaction_scale),
+        ("gene_interaction_scale", gene_interaction_scale),
+    ]:
+        if not (np.isfinite(value) and value >= 0):
+            raise ValueError(f"`{name}` must be finite and >= 0, got {value!r}.")
+    if gene_effect > 0 and n_perturbations > n_genes:
+        raise ValueError(
+            f"`gene_effect` > 0 gives each perturbation its own gene, which needs "
+            f"n_perturbations ({n_perturbations}) <= n_genes ({n_genes})."
+        )
     if protocol == "svae":
         if n_pairs != 0:
             raise ValueError('`n_pairs` must be 0 with protocol="svae" (no combinations).')
+        used = [
+            name
+            for name, on in [
+                ("n_cells_per_perturbation=(low, high)", cell_range),
+                ("weak_fraction", weak_fraction > 0),
+                ("gene_effect", gene_effect > 0),
+                ("interaction_scale", interaction_scale > 0),
+                ("gene_interaction_scale", gene_interaction_scale > 0),
+            ]
+            if on
+        ]
+        if used:
+            raise ValueError(
+                f'{", ".join(used)} not available with protocol="svae" (use "default" or "hard").'
+            )
         if not n_latent <= _N_HIDDEN <= n_genes:
             raise ValueError(
                 f'protocol="svae" requires n_latent <= {_N_HIDDEN} <= n_genes as in the '
