@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import scvi
+import torch
 
 from scvi_causal.data import simulate_sparse_shift
 from scvi_causal.metrics._counterfactual import log_fold_change, logfc_agreement, normalize_counts
@@ -56,35 +57,65 @@ def test_predict_blocks_and_metadata(model, screen):
 
 
 def test_zero_shift_predicts_the_source_reconstruction(model):
-    """A perturbation without (masked) effect leaves the cells where they are."""
-    prior = model.module.prior
-    saved = prior.shifts.detach().clone()
+    """A perturbation without latent shift nor direct effect leaves the cells where they are."""
+    prior, direct = model.module.prior, model.module.direct
+    saved = prior.shifts.detach().clone(), direct.effects.detach().clone()
     try:
         prior.shifts.data[1] = 0.0  # p01
+        direct.effects.data[1] = 0.0
         pred = model.predict(perturbations=["p01", "control"])
     finally:
-        prior.shifts.data.copy_(saved)
+        prior.shifts.data.copy_(saved[0])
+        direct.effects.data.copy_(saved[1])
     n = pred.n_obs // 2
     np.testing.assert_allclose(pred.X[:n], pred.X[n:], rtol=1e-5, atol=1e-7)
 
 
-def test_abduction_removes_the_source_shift(model, screen):
-    """From p00 cells, predicting p00 is their reconstruction (decoded posterior mean) and
-    predicting control decodes the posterior mean minus p00's masked shift."""
-    import torch
+def test_direct_effects_reweight_the_prediction(model):
+    """Without a latent shift, a perturbation's prediction is control reweighted gene by gene by
+    exp(direct effect), renormalised; a combination adds its members' direct effects."""
+    prior, direct = model.module.prior, model.module.direct
+    assert bool(direct.active)  # switched on during training
+    assert model.get_direct_effects().shape == (4, model.adata.n_vars)
+    saved = prior.shifts.detach().clone(), direct.effects.detach().clone()
+    effect = np.zeros(model.adata.n_vars, dtype=np.float32)
+    effect[[3, 7]] = [-2.0, 1.0]
+    try:
+        prior.shifts.data[[1, 2]] = 0.0
+        direct.effects.data[1] = torch.as_tensor(effect)
+        direct.effects.data[2] = torch.as_tensor(effect)
+        pred = model.predict(perturbations=["p01", "p01+p02", "control"])
+    finally:
+        prior.shifts.data.copy_(saved[0])
+        direct.effects.data.copy_(saved[1])
+    n = pred.n_obs // 3
+    single, pair, control = pred.X[:n], pred.X[n:2 * n], pred.X[2 * n:]
+    for x, k in ((single, 1.0), (pair, 2.0)):
+        expected = control * np.exp(k * effect)
+        expected /= expected.sum(1, keepdims=True)
+        np.testing.assert_allclose(x, expected, rtol=1e-4, atol=1e-7)
+    assert (single[:, 3] < control[:, 3]).all() and (pair[:, 3] < single[:, 3]).all()
 
+
+def test_abduction_removes_the_source_shift(model, screen):
+    """From p00 cells, predicting p00 decodes their posterior mean with p00's direct effects,
+    and predicting control decodes the posterior mean minus p00's expected masked shift."""
     pred = model.predict(perturbations=["p00", "control"], source_category="p00")
     idx = np.flatnonzero(screen.obs["perturbation"].to_numpy() == "p00")
-    shift = torch.tensor(model.get_perturbation_shifts().loc["p00"].to_numpy(), dtype=torch.float32)
+    prior = model.module.prior
+    shift = (prior.inclusion_probs() * prior.shifts).detach()[0]
     assert shift.abs().sum() > 0  # a real shift to remove
     module = model.module
     module.eval()
     tensors = next(iter(model._make_data_loader(adata=screen, indices=idx, batch_size=len(idx))))
+    own = torch.zeros(len(idx), len(model.perturbation_names_))
+    own[:, 0] = 1.0
     with torch.no_grad():
         inf = module.inference(**module._get_inference_input(tensors))
         decoded = []
-        for z in (inf["qz"].loc, inf["qz"].loc - shift):
+        for z, rows in ((inf["qz"].loc, own), (inf["qz"].loc - shift, None)):
             gen = module._get_generative_input(tensors, {"z": z, "library": inf["library"]})
+            gen["intervention"], gen["direct_intervention"] = None, rows
             decoded.append(module.generative(**gen)["px"].scale.numpy())
     n = len(idx)
     np.testing.assert_allclose(pred.X[:n], decoded[0], rtol=1e-4, atol=1e-7)
@@ -153,9 +184,8 @@ def test_predict_without_controls_needs_a_source():
 
 
 def test_predict_latent_shift_is_latent_arithmetic(model, screen):
-    """``shift="latent"`` moves control cells by the perturbation's mean latent difference."""
-    import torch
-
+    """``shift="latent"`` moves control cells by the perturbation's mean latent difference
+    (and adds the members' direct effects)."""
     latent = model.get_perturbation_shifts(source="latent")
     learned = model.get_perturbation_shifts()
     # the two shifts differ (the sparse prior pulls some units to zero), so do the predictions
@@ -171,6 +201,9 @@ def test_predict_latent_shift_is_latent_arithmetic(model, screen):
         inf = module.inference(**module._get_inference_input(tensors))
         gen = module._get_generative_input(tensors, {"z": inf["qz"].loc + shift,
                                                      "library": inf["library"]})
+        rows = torch.zeros(len(idx), len(model.perturbation_names_))
+        rows[:, [0, 1]] = 1.0
+        gen["direct_intervention"] = rows
         expected = module.generative(**gen)["px"].scale.numpy()
     np.testing.assert_allclose(pred.X[: len(idx)], expected, rtol=1e-4, atol=1e-7)
     model_pred = model.predict(perturbations=["p00+p01"])

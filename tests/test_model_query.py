@@ -52,27 +52,34 @@ def test_query_trains_only_new_perturbations(reference, query_adata):
     assert query.new_perturbations_ == NEW
     assert query.perturbation_names_ == REF + NEW
     trainable = {n for n, p in query.module.named_parameters() if p.requires_grad}
-    assert trainable == {"prior.shifts", "prior.mask.logits"}
+    assert trainable == {"prior.shifts", "prior.mask.logits", "direct.effects"}
     start = _snapshot(query.module)
     # the reference's weights were carried over
     for k, v in before_ref.items():
-        if k.startswith("prior.") or k == "intervention_matrix":
+        if k.startswith("prior.") or k in ("intervention_matrix", "direct.effects"):
             continue
         torch.testing.assert_close(start[k], v)
     ref_rows = slice(0, len(REF))
     torch.testing.assert_close(start["prior.shifts"][ref_rows], before_ref["prior.shifts"])
+    torch.testing.assert_close(start["direct.effects"][ref_rows], before_ref["direct.effects"])
+    assert before_ref["direct.effects"].abs().sum() > 0  # the reference has direct effects
     query.train(max_epochs=30, batch_size=64, **TRAIN_KWARGS)
     after = _snapshot(query.module)
     for k, v in start.items():
-        if k in ("prior.shifts", "prior.mask.logits", "prior.mask.temperature"):
+        if k in ("prior.shifts", "prior.mask.logits", "prior.mask.temperature",
+                 "direct.effects"):
             continue
         torch.testing.assert_close(after[k], v, msg=f"{k} changed during query training")
     torch.testing.assert_close(after["prior.shifts"][ref_rows], start["prior.shifts"][ref_rows])
     torch.testing.assert_close(
         after["prior.mask.logits"][ref_rows], start["prior.mask.logits"][ref_rows]
     )
+    torch.testing.assert_close(after["direct.effects"][ref_rows],
+                               start["direct.effects"][ref_rows])
     new_rows = slice(len(REF), None)
     assert not torch.allclose(after["prior.shifts"][new_rows], start["prior.shifts"][new_rows])
+    assert not torch.allclose(after["direct.effects"][new_rows],
+                              start["direct.effects"][new_rows])
     # reference masks are held at their mode
     ref_graph = (reference.get_target_graph() > 0.5).astype(float)
     np.testing.assert_array_equal(query.get_target_graph().loc[REF].to_numpy(), ref_graph)
@@ -100,7 +107,7 @@ def test_query_learns_an_effect_that_improves_the_fit(reference, query_adata):
 def test_query_fixed_masks_and_save_load(reference, query_adata, tmp_path):
     query = SparseShiftVI.load_query_data(query_adata, reference, fix_masks=True)
     assert {n for n, p in query.module.named_parameters() if p.requires_grad} == {
-        "prior.shifts"}
+        "prior.shifts", "direct.effects"}
     query.train(max_epochs=2, **TRAIN_KWARGS)
     graph = query.get_target_graph()
     assert (graph.loc[NEW] == 1.0).all().all()

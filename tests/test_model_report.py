@@ -78,21 +78,50 @@ def test_target_report_tables_figures_and_files(model, tmp_path):
 
 
 def test_report_without_any_edge(model, tmp_path):
-    prior = model.module.prior
+    """No edge and no direct effect: every perturbation is predicted as control, and the
+    report says so."""
+    prior, direct = model.module.prior, model.module.direct
     frozen, values = prior.mask.frozen.clone(), prior.mask.frozen_values.clone()
+    effects = direct.effects.detach().clone()
     try:
         prior.mask.freeze(values=0.0)
+        direct.effects.data.zero_()
         report = model.target_report(tmp_path, n_top_genes=2, max_cells=20)
     finally:
         prior.mask.frozen.copy_(frozen)
         prior.mask.frozen_values.copy_(values)
+        direct.effects.data.copy_(effects)
     assert report["targets"].empty
+    assert report["direct_genes"].empty
     assert np.allclose(report["perturbation_effects"].to_numpy(), 0.0, atol=1e-5)
     md = (tmp_path / "report.md").read_text()
     row = next(line for line in md.splitlines() if line.startswith("| p00 |"))
     # no unit targeted: the whole displacement is off the mask
     assert row.startswith("| p00 | none | 100% (z")
-    assert row.endswith("| none (no targeted unit: predicted as control) |")
+    assert row.endswith("| none | none (no targeted unit, no direct effect: predicted as "
+                        "control) |")
+
+
+def test_report_lists_direct_effects(model, tmp_path):
+    """A strong direct effect on one gene shows in the direct-effect table, the report and the
+    predicted top genes."""
+    direct = model.module.direct
+    effects = direct.effects.detach().clone()
+    gene = model.adata.var_names[5]
+    try:
+        direct.effects.data[0, 5] = -3.0
+        report = model.target_report(tmp_path, n_top_genes=3, max_cells=20)
+    finally:
+        direct.effects.data.copy_(effects)
+    table = report["direct_genes"]
+    first = table[table["perturbation"] == "p00"].iloc[0]
+    assert (first["gene"], first["effect"]) == (gene, -3.0)
+    assert (table["effect"].abs() >= 0.1).all()
+    assert report["perturbation_effects"].loc["p00", gene] < -2.0
+    md = (tmp_path / "report.md").read_text()
+    row = next(line for line in md.splitlines() if line.startswith("| p00 |"))
+    assert f"{gene} (-3.00)" in row
+    assert (tmp_path / "direct_genes.csv").exists()
 
 
 def test_report_needs_a_sparse_prior():

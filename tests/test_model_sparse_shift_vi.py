@@ -460,6 +460,27 @@ def test_sparsity_penalty_schedule(adata):
         other.train(max_epochs=1, plan_kwargs={"sparsity_penalty_end": -1.0}, **TRAIN_KWARGS)
 
 
+def test_direct_effects_start_late_and_can_be_off(adata):
+    """Direct effects are zero until ``direct_start`` of training, then learned; the history
+    shows when; ``direct_penalty=None`` has none."""
+    SparseShiftVI.setup_anndata(adata, perturbation_key="perturbation", control_category="control")
+    scvi.settings.seed = 0
+    model = SparseShiftVI(adata, n_latent=N_LATENT, **SMALL_NET)
+    model.train(max_epochs=8, plan_kwargs={"direct_start": 0.5}, **TRAIN_KWARGS)
+    active = model.history["direct_effects_active_train"].to_numpy().ravel()
+    assert active.tolist() == [0, 0, 0, 0, 1, 1, 1, 1]
+    size = model.history["direct_effect_size_train"].to_numpy().ravel()
+    assert (size[:4] == 0).all() and size[-1] > 0
+    effects = model.get_direct_effects()
+    assert list(effects.index) == PERTURBATIONS and list(effects.columns) == list(adata.var_names)
+    assert np.abs(effects.to_numpy()).max() > 0
+    off = _train(adata, max_epochs=2, direct_penalty=None)
+    assert off.module.direct is None and (off.get_direct_effects().to_numpy() == 0).all()
+    assert "direct_effects_active_train" not in off.history
+    with pytest.raises(ValueError, match="direct_start"):
+        off.train(max_epochs=1, plan_kwargs={"direct_start": 1.5}, **TRAIN_KWARGS)
+
+
 def test_latent_alignment_steps(adata):
     """Default training rotates the latent space three times; the history shows each step."""
     SparseShiftVI.setup_anndata(adata, perturbation_key="perturbation", control_category="control")

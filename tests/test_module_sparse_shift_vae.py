@@ -107,6 +107,44 @@ def test_intervention_parameters():
     assert _module("none").intervention_parameters() == []
 
 
+def test_direct_effects_in_the_module():
+    """Direct effects: extra per-perturbation parameters, zero until active, then an offset on
+    the decoded proportions of the cells under the perturbation and a Laplace term in the
+    global loss."""
+    module = _module("spike_slab", direct_penalty=2.0)
+    module.eval()
+    assert module.direct.effects.shape == (2, N_GENES)
+    assert id(module.direct.effects) in {id(p) for p in module.intervention_parameters()}
+    tensors = _tensors()
+
+    def forward():
+        torch.manual_seed(0)  # the same z draw in every call
+        return module(tensors)
+
+    _, gen_off, loss_off = forward()
+    assert torch.equal(module.direct_effects(), torch.zeros(2, N_GENES))
+    with torch.no_grad():
+        module.direct.effects[0, 4] = -2.0
+    _, gen_still_off, _ = forward()
+    torch.testing.assert_close(gen_still_off["px"].scale, gen_off["px"].scale)  # inactive
+    module.direct.activate()
+    inf, gen_on, loss_on = forward()
+    assert module.direct_effects()[0, 4] == -2.0
+    codes = torch.tensor(CODES)
+    has_a = (codes == 1) | (codes == 3)  # A and A+B
+    base = module.generative(**{**module._get_generative_input(tensors, inf),
+                                "direct_intervention": torch.zeros(len(CODES), 2)})["px"]
+    ratio = gen_on["px"].scale / base.scale
+    assert (ratio[has_a, 4] < ratio[has_a, 5]).all()
+    torch.testing.assert_close(ratio[~has_a], torch.ones_like(ratio[~has_a]))
+    torch.testing.assert_close(gen_on["px"].mu / gen_on["px"].scale,
+                               base.mu / base.scale)  # same library size
+    expected = float(loss_off.kl_global_sum) + 2.0 * 2.0  # penalty 2 x |-2|
+    assert float(loss_on.kl_global_sum) == pytest.approx(expected, rel=1e-4)
+    with pytest.raises(ValueError, match="Direct effects need"):
+        _module("none", direct_penalty=1.0)
+
+
 # ----------------------------------------------------------------------------- forward and loss
 @pytest.mark.parametrize("gene_likelihood", LIKELIHOODS)
 @pytest.mark.parametrize("intervention_prior", PRIORS)

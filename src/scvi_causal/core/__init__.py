@@ -1,5 +1,6 @@
 """Causal priors, intervention masks and sparsity penalties (torch only, no AnnData, no scvi)."""
 
+from ._direct import DirectEffects, apply_log_offset
 from ._masks import InterventionMask, geometric_temperature
 from ._priors import SparseShiftPrior, StandardNormalPrior, make_prior
 from ._rotation import (
@@ -12,6 +13,8 @@ from ._sparsity import bernoulli_kl, l1_penalty, l1_penalty_per_sample
 from ._tc import total_correlation
 
 __all__ = [
+    "DirectEffects",
+    "apply_log_offset",
     "InterventionMask",
     "LatentRotationMixin",
     "SparseShiftPrior",

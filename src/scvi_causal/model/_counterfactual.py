@@ -11,7 +11,11 @@ import torch
 from anndata import AnnData
 from scvi.module._constants import MODULE_KEYS
 
-from scvi_causal.module._sparse_shift_vae import INTERVENTION_KEY, PERTURBATION_KEY
+from scvi_causal.module._sparse_shift_vae import (
+    DIRECT_INTERVENTION_KEY,
+    INTERVENTION_KEY,
+    PERTURBATION_KEY,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -53,12 +57,13 @@ class CounterfactualMixin:
         return vec
 
     def _atomic_shift_matrix(self, shift: str = "model", needed: np.ndarray | None = None):
-        """``(P, K)`` latent shift of each atomic perturbation, masks at their mode.
+        """``(P, K)`` latent shift of each atomic perturbation.
 
-        ``shift="model"``: sparse-shift, l1 and dense priors use the learned (masked) shifts;
-        ``"none"`` (a plain VAE) falls back to latent arithmetic. ``shift="latent"``: the mean
-        latent of each perturbation's training cells minus that of controls (latent
-        arithmetic); ``needed`` flags the perturbations that must have cells of their own.
+        ``shift="model"``: sparse-shift, l1 and dense priors use the learned shifts times the
+        masks' posterior expectation (inclusion probabilities, not their mode); ``"none"`` (a
+        plain VAE) falls back to latent arithmetic. ``shift="latent"``: the mean latent of
+        each perturbation's training cells minus that of controls (latent arithmetic);
+        ``needed`` flags the perturbations that must have cells of their own.
         """
         if shift not in ("model", "latent"):
             raise ValueError(f"`shift` must be 'model' or 'latent', got {shift!r}.")
@@ -75,24 +80,24 @@ class CounterfactualMixin:
                 )
             shifts = frame.fillna(0.0).to_numpy()
             return torch.as_tensor(shifts, dtype=torch.float32, device=self.device)
+        # posterior expectation of the masked shifts, E[m_p] * mu_p (not the masks' mode)
         prior = self.module.prior
-        was_training = prior.training
-        prior.eval()
-        try:
-            eye = torch.eye(len(self.perturbation_names_), device=self.device)
-            return prior(eye, n=eye.shape[0]).loc.detach()
-        finally:
-            prior.train(was_training)
+        return (prior.inclusion_probs() * prior.shifts).detach()
 
-    def _decode(self, tensors: dict, z: torch.Tensor, library: torch.Tensor):
+    def _decode(self, tensors: dict, z: torch.Tensor, library: torch.Tensor,
+                direct: torch.Tensor | None = None):
         """Likelihood of latents ``z`` decoded with the cells' own library size and covariates.
 
-        The prior is left unshifted: the perturbation acts only through ``z``.
+        The prior is left unshifted: the perturbation acts through ``z`` and, if the model has
+        direct effects, through those of the multi-hot row(s) ``direct`` (``(P,)`` or
+        ``(n, P)``; None: no direct effect, as for control).
         """
         gen_input = self.module._get_generative_input(
             tensors, {MODULE_KEYS.Z_KEY: z, MODULE_KEYS.LIBRARY_KEY: library}
         )
         gen_input[INTERVENTION_KEY] = None
+        if direct is not None:
+            gen_input[DIRECT_INTERVENTION_KEY] = direct.expand(z.shape[-2], -1)
         return self.module.generative(**gen_input)[MODULE_KEYS.PX_KEY]
 
     # ------------------------------------------------------------------ predict
@@ -119,10 +124,17 @@ class CounterfactualMixin:
            :math:`z' = u + s(\text{target})`; a combination ``"A+B"`` adds the shifts of its
            members, i.e. the union of their masks;
         3. **prediction**: decode :math:`z'` with the cell's own library size, batch and
-           covariates.
+           covariates, and, if the model has direct effects (``direct_penalty``), add the
+           requested label's direct gene-level effects :math:`\sum_p a_p \delta_p` to the
+           decoded log-proportions (the source cell's own direct effects are not carried
+           over).
 
-        The perturbation label never enters the decoder, so covariates and library size of the
-        source cell are kept and only the latent units targeted by the perturbation move.
+        The perturbation label never enters the encoder or the decoder's networks, so
+        covariates and library size of the source cell are kept and only the latent units
+        targeted by the perturbation (and the genes it acts on directly) move. The masked
+        shifts enter by their posterior expectation :math:`\mathbb{E}[m_p] \odot \mu_p`, so
+        an edge the model is unsure of contributes in proportion to its inclusion
+        probability.
 
         Parameters
         ----------
@@ -205,7 +217,8 @@ class CounterfactualMixin:
             if source not in self.control_categories_:
                 needed |= self._parse_request(source).astype(bool)
         atomic = self._atomic_shift_matrix(shift, needed=needed)  # (P, K)
-        target_shift = torch.as_tensor(targets, device=atomic.device) @ atomic  # (T, K)
+        target_rows = torch.as_tensor(targets, device=atomic.device)  # (T, P)
+        target_shift = target_rows @ atomic  # (T, K)
         category_matrix = self.module.intervention_matrix.to(atomic.device)
         category_shift = category_matrix @ atomic  # (n_categories, K)
 
@@ -222,8 +235,9 @@ class CounterfactualMixin:
             u = z - category_shift[codes]  # abduction
             for t in range(len(perturbations)):
                 z_cf = u + target_shift[t]  # action
-                px = self._decode(  # prediction
-                    tensors, z_cf, inference_outputs[MODULE_KEYS.LIBRARY_KEY]
+                px = self._decode(  # prediction, with the target's direct effects
+                    tensors, z_cf, inference_outputs[MODULE_KEYS.LIBRARY_KEY],
+                    direct=target_rows[t : t + 1],
                 )
                 if return_counts:
                     out = px.sample()

@@ -38,8 +38,9 @@ class QueryMixin:
         control label, batch and covariates); perturbation labels the reference has not seen
         get fresh mask logits and shifts (initialised like a new model's). Everything else is
         frozen: encoder, decoder, dispersion, library-size prior, batch-norm statistics, and the
-        masks (held at their posterior mode) and shifts of the reference perturbations.
-        ``query.train()`` then fits only the new perturbations' masks and shifts, with the same
+        masks (held at their posterior mode), shifts and direct effects of the reference
+        perturbations. ``query.train()`` then fits only the new perturbations' masks and shifts
+        (and, from ``direct_start`` on, their direct gene-level effects), with the same
         sparsity prior as the reference, so that their targets are identified
         :cite:p:`lotfollahi2022mapping,lopez2023learning`.
 
@@ -159,12 +160,15 @@ def _row_params(module) -> dict[str, torch.Tensor]:
     prior = getattr(module, "prior", None)
     if prior is None or not hasattr(prior, "mask"):
         return {}
-    return {
+    rows = {
         "prior.shifts": prior.shifts,
         "prior.mask.logits": prior.mask.logits,
         "prior.mask.frozen": prior.mask.frozen,
         "prior.mask.frozen_values": prior.mask.frozen_values,
     }
+    if getattr(module, "direct", None) is not None:
+        rows["direct.effects"] = module.direct.effects
+    return rows
 
 
 @torch.no_grad()
@@ -210,6 +214,8 @@ def _freeze_reference(module, ref_names: list[str], names: list[str], fix_masks:
     trainable = [prior.shifts]
     if prior.mask.kind != "dense" and not fix_masks:
         trainable.append(prior.mask.logits)
+    if getattr(module, "direct", None) is not None:
+        trainable.append(module.direct.effects)
     for p in trainable:
         p.requires_grad_(True)
         # gradients of reference rows are zeroed: only the new perturbations move

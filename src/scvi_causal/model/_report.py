@@ -157,6 +157,7 @@ class ReportMixin:
         delta: float = 1.0,
         max_cells: int = 1000,
         seed: int = 0,
+        min_direct_effect: float = 0.1,
     ) -> dict:
         """Target-identification report: tables and figures, optionally written to disk.
 
@@ -167,6 +168,9 @@ class ReportMixin:
           unit increases (:meth:`get_latent_gene_effects`);
         * ``perturbation_genes``: for every perturbation, its top predicted responding genes
           (:meth:`get_perturbation_gene_effects`; needs control cells);
+        * ``direct_genes``: for every perturbation, its largest direct gene-level effects
+          (:meth:`get_direct_effects`, at least ``min_direct_effect`` in absolute value): the
+          genes it moves without going through a latent unit, e.g. a guide's own gene;
         * ``off_mask``: for every perturbation, the share of its cells' latent displacement
           on units it does not target and the largest such unit
           (:meth:`get_off_mask_shifts`): a large share flags a possibly missed target;
@@ -189,13 +193,15 @@ class ReportMixin:
             Source cells used for gene effects.
         seed
             Seed of the source-cell subset.
+        min_direct_effect
+            Smallest absolute direct effect (log scale) listed in ``direct_genes``.
 
         Returns
         -------
         dict
             ``graph``, ``targets``, ``unit_effects``, ``unit_genes``, ``perturbation_effects``
             (None without controls), ``perturbation_genes`` (None without controls),
-            ``off_mask`` and ``figures`` (name -> matplotlib Figure).
+            ``direct_genes``, ``off_mask`` and ``figures`` (name -> matplotlib Figure).
 
         Examples
         --------
@@ -231,6 +237,8 @@ class ReportMixin:
             "graph": graph, "targets": targets, "unit_effects": unit_effects,
             "unit_genes": unit_genes, "perturbation_effects": pert_effects,
             "perturbation_genes": pert_genes,
+            "direct_genes": _direct_genes(self.get_direct_effects(), n_top_genes,
+                                          min_direct_effect),
             "off_mask": self.get_off_mask_shifts(threshold=threshold), "figures": figures,
         }
         if output_dir is not None:
@@ -254,12 +262,21 @@ def _top_genes(effects: pd.DataFrame, n: int, name: str, both_directions: bool =
     return pd.DataFrame(rows)
 
 
+def _direct_genes(effects: pd.DataFrame, n: int, min_effect: float) -> pd.DataFrame:
+    """Largest direct effects of each perturbation, at least ``min_effect`` in size."""
+    table = _top_genes(effects, n, "perturbation")
+    if table.empty:
+        return pd.DataFrame(columns=["perturbation", "rank", "gene", "effect"])
+    table = table.rename(columns={"lfc": "effect"})
+    return table[table["effect"].abs() >= min_effect].reset_index(drop=True)
+
+
 def _write_report(report: dict, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     for name in ["graph", "unit_effects", "perturbation_effects", "off_mask"]:
         if report[name] is not None:
             report[name].to_csv(out / f"{name}.csv")
-    for name in ["targets", "unit_genes", "perturbation_genes"]:
+    for name in ["targets", "unit_genes", "perturbation_genes", "direct_genes"]:
         if report[name] is not None:
             report[name].to_csv(out / f"{name}.csv", index=False)
     for name, fig in report["figures"].items():
@@ -285,18 +302,23 @@ def _write_report(report: dict, out: Path) -> None:
     lines += ["", "## Perturbations: targeted units and predicted top genes", "",
               "Off-mask: the share of the perturbation's mean latent displacement that falls on "
               "units it does not target, and the largest such unit (a large share flags a "
-              "possibly missed target).", "",
+              "possibly missed target). Direct effects: genes the perturbation moves without "
+              "a latent unit (log scale), e.g. a guide's own gene.", "",
               "| perturbation | targets (probability) | off-mask (largest unit) | "
-              "top predicted genes |", "|---|---|---|---|"]
+              "direct effects | top predicted genes |", "|---|---|---|---|---|"]
     pg = report["perturbation_genes"]
     off = report["off_mask"]
+    direct = report["direct_genes"]
     for pert in report["graph"].index:
         genes = ""
+        sub_direct = direct[direct["perturbation"] == pert]
+        direct_text = ", ".join(f"{g} ({v:+.2f})" for g, v in zip(
+            sub_direct["gene"], sub_direct["effect"], strict=True)) or "none"
         if pg is not None:
             sub = pg[pg["perturbation"] == pert]
-            if pert not in set(targets["perturbation"]):
-                # no targeted unit: decoded expression equals control, a ranking means nothing
-                genes = "none (no targeted unit: predicted as control)"
+            if pert not in set(targets["perturbation"]) and sub_direct.empty:
+                # no targeted unit, no direct effect: decoded expression equals control
+                genes = "none (no targeted unit, no direct effect: predicted as control)"
             else:
                 genes = ", ".join(f"{g} ({v:+.2f})" for g, v in zip(sub["gene"], sub["lfc"],
                                                                       strict=True))
@@ -305,5 +327,6 @@ def _write_report(report: dict, out: Path) -> None:
             off_text = (f"{off.loc[pert, 'off_mask_fraction']:.0%} "
                         f"({off.loc[pert, 'top_off_mask_unit']} "
                         f"{off.loc[pert, 'top_off_mask_shift']:+.2f})")
-        lines.append(f"| {pert} | {per_pert.loc[pert]} | {off_text} | {genes} |")
+        lines.append(f"| {pert} | {per_pert.loc[pert]} | {off_text} | {direct_text} | "
+                     f"{genes} |")
     (out / "report.md").write_text("\n".join(lines) + "\n")

@@ -10,11 +10,19 @@ from scvi.module._constants import MODULE_KEYS
 from scvi.module.base import LossOutput, auto_move_data
 from torch.distributions import Normal, kl_divergence
 
-from scvi_causal.core import LatentRotationMixin, SparseShiftPrior, make_prior, total_correlation
+from scvi_causal.core import (
+    DirectEffects,
+    LatentRotationMixin,
+    SparseShiftPrior,
+    apply_log_offset,
+    make_prior,
+    total_correlation,
+)
 from scvi_causal.core._priors import InterventionPrior
 
 PERTURBATION_KEY = "perturbation"
 INTERVENTION_KEY = "intervention"
+DIRECT_INTERVENTION_KEY = "direct_intervention"
 
 
 class SparseShiftVAE(LatentRotationMixin, VAE):
@@ -50,6 +58,12 @@ class SparseShiftVAE(LatentRotationMixin, VAE):
         estimate (``n_query`` of :func:`~scvi_causal.core.total_correlation`): the cost per step
         is ``O(tc_query_size * batch_size * n_latent)`` instead of quadratic in the batch size.
         ``None`` scores every cell.
+    direct_penalty
+        Laplace rate of the perturbations' direct gene-level effects
+        (:class:`~scvi_causal.core.DirectEffects`: offsets on the decoder's log-proportions that
+        bypass the latent units, e.g. the knockdown of a guide's own gene), counted once per
+        data set. ``None``: no direct effects (every effect goes through the latent units).
+        The effects are zero until the training plan activates them.
     **vae_kwargs
         Passed to :class:`scvi.module.VAE` (``n_latent``, ``n_hidden``, ``gene_likelihood``, ...).
 
@@ -70,6 +84,7 @@ class SparseShiftVAE(LatentRotationMixin, VAE):
         prior_kwargs: dict | None = None,
         tc_weight: float = 0.0,
         tc_query_size: int | None = 128,
+        direct_penalty: float | None = None,
         **vae_kwargs,
     ):
         super().__init__(n_input, **vae_kwargs)
@@ -90,6 +105,13 @@ class SparseShiftVAE(LatentRotationMixin, VAE):
         self.prior = make_prior(
             intervention_prior, matrix.shape[1], self.n_latent, **(prior_kwargs or {})
         )
+        if direct_penalty is not None and intervention_prior == "none":
+            raise ValueError("Direct effects need perturbation labels; intervention_prior='none' "
+                             "ignores them (pass direct_penalty=None).")
+        self.direct = (
+            None if direct_penalty is None
+            else DirectEffects(matrix.shape[1], n_input, penalty=direct_penalty)
+        )
 
     @property
     def n_interventions(self) -> int:
@@ -97,10 +119,14 @@ class SparseShiftVAE(LatentRotationMixin, VAE):
         return self.intervention_matrix.shape[1]
 
     def intervention_parameters(self) -> list[torch.nn.Parameter]:
-        """Per-perturbation parameters (mask logits, shifts), trained at a higher learning rate."""
+        """Per-perturbation parameters (mask logits, shifts, direct effects), trained at a
+        higher learning rate."""
+        params = []
         if isinstance(self.prior, SparseShiftPrior):
-            return [p for p in (self.prior.mask.logits, self.prior.shifts) if p.requires_grad]
-        return []
+            params += [self.prior.mask.logits, self.prior.shifts]
+        if self.direct is not None:
+            params.append(self.direct.effects)
+        return [p for p in params if p.requires_grad]
 
     def _intervention(self, tensors: dict[str, torch.Tensor]) -> torch.Tensor | None:
         codes = tensors.get(PERTURBATION_KEY)
@@ -124,12 +150,34 @@ class SparseShiftVAE(LatentRotationMixin, VAE):
         }
 
     @auto_move_data
-    def generative(self, z, library, batch_index, intervention=None, **kwargs):
-        """Decode ``z`` as scVI does, with the perturbation-dependent prior as ``pz``."""
+    def generative(
+        self, z, library, batch_index, intervention=None, direct_intervention=None, **kwargs
+    ):
+        """Decode ``z`` as scVI does, with the perturbation-dependent prior as ``pz``.
+
+        With direct effects (``direct_penalty``, once active), the perturbations'
+        gene-level offsets are added to the decoder's log-proportions; they are those of
+        ``direct_intervention`` when given (a counterfactual label), else of ``intervention``.
+        """
         outputs = super().generative(z, library, batch_index, **kwargs)
         n = z.shape[-2]
         outputs[MODULE_KEYS.PZ_KEY] = self.prior(intervention, n=n)
+        if self.direct is not None:
+            rows = intervention if direct_intervention is None else direct_intervention
+            offset = self.direct(rows)
+            if offset is not None:
+                outputs[MODULE_KEYS.PX_KEY] = _offset_likelihood(outputs[MODULE_KEYS.PX_KEY],
+                                                                 offset)
         return outputs
+
+    def direct_effects(self) -> torch.Tensor | None:
+        """``(P, G)`` direct effects on log-proportions (None without direct effects; zeros
+        until activated)."""
+        if self.direct is None:
+            return None
+        if not bool(self.direct.active):
+            return torch.zeros_like(self.direct.effects)
+        return self.direct.effects.detach()
 
     def loss(
         self,
@@ -167,6 +215,8 @@ class SparseShiftVAE(LatentRotationMixin, VAE):
         if sparsity is None:
             sparsity = torch.zeros_like(kl_z)
         kl_global = self.prior.kl_global()
+        if self.direct is not None:
+            kl_global = kl_global + self.direct.kl_global()
         local = self.beta * kl_z + sparsity
         extra = {}
         if self.tc_weight > 0:
@@ -253,6 +303,22 @@ class SparseShiftVAE(LatentRotationMixin, VAE):
                 - inference_outputs[MODULE_KEYS.QL_KEY].log_prob(library).sum(-1)
             )
         return log_w if log_w.ndim == 2 else log_w.unsqueeze(0)
+
+
+def _offset_likelihood(px, offset: torch.Tensor):
+    """The count likelihood ``px`` with its proportions shifted by ``offset`` (log scale)."""
+    from scvi.distributions import NegativeBinomial, Poisson, ZeroInflatedNegativeBinomial
+
+    scale, factor = apply_log_offset(px.scale, offset)
+    if isinstance(px, ZeroInflatedNegativeBinomial):
+        return ZeroInflatedNegativeBinomial(
+            mu=px.mu * factor, theta=px.theta, zi_logits=px.zi_logits, scale=scale
+        )
+    if isinstance(px, NegativeBinomial):
+        return NegativeBinomial(mu=px.mu * factor, theta=px.theta, scale=scale)
+    if isinstance(px, Poisson):
+        return Poisson(rate=px.rate * factor, scale=scale)
+    raise TypeError(f"Direct effects are not defined for a {type(px).__name__} likelihood.")
 
 
 def parse_interventions(

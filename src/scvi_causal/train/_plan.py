@@ -68,6 +68,14 @@ class SparseShiftTrainingPlan(TrainingPlan):
         relative ``align_threshold``). Without the floor, Papalexi 2021 (seed 0) ended with 63
         edges instead of 12, most of them on perturbations without a measurable effect; the
         simulated sVAE protocol (250+ cells per perturbation) is unchanged by it.
+    direct_start
+        Fraction of ``max_epochs`` from which the module's direct gene-level effects
+        (:class:`~scvi_causal.core.DirectEffects`, if it has them) are switched on; before,
+        they are zero. Default 0.75, after the last default alignment step: the latent units
+        and their target graph are learned first, the direct effects then take up what they
+        leave (a guide's own gene, small effects of weak perturbations). ``0`` trains them from
+        the start. Logged per epoch as ``direct_effects_active_train`` and
+        ``direct_effect_size_train`` (mean absolute effect).
     **kwargs
         Passed to :class:`scvi.train.TrainingPlan` (``lr``, ``n_epochs_kl_warmup``, ...).
 
@@ -93,9 +101,13 @@ class SparseShiftTrainingPlan(TrainingPlan):
         align_at: Sequence[float] = (),
         align_threshold: float | None = None,
         align_noise_z: float | None = 3.0,
+        direct_start: float = 0.75,
         **kwargs,
     ):
         super().__init__(module, **kwargs)
+        if not 0.0 <= direct_start <= 1.0:
+            raise ValueError(f"`direct_start` must be in [0, 1], got {direct_start}.")
+        self.direct_start = float(direct_start)
         if intervention_lr_factor <= 0:
             raise ValueError("`intervention_lr_factor` must be positive.")
         if temperature_start <= 0 or temperature_end <= 0:
@@ -166,18 +178,23 @@ class SparseShiftTrainingPlan(TrainingPlan):
         A model whose ``get_*`` methods ran is in eval mode; masks must be sampled while
         training, so the module is switched to training mode here. When every network weight
         is frozen (a query model of ``load_query_data``) the networks stay in eval mode:
-        dropout off and batch-norm with the reference's statistics, only the prior trains.
+        dropout off and batch-norm with the reference's statistics, only the prior and the
+        direct effects train.
         """
         super().on_train_start()
         self.module.train()
+        direct = getattr(self.module, "direct", None)
+        if direct is not None:
+            direct.activate(self.direct_start == 0)
+        per_perturbation = ("prior", "direct")
         frozen_networks = not any(
             p.requires_grad
             for name, p in self.module.named_parameters()
-            if not name.startswith("prior.")
+            if name.split(".")[0] not in per_perturbation
         )
         if frozen_networks:
             for name, child in self.module.named_children():
-                if name != "prior":
+                if name not in per_perturbation:
                     child.eval()
 
     def on_train_epoch_start(self):
@@ -189,6 +206,14 @@ class SparseShiftTrainingPlan(TrainingPlan):
         penalty = self.current_sparsity_penalty(self.current_epoch)
         if penalty is not None and self.sparsity_penalty_end is not None:
             self.module.prior.sparsity_penalty = penalty
+        direct = getattr(self.module, "direct", None)
+        if direct is not None and self.current_epoch >= self.direct_start_epoch():
+            direct.activate()
+
+    def direct_start_epoch(self) -> int:
+        """First epoch (0-based) with direct effects switched on (see ``direct_start``)."""
+        n = max(int(getattr(self.trainer, "max_epochs", None) or 1), 1)
+        return min(int(round(self.direct_start * n)), n - 1)
 
     def alignment_epochs(self) -> set[int]:
         """Epochs (0-based) after which the latent space is rotated (see ``align_at``)."""
@@ -260,6 +285,14 @@ class SparseShiftTrainingPlan(TrainingPlan):
         prior = getattr(self.module, "prior", None)
         for key, value in getattr(prior, "extra_metrics", dict)().items():
             self.log(f"{key}_train", value, on_step=False, on_epoch=True,
+                     sync_dist=self.use_sync_dist)
+        direct = getattr(self.module, "direct", None)
+        if direct is not None:
+            with torch.no_grad():
+                size = direct.effects.abs().mean() if bool(direct.active) else 0.0
+            self.log("direct_effects_active_train", float(bool(direct.active)), on_step=False,
+                     on_epoch=True, sync_dist=self.use_sync_dist)
+            self.log("direct_effect_size_train", float(size), on_step=False, on_epoch=True,
                      sync_dist=self.use_sync_dist)
         if self.sparsity_penalty_end is not None and prior is not None:
             self.log("sparsity_penalty_train", float(prior.sparsity_penalty), on_step=False,
