@@ -8,12 +8,13 @@ from scipy import sparse
 
 from scvi_causal.data import (
     data_dirs,
+    gasperini_2019,
     papalexi_2021,
     prepare_screen,
     simulate_sparse_shift,
     zhao_2021,
 )
-from scvi_causal.data._datasets import PAPALEXI_URL, ZHAO_URL, download
+from scvi_causal.data._datasets import GASPERINI_URL, PAPALEXI_URL, ZHAO_URL, download
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -59,6 +60,26 @@ def test_zhao_layout():
     assert adata.uns["perturbation_screen"]["control_category"] == "ctrl"
 
 
+def test_gasperini_layout():
+    _require("gasperini2019_k562_highmoi_sceptre_subset.h5ad")
+    adata = gasperini_2019()
+    assert adata.shape == (40_002, 366)
+    assert _is_counts(adata.X)
+    labels = adata.obs["perturbation"].astype(str)
+    assert adata.uns["perturbation_screen"]["control_category"] == "control"
+    # cells with no targeting guide of the subset (non-targeting or none of the subset)
+    raw = adata.obs["grna_groups"].astype(str)
+    untargeted = raw.isin(["none_of_subset", "non-targeting"])
+    assert (labels[untargeted] == "control").all()
+    # non-targeting guides are dropped from combinations, groups joined by '+'
+    assert not labels.str.contains("non-targeting").any()
+    assert (labels[raw == "MRPL9_TSS+non-targeting"] == "MRPL9_TSS").all()
+    assert labels.str.contains("+", regex=False).any()  # high MOI: several groups per cell
+    pcs = adata.uns["positive_controls"]
+    assert len(pcs) == 10 and all(g.endswith("_TSS") for g in pcs)
+    assert set(pcs.values()) <= set(adata.var_names)
+
+
 def test_loader_path_errors(tmp_path):
     with pytest.raises(FileNotFoundError):
         papalexi_2021(tmp_path / "missing.h5ad")
@@ -96,9 +117,10 @@ def test_prepare_screen_errors():
 
 
 @pytest.mark.internet
-@pytest.mark.parametrize("url", [PAPALEXI_URL, ZHAO_URL])
+@pytest.mark.parametrize("url", [PAPALEXI_URL, ZHAO_URL, GASPERINI_URL])
 def test_original_sources_download(url, tmp_path):
     path = download(url, tmp_path / "screen.h5ad")
-    loader = papalexi_2021 if url == PAPALEXI_URL else zhao_2021
+    loader = {PAPALEXI_URL: papalexi_2021, ZHAO_URL: zhao_2021,
+              GASPERINI_URL: gasperini_2019}[url]
     adata = loader(path)
     assert adata.n_obs > 1000 and "perturbation" in adata.obs
