@@ -290,6 +290,30 @@ def test_importance_weights_shape_and_bound(intervention_prior):
     assert (iwelbo >= log_w.mean(0) - 1e-4).all()
 
 
+def test_marginal_ll_uses_the_perturbation_prior():
+    """scvi's VAE.marginal_ll scores every cell under N(0, I); this module's uses each cell's
+    shifted prior, so a perturbed cell far from the origin scores differently."""
+    from scvi.module import VAE
+
+    module = _module("spike_slab")
+    module.eval()
+    with torch.no_grad():
+        module.prior.shifts.mul_(3.0)
+    tensors = _tensors()
+    torch.manual_seed(0)
+    ours = module.marginal_ll(tensors, n_mc_samples=7, n_mc_samples_per_pass=3)
+    torch.manual_seed(0)
+    log_w = torch.cat([module.importance_weights(tensors, n_samples=k) for k in (3, 3, 1)])
+    expected = torch.logsumexp(log_w, 0) - np.log(7)
+    torch.testing.assert_close(ours, expected)
+    torch.manual_seed(0)
+    plain = VAE.marginal_ll(module, tensors, n_mc_samples=7, n_mc_samples_per_pass=3)
+    codes = torch.tensor(CODES)
+    assert not torch.allclose(ours[codes != 0], plain[codes != 0], atol=1e-2)
+    assert module.marginal_ll(tensors, 4, return_mean=True) == pytest.approx(
+        float(ours.mean()), abs=5.0)
+
+
 def test_importance_weights_use_each_cells_prior():
     module = _module().eval()
     tensors = _tensors()

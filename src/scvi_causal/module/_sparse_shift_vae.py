@@ -262,6 +262,30 @@ class SparseShiftVAE(LatentRotationMixin, VAE):
         return self.latent_distribution == "normal"
 
     @torch.inference_mode()
+    def marginal_ll(
+        self,
+        tensors: dict[str, torch.Tensor],
+        n_mc_samples: int,
+        return_mean: bool = False,
+        n_mc_samples_per_pass: int = 1,
+    ):
+        r"""Importance-sampled :math:`\log p(x)` under this model (perturbation shifts, masks at
+        their posterior mode and direct effects included).
+
+        Replaces :meth:`scvi.module.VAE.marginal_ll`, whose prior is :math:`\mathcal{N}(0, I)`
+        for every cell, so that :meth:`~scvi.model.base.VAEMixin.get_marginal_ll` is correct for
+        this model. Same arguments and return values as scvi's.
+        """
+        per_pass = max(1, min(int(n_mc_samples_per_pass), int(n_mc_samples)))
+        chunks, left = [], int(n_mc_samples)
+        while left > 0:
+            chunks.append(self.importance_weights(tensors, n_samples=min(per_pass, left)))
+            left -= per_pass
+        log_w = torch.cat(chunks, dim=0)
+        ll = torch.logsumexp(log_w, dim=0) - np.log(log_w.shape[0])
+        return torch.mean(ll).item() if return_mean else ll.cpu()
+
+    @torch.inference_mode()
     def importance_weights(
         self, tensors: dict[str, torch.Tensor], n_samples: int = 100
     ) -> torch.Tensor:
