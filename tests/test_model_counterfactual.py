@@ -226,3 +226,11 @@ def test_predict_latent_shift_needs_single_cells(screen):
     with pytest.raises(ValueError, match="seen only in combinations"):
         m.predict(perturbations=[pair], shift="latent")
     m.predict(perturbations=[pair])  # the learned shift needs no cells of its own
+    # "auto": latent arithmetic where a member has cells of its own, the learned shift else
+    auto = m._atomic_shift_matrix("auto").numpy()
+    latent = m.get_perturbation_shifts(source="latent")
+    model_shift = m._model_shift_matrix().numpy()
+    names = m.perturbation_names_
+    np.testing.assert_allclose(auto[names.index("p00")], latent.loc["p00"], rtol=1e-5)
+    np.testing.assert_allclose(auto[names.index("p03")], model_shift[names.index("p03")])
+    assert m.predict(perturbations=[pair], shift="auto").uns["predict"]["shift"] == "auto"

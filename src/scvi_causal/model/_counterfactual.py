@@ -19,6 +19,9 @@ from scvi_causal.module._sparse_shift_vae import (
 
 logger = logging.getLogger(__name__)
 
+#: Readings of a perturbation's latent shift in :meth:`CounterfactualMixin.predict`.
+SHIFTS = ("model", "latent", "auto")
+
 
 class CounterfactualMixin:
     """``predict``: expression of cells under perturbations they did not receive.
@@ -64,23 +67,33 @@ class CounterfactualMixin:
         plain VAE) falls back to latent arithmetic. ``shift="latent"``: the mean latent of
         each perturbation's training cells minus that of controls (latent arithmetic);
         ``needed`` flags the perturbations that must have cells of their own.
+        ``shift="auto"``: ``"latent"`` for perturbations with training cells of their own,
+        ``"model"`` for the others.
         """
-        if shift not in ("model", "latent"):
-            raise ValueError(f"`shift` must be 'model' or 'latent', got {shift!r}.")
-        if shift == "latent" or self.module.intervention_prior == "none":
-            frame = self.get_perturbation_shifts(source="latent", adata=self.adata)
-            lacking = frame.isna().any(axis=1).to_numpy()
-            if needed is not None:
-                lacking &= needed
-            if shift == "latent" and lacking.any():
-                raise ValueError(
-                    f"shift='latent' needs training cells of each single perturbation; none for "
-                    f"{list(frame.index[lacking])[:10]} (seen only in combinations). Use "
-                    "shift='model'."
-                )
-            shifts = frame.fillna(0.0).to_numpy()
+        if shift not in SHIFTS:
+            raise ValueError(f"`shift` must be one of {SHIFTS}, got {shift!r}.")
+        no_prior = self.module.intervention_prior == "none"
+        if shift == "model" and not no_prior:
+            return self._model_shift_matrix()
+        frame = self.get_perturbation_shifts(source="latent", adata=self.adata)
+        lacking = frame.isna().any(axis=1).to_numpy()
+        if shift == "auto" and not no_prior:
+            model = self._model_shift_matrix().cpu().numpy()
+            shifts = np.where(lacking[:, None], model, frame.to_numpy())
             return torch.as_tensor(shifts, dtype=torch.float32, device=self.device)
-        # posterior expectation of the masked shifts, E[m_p] * mu_p (not the masks' mode)
+        if needed is not None:
+            lacking &= needed
+        if shift == "latent" and lacking.any():
+            raise ValueError(
+                f"shift='latent' needs training cells of each single perturbation; none for "
+                f"{list(frame.index[lacking])[:10]} (seen only in combinations). Use "
+                "shift='model' or 'auto'."
+            )
+        shifts = frame.fillna(0.0).to_numpy()
+        return torch.as_tensor(shifts, dtype=torch.float32, device=self.device)
+
+    def _model_shift_matrix(self) -> torch.Tensor:
+        """Posterior expectation of the masked shifts, E[m_p] * mu_p (not the masks' mode)."""
         prior = self.module.prior
         return (prior.inclusion_probs() * prior.shifts).detach()
 
@@ -159,11 +172,13 @@ class CounterfactualMixin:
             Minibatch size for encoding and decoding.
         shift
             Latent shift of each atomic perturbation. ``"model"`` (default): the learned
-            sparse shift :math:`m_p \odot \mu_p`, i.e. only the identified targets move.
-            ``"latent"``: the mean posterior latent of the perturbation's training cells minus
-            that of control cells (latent arithmetic, as scGen does), which keeps effects on
-            units the sparse mask pruned; every requested perturbation (every member of a
-            combination) needs cells of its own in the training data.
+            sparse shift :math:`\mathbb{E}[m_p] \odot \mu_p`, i.e. only the identified
+            targets move. ``"latent"``: the mean posterior latent of the perturbation's
+            training cells minus that of control cells (latent arithmetic, as scGen does),
+            which keeps effects on units the sparse mask pruned; every requested perturbation
+            (every member of a combination) needs cells of its own in the training data.
+            ``"auto"``: ``"latent"`` for the perturbations that have training cells of their
+            own, ``"model"`` for the others (e.g. seen only in combinations).
 
         Returns
         -------
