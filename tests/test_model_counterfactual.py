@@ -63,7 +63,7 @@ def test_zero_shift_predicts_the_source_reconstruction(model):
     try:
         prior.shifts.data[1] = 0.0  # p01
         direct.effects.data[1] = 0.0
-        pred = model.predict(perturbations=["p01", "control"])
+        pred = model.predict(perturbations=["p01", "control"], shift="model")
     finally:
         prior.shifts.data.copy_(saved[0])
         direct.effects.data.copy_(saved[1])
@@ -84,7 +84,7 @@ def test_direct_effects_reweight_the_prediction(model):
         prior.shifts.data[[1, 2]] = 0.0
         direct.effects.data[1] = torch.as_tensor(effect)
         direct.effects.data[2] = torch.as_tensor(effect)
-        pred = model.predict(perturbations=["p01", "p01+p02", "control"])
+        pred = model.predict(perturbations=["p01", "p01+p02", "control"], shift="model")
     finally:
         prior.shifts.data.copy_(saved[0])
         direct.effects.data.copy_(saved[1])
@@ -100,7 +100,8 @@ def test_direct_effects_reweight_the_prediction(model):
 def test_abduction_removes_the_source_shift(model, screen):
     """From p00 cells, predicting p00 decodes their posterior mean with p00's direct effects,
     and predicting control decodes the posterior mean minus p00's expected masked shift."""
-    pred = model.predict(perturbations=["p00", "control"], source_category="p00")
+    pred = model.predict(perturbations=["p00", "control"], source_category="p00",
+                         shift="model")
     idx = np.flatnonzero(screen.obs["perturbation"].to_numpy() == "p00")
     prior = model.module.prior
     shift = (prior.inclusion_probs() * prior.shifts).detach()[0]
@@ -177,6 +178,7 @@ def test_predict_without_controls_needs_a_source():
     )
     SparseShiftVI.setup_anndata(adata, perturbation_key="perturbation", control_category=None)
     model = SparseShiftVI(adata, n_latent=3, n_hidden=16)
+    model.train(max_epochs=1, **TRAIN_KWARGS)
     with pytest.raises(ValueError, match="no control category"):
         model.predict(perturbations=["p00"])
     pred = model.predict(perturbations=["p01"], source_category="p00")
@@ -206,7 +208,7 @@ def test_predict_latent_shift_is_latent_arithmetic(model, screen):
         gen["direct_intervention"] = rows
         expected = module.generative(**gen)["px"].scale.numpy()
     np.testing.assert_allclose(pred.X[: len(idx)], expected, rtol=1e-4, atol=1e-7)
-    model_pred = model.predict(perturbations=["p00+p01"])
+    model_pred = model.predict(perturbations=["p00+p01"], shift="model")
     assert not np.allclose(model_pred.X, pred.X[: len(idx)], atol=1e-5)
     with pytest.raises(ValueError, match="shift"):
         model.predict(perturbations=["p00"], shift="posterior")

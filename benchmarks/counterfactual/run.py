@@ -1,218 +1,417 @@
-"""Counterfactual benchmark: SparseShiftVI.predict against the `mean` and `additive` baselines.
+"""Counterfactual benchmark: SparseShiftVI.predict against the baselines the field checks first.
 
-One command reproduces the tables::
+One command reproduces the tables (about an hour on 2 cores)::
 
-    python benchmarks/counterfactual/run.py                 # full run, writes results here
-    python benchmarks/counterfactual/run.py --quick --out /tmp/cf   # tiny CI smoke run
+    python benchmarks/counterfactual/run.py --workers 2 --out benchmarks/counterfactual
+    python benchmarks/counterfactual/run.py --quick --out /tmp/cf     # tiny CI smoke run
 
-Two tasks:
+Every prediction task is scored by ``SparseShiftVI.evaluate_predictions`` (Pearson delta on all
+and on the top-20 genes, cosine of the log fold changes, top-20 DE recall, RMSE of the mean,
+PerturBench's rank metric, energy distance) for the default model's ``predict`` (``shift=
+"auto"``: the posterior's latent shift, direct effects), the same model read through its
+sparse graph alone (``SparseShiftVI-model``: ``shift="model"``), the baselines computed from
+the training cells (``control``, ``additive``, ``linear``) and the ``dense`` (iVAE) and
+``none`` (plain VAE with latent arithmetic: PerturBench's latent additive) configurations
+trained on the same cells.
 
-``simulated_pairs``
-    Default-protocol simulated screens with ``"A+B"`` pairs (3 seeds). The model trains on
-    all single perturbations, the controls and half of the pairs; the other pairs are held out
-    and predicted from control cells (abduction-action-prediction, the union of the members'
-    masks and the sum of their shifts).
 ``papalexi_seen``
-    Papalexi et al. 2021 (ECCITE-seq, confident cells): 80 % of each perturbation's cells
-    train the model (controls all in training), the other 20 % are compared with the
-    prediction made from the control cells.
+    Papalexi et al. 2021 (ECCITE-seq, confident cells): every label, controls included, is
+    split in two halves; models and baselines see the first half, the observed change is
+    measured on the second (held-out perturbed cells against held-out controls).
+``simulated_pairs``
+    The ``"hard"`` simulator (non-additive interactions in latent and gene space, on-target
+    gene knockdowns, weak perturbations, 50-300 cells per perturbation): half of the pairs are
+    held out and predicted from their singles.
+``zhao_patient``
+    Zhao et al. 2021 (panobinostat vs vehicle, 5 patients as batch): the treated cells of one
+    patient are held out and predicted from that patient's control cells; extra baseline
+    ``other_patients``: the mean of the drug's log fold changes in the other patients.
+``papalexi_fewshot``
+    New perturbations from few cells: 5 perturbations are held out of the reference, mapped
+    with ``load_query_data`` on ``n`` (10, 30) of their cells and predicted; scored on their
+    other cells. Baselines: the ``n`` cells' own log fold change (``additive``), ``control``,
+    and a ``dense`` reference's query.
+``gasperini_cis``
+    Gasperini et al. 2019 high-MOI CRISPRi screen: the 10 promoter-targeting positive controls
+    must knock down their own gene, in ``predict`` and in the target report (direct effects).
 
-For every test perturbation the log fold change (LFC) against control of the prediction
-(predicted perturbation vs predicted control, both decoded from the same control cells) is
-compared with the observed LFC (held-out cells vs observed controls): Pearson r and R^2 on all
-genes and on the 20 genes most changed in the observations, and the energy distance between
-predicted and observed cells in ``log1p(1e4 * proportions)`` space. Baselines by the same
-code: ``mean`` (the control mean: LFC 0, control cells as prediction) and ``additive`` (sum of
-the members' LFCs observed in training cells; for a seen single perturbation, its own training
-LFC). ``additive`` predicts an LFC, not cells, so it has no energy distance. The model is
-scored twice: ``SparseShiftVI`` moves the cells by the learned sparse shifts (``predict(...,
-shift="model")``, only identified targets move) and ``SparseShiftVI-latent`` by the mean latent
-shift of each perturbation's training cells (``shift="latent"``, latent arithmetic in the same
-model).
-
-Runs can be split over processes (``--tasks``/``--seeds``, one ``--out`` each) and re-tabulated
-with ``--from-csv a/results.csv b/results.csv --out benchmarks/counterfactual``.
-
-Writes ``results.csv`` (one row per test perturbation, method and seed), ``RESULTS.md`` and
-``results.png`` into ``--out``.
+Writes ``results.csv`` (one row per task, seed, fold, method and perturbation), ``cis.csv``,
+``RESULTS.md`` and ``results.png`` into ``--out``; ``--tabulate`` rewrites the tables from the
+CSVs in ``--out``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
+import subprocess
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 HERE = Path(__file__).resolve().parent
-ROOT = HERE.parents[1]
-TASKS = ["simulated_pairs", "papalexi_seen"]
-METRICS = ["pearson_top", "pearson_all", "r2_top", "r2_all", "energy_distance"]
+TASKS = ["papalexi_seen", "simulated_pairs", "zhao_patient", "papalexi_fewshot", "gasperini_cis"]
+REFERENCE = "SparseShiftVI"
+OTHER_CONFIGS = {"dense": {"intervention_prior": "dense"}, "none": {"intervention_prior": "none"}}
+METRICS = ["pearson_delta_top", "pearson_delta_all", "cosine_all", "cosine_top", "top_k_recall",
+           "rmse", "rank_cosine", "energy_distance"]
+N_LATENT_PAPALEXI = 10
+FEWSHOT_HELD = 5
+#: Other readings of the default model scored beside its default predict: "model" is what
+#: the sparse target graph alone predicts (the prior's expected masked shifts).
+EXTRA_SHIFTS = ("model",)
+SHOTS = (10, 30)
 
 
-def _log_expr(x: np.ndarray) -> np.ndarray:
-    return np.log1p(1e4 * x)
+def _subset(adata, mask):
+    sub = adata[mask].copy()
+    sub.obs["perturbation"] = sub.obs["perturbation"].cat.remove_unused_categories()
+    return sub
 
 
-def evaluate(model, adata, test: dict[str, np.ndarray], train_lfc: dict[str, np.ndarray],
-             control_expr: np.ndarray, seed: int, task: str, delimiter: str = "+",
-             method: str = "SparseShiftVI") -> list[dict]:
-    """Score model predictions and both baselines on the held-out groups in ``test``."""
-    from scvi_causal.metrics._counterfactual import (
-        baseline_lfc,
-        energy_distance,
-        log_fold_change,
-        logfc_agreement,
-        normalize_counts,
-    )
-
-    perts = list(test)
-    control = model.control_categories_[0]
-    model_predictions = {}
-    for shift, name in (("model", method), ("latent", f"{method}-latent")):
-        pred = model.predict(adata, perturbations=perts + [control], shift=shift)
-        labels = pred.obs["perturbation"].astype(str).to_numpy()
-        pred_ctrl = pred.X[labels == control]
-        # cells for the energy distance: counts sampled from the likelihood, as observed are
-        sampled = model.predict(adata, perturbations=perts, return_counts=True, shift=shift)
-        sampled_expr = normalize_counts(sampled.X)
-        sampled_labels = sampled.obs["perturbation"].astype(str).to_numpy()
-        model_predictions[name] = {
-            p: (log_fold_change(pred.X[labels == p], pred_ctrl),
-                sampled_expr[sampled_labels == p]) for p in perts
-        }
-    rows = []
-    for p in perts:
-        observed = log_fold_change(test[p], control_expr)
-        predictions = {
-            **{name: by_pert[p] for name, by_pert in model_predictions.items()},
-            "mean": (baseline_lfc("mean", p, train_lfc, delimiter), control_expr),
-            "additive": (baseline_lfc("additive", p, train_lfc, delimiter), None),
-        }
-        for name, (lfc, cells) in predictions.items():
-            scores = logfc_agreement(lfc, observed, top_k=20)
-            scores["energy_distance"] = (
-                energy_distance(_log_expr(cells), _log_expr(test[p]), max_cells=500, seed=seed)
-                if cells is not None else np.nan
-            )
-            rows.append({"task": task, "seed": seed, "perturbation": p, "method": name,
-                         "n_test_cells": len(test[p]), **scores})
-    return rows
-
-
-def _normalized(adata) -> np.ndarray:
-    from scvi_causal.metrics._counterfactual import normalize_counts
-
-    return normalize_counts(adata.X)
-
-
-def run_simulated(seed: int, quick: bool, max_epochs: int | None,
-                  model_kwargs: dict | None = None) -> list[dict]:
+def _train(adata, control, seed, max_epochs, batch_key=None, n_latent=10, **kwargs):
     import scvi
 
-    from scvi_causal.data import simulate_sparse_shift
-    from scvi_causal.metrics._counterfactual import log_fold_change
     from scvi_causal.model import SparseShiftVI
 
     scvi.settings.seed = seed
-    size = ({"n_perturbations": 6, "n_cells_per_perturbation": 40, "n_pairs": 4,
-             "n_control_cells": 120, "n_genes": 60} if quick else
-            {"n_perturbations": 20, "n_cells_per_perturbation": 200, "n_pairs": 20,
-             "n_control_cells": 1000})
-    adata = simulate_sparse_shift(seed=seed, **size)
+    SparseShiftVI.setup_anndata(adata, perturbation_key="perturbation",
+                                control_category=control, batch_key=batch_key)
+    model = SparseShiftVI(adata, n_latent=n_latent, **kwargs)
+    model.train(max_epochs=max_epochs, enable_progress_bar=False)
+    return model
+
+
+def _models(adata, control, seed, max_epochs, configs, **kwargs):
+    """The default model and the other configurations, trained on the same cells."""
+    model = _train(adata, control, seed, max_epochs, **kwargs)
+    others = {name: _train(adata.copy(), control, seed, max_epochs, **kwargs, **OTHER_CONFIGS[name])
+              for name in configs}
+    return model, others
+
+
+def _half_split(labels: np.ndarray, seed: int) -> np.ndarray:
+    """Test mask: half of every label's cells (controls included)."""
+    rng = np.random.default_rng(seed)
+    test = np.zeros(len(labels), dtype=bool)
+    for label in np.unique(labels):
+        cells = np.flatnonzero(labels == label)
+        test[rng.choice(cells, len(cells) // 2, replace=False)] = True
+    return test
+
+
+def _papalexi(quick: bool, seed: int):
+    from scvi_causal.data import papalexi_2021
+
+    adata = papalexi_2021()
+    control = adata.uns["perturbation_screen"]["control_category"]
+    if quick:
+        labels = adata.obs["perturbation"].astype(str).to_numpy()
+        rng = np.random.default_rng(seed)
+        keep = np.concatenate([
+            rng.choice(cells, min(len(cells), 400 if p == control else 80), replace=False)
+            for p in [control, "IFNGR1", "STAT1", "CAV1", "CD86", "IRF1", "SMAD4"]
+            for cells in [np.flatnonzero(labels == p)]
+        ])
+        adata = _subset(adata, np.isin(np.arange(adata.n_obs), keep))
+    return adata, control
+
+
+def papalexi_seen(seed: int, quick: bool, max_epochs, configs) -> dict:
+    adata, control = _papalexi(quick, seed)
+    test = _half_split(adata.obs["perturbation"].astype(str).to_numpy(), seed)
+    train = _subset(adata, ~test)
+    model, others = _models(train, control, seed, max_epochs, configs,
+                            n_latent=N_LATENT_PAPALEXI)
+    table = model.evaluate_predictions(_subset(adata, test), other_models=others, seed=seed,
+                                       extra_shifts=EXTRA_SHIFTS)
+    graph = model.get_target_graph()
+    return {"rows": table, "graph_density": float((graph.to_numpy() > 0.5).mean())}
+
+
+def simulated_pairs(seed: int, quick: bool, max_epochs, configs) -> dict:
+    from scvi_causal.data import simulate_sparse_shift
+
+    size = ({"n_perturbations": 8, "n_pairs": 6, "n_genes": 60, "n_control_cells": 200}
+            if quick else {"n_perturbations": 20, "n_pairs": 20})
+    adata = simulate_sparse_shift(protocol="hard", seed=seed, **size)
     labels = adata.obs["perturbation"].astype(str)
     pairs = sorted(p for p in labels.unique() if "+" in p)
     rng = np.random.default_rng(seed)
-    held_out = sorted(rng.choice(pairs, len(pairs) // 2, replace=False).tolist())
-    is_test = labels.isin(held_out).to_numpy()
-    train, test_adata = adata[~is_test].copy(), adata[is_test]
-    train.obs["perturbation"] = train.obs["perturbation"].cat.remove_unused_categories()
-    expr = _normalized(train)
-    tlabels = train.obs["perturbation"].astype(str).to_numpy()
-    control_expr = expr[tlabels == "control"]
-    train_lfc = {p: log_fold_change(expr[tlabels == p], control_expr)
-                 for p in np.unique(tlabels) if p != "control"}
-    test_expr = _normalized(test_adata)
-    test_labels = test_adata.obs["perturbation"].astype(str).to_numpy()
-    test = {p: test_expr[test_labels == p] for p in held_out}
-
-    SparseShiftVI.setup_anndata(train, perturbation_key="perturbation", control_category="control")
-    model = SparseShiftVI(train, n_latent=adata.obsm["z_true"].shape[1], **(model_kwargs or {}))
-    start = time.perf_counter()
-    model.train(max_epochs=max_epochs or (30 if quick else None), enable_progress_bar=False)
-    seconds = time.perf_counter() - start
-    rows = evaluate(model, train, test, train_lfc, control_expr, seed, "simulated_pairs")
-    for r in rows:
-        r["train_seconds"] = seconds
-    return rows
+    held = sorted(rng.choice(pairs, len(pairs) // 2, replace=False).tolist())
+    is_test = labels.isin(held).to_numpy()
+    # held-out controls too, so that the observed change does not share the training controls
+    ctrl = np.flatnonzero(labels.to_numpy() == "control")
+    is_test[rng.choice(ctrl, len(ctrl) // 2, replace=False)] = True
+    train = _subset(adata, ~is_test)
+    model, others = _models(train, "control", seed, max_epochs, configs,
+                            n_latent=adata.obsm["z_true"].shape[1])
+    table = model.evaluate_predictions(_subset(adata, is_test), perturbations=held,
+                                       other_models=others, seed=seed,
+                                       extra_shifts=EXTRA_SHIFTS)
+    graph = model.get_target_graph()
+    return {"rows": table, "graph_density": float((graph.to_numpy() > 0.5).mean())}
 
 
-def run_papalexi(seed: int, quick: bool, max_epochs: int | None,
-                 model_kwargs: dict | None = None) -> list[dict]:
+def zhao_patient(seed: int, quick: bool, max_epochs, configs, fold: int) -> dict:
+    from scvi_causal.data import zhao_2021
+    from scvi_causal.metrics import log_fold_change, normalize_counts
+
+    adata = zhao_2021()
+    patients = sorted(adata.obs["patient_id"].astype(str).unique())
+    patient = patients[fold]
+    labels = adata.obs["perturbation"].astype(str).to_numpy()
+    pid = adata.obs["patient_id"].astype(str).to_numpy()
+    if quick:
+        rng = np.random.default_rng(seed)
+        keep = np.zeros(adata.n_obs, dtype=bool)
+        for p in patients:
+            for lab in ("ctrl", "panobinostat"):
+                cells = np.flatnonzero((pid == p) & (labels == lab))
+                keep[rng.choice(cells, min(60, len(cells)), replace=False)] = True
+        adata = adata[keep].copy()
+        labels, pid = labels[keep], pid[keep]
+    held = (pid == patient) & (labels == "panobinostat")
+    train = _subset(adata, ~held)
+    model, others = _models(train, "ctrl", seed, max_epochs, configs, batch_key="patient_id",
+                            n_latent=10)
+    own_controls = (pid == patient) & (labels == "ctrl")
+    test = _subset(adata, held | own_controls)
+    expr = normalize_counts(adata.X)
+    others_lfc = np.mean([
+        log_fold_change(expr[(pid == p) & (labels == "panobinostat")],
+                        expr[(pid == p) & (labels == "ctrl")])
+        for p in patients if p != patient
+    ], axis=0)
+    source = train[(train.obs["patient_id"].astype(str) == patient).to_numpy()
+                   & (train.obs["perturbation"].astype(str) == "ctrl").to_numpy()]
+    table = model.evaluate_predictions(
+        test, baselines=("control",), other_models=others, source=source, seed=seed,
+        extra_shifts=EXTRA_SHIFTS,
+        extra_predictions={"other_patients": {"panobinostat": others_lfc}},
+    )
+    table["patient"] = patient
+    return {"rows": table}
+
+
+def papalexi_fewshot(seed: int, quick: bool, max_epochs, configs, fold: int = 0) -> dict:
+    """Held-out perturbations mapped onto frozen references from ``SHOTS`` cells each."""
     import scvi
 
-    from scvi_causal.data import papalexi_2021
-    from scvi_causal.metrics._counterfactual import log_fold_change
     from scvi_causal.model import SparseShiftVI
 
-    scvi.settings.seed = seed
-    adata = papalexi_2021()
-    control = adata.uns["perturbation_screen"]["control_category"]
+    adata, control = _papalexi(quick, seed)
     labels = adata.obs["perturbation"].astype(str).to_numpy()
+    perts = sorted(set(labels) - {control})
     rng = np.random.default_rng(seed)
-    if quick:  # a few perturbations, few cells
-        keep_perts = ["IFNGR1", "STAT1", "CAV1"]
-        keep = np.concatenate([
-            rng.choice(np.flatnonzero(labels == p), 300 if p == control else 60, replace=False)
-            for p in [control, *keep_perts]
-        ])
-        adata = adata[np.sort(keep)].copy()
-        adata.obs["perturbation"] = adata.obs["perturbation"].cat.remove_unused_categories()
+    held = sorted(rng.choice(perts, min(FEWSHOT_HELD, len(perts) // 2), replace=False).tolist())
+    test_ctrl = _half_split(labels, seed) & (labels == control)
+    ref_mask = ~np.isin(labels, held) & ~test_ctrl
+    reference, ref_others = _models(_subset(adata, ref_mask), control, seed, max_epochs,
+                                    [c for c in configs if c != "none"],
+                                    n_latent=N_LATENT_PAPALEXI)
+    source = reference.adata[(reference.adata.obs["perturbation"].astype(str)
+                              == control).to_numpy()]
+    rows = []
+    for shots in SHOTS:
+        query_cells, test_cells = [], []
+        for p in held:
+            cells = rng.permutation(np.flatnonzero(labels == p))
+            half = len(cells) // 2
+            query_cells.append(cells[:min(shots, half)])
+            test_cells.append(cells[half:])
+        query = _subset(adata, np.isin(np.arange(adata.n_obs), np.concatenate(query_cells)))
+        test = _subset(adata, np.isin(np.arange(adata.n_obs),
+                                      np.concatenate([*test_cells, np.flatnonzero(test_ctrl)])))
+        fitted = {}
+        for name, ref in [(REFERENCE, reference), *ref_others.items()]:
+            scvi.settings.seed = seed
+            q = SparseShiftVI.load_query_data(query.copy(), ref)
+            q.train(max_epochs=max_epochs, enable_progress_bar=False)
+            fitted[name] = q
+        table = fitted[REFERENCE].evaluate_predictions(
+            test, perturbations=held, baselines=("control", "additive"), source=source,
+            other_models={k: v for k, v in fitted.items() if k != REFERENCE}, seed=seed,
+            extra_shifts=EXTRA_SHIFTS,
+        )
+        table["shots"] = shots
+        rows.append(table)
+    return {"rows": pd.concat(rows, ignore_index=True)}
+
+
+def gasperini_cis(seed: int, quick: bool, max_epochs, configs) -> dict:
+    """Own-gene knockdown of the promoter-targeting positive controls, predicted and reported."""
+    from scvi_causal.data import gasperini_2019
+    from scvi_causal.metrics import log_fold_change, normalize_counts
+
+    adata = gasperini_2019()
+    pcs = adata.uns["positive_controls"]
+    if quick:
         labels = adata.obs["perturbation"].astype(str).to_numpy()
-    is_test = np.zeros(adata.n_obs, dtype=bool)
-    for p in np.unique(labels):
-        if p == control:
-            continue
-        cells = np.flatnonzero(labels == p)
-        is_test[rng.choice(cells, int(round(0.2 * len(cells))), replace=False)] = True
-    train = adata[~is_test].copy()
-    expr = _normalized(train)
-    tlabels = train.obs["perturbation"].astype(str).to_numpy()
-    control_expr = expr[tlabels == control]
-    perts = [p for p in np.unique(tlabels) if p != control]
-    train_lfc = {p: log_fold_change(expr[tlabels == p], control_expr) for p in perts}
-    test_expr = _normalized(adata[is_test])
-    test_labels = labels[is_test]
-    test = {p: test_expr[test_labels == p] for p in perts}
+        rng = np.random.default_rng(seed)
+        keep = np.zeros(adata.n_obs, dtype=bool)
+        keep[rng.choice(np.flatnonzero(labels == "control"), 1500, replace=False)] = True
+        for g in list(pcs)[:3]:
+            keep[np.flatnonzero(labels == g)] = True
+        adata = _subset(adata, keep)
+        pcs = {g: pcs[g] for g in list(pcs)[:3]}
+    test = _half_split(adata.obs["perturbation"].astype(str).to_numpy(), seed)
+    train = _subset(adata, ~test)
+    model = _train(train, "control", seed, max_epochs, batch_key="batch", n_latent=10)
+    report = model.target_report(max_cells=1000, seed=seed)
+    effects = model.get_perturbation_gene_effects(perturbations=list(pcs), max_cells=1000,
+                                                  seed=seed)  # predict's default reading
+    reported = report["perturbation_effects"]
+    direct = model.get_direct_effects()
+    expr = normalize_counts(adata.X)
+    labels = adata.obs["perturbation"].astype(str).to_numpy()
+    rows = []
+    for group, gene in pcs.items():
+        col = list(adata.var_names).index(gene)
+        observed = log_fold_change(expr[test & (labels == group)][:, [col]],
+                                   expr[test & (labels == "control")][:, [col]])[0]
+        listed = report["direct_genes"]
+        listed = listed[listed["perturbation"] == group]
+        rows.append({
+            "perturbation": group, "gene": gene, "n_train_cells": int((labels[~test] == group)
+                                                                        .sum()),
+            "observed_lfc_heldout": float(observed),
+            "predicted_lfc": float(effects.loc[group, gene]),
+            "report_lfc": float(reported.loc[group, gene]),
+            "direct_effect": float(direct.loc[group, gene]),
+            "rank_in_prediction": int((effects.loc[group].abs() > abs(effects.loc[group, gene]))
+                                      .sum()) + 1,
+            "in_report_direct_genes": bool((listed["gene"] == gene).any()),
+        })
+    return {"cis": pd.DataFrame(rows),
+            "graph_density": float((report["graph"].to_numpy() > 0.5).mean())}
 
-    SparseShiftVI.setup_anndata(train, perturbation_key="perturbation", control_category=control)
-    model = SparseShiftVI(train, n_latent=10, **(model_kwargs or {}))
+
+JOBS = {"papalexi_seen": papalexi_seen, "simulated_pairs": simulated_pairs,
+        "zhao_patient": zhao_patient, "papalexi_fewshot": papalexi_fewshot,
+        "gasperini_cis": gasperini_cis}
+
+
+def _run_job(task: str, seed: int, fold: int | None, quick: bool, max_epochs, configs,
+             threads: int) -> dict:
+    import torch
+
+    torch.set_num_threads(threads)
     start = time.perf_counter()
-    model.train(max_epochs=max_epochs or (30 if quick else None), enable_progress_bar=False)
+    kwargs = {} if fold is None else {"fold": fold}
+    out = JOBS[task](seed, quick, max_epochs, configs, **kwargs)
     seconds = time.perf_counter() - start
-    rows = evaluate(model, train, test, train_lfc, control_expr, seed, "papalexi_seen")
-    for r in rows:
-        r["train_seconds"] = seconds
-    return rows
+    for key in ("rows", "cis"):
+        if key in out:
+            out[key] = out[key].assign(task=task, seed=seed, fold=fold if fold is not None else 0,
+                                       job_seconds=seconds,
+                                       graph_density=out.get("graph_density", np.nan))
+    return out
 
 
-def summarise(df: pd.DataFrame) -> pd.DataFrame:
-    """Mean +- sd over seeds of the per-seed mean over test perturbations."""
-    per_seed = df.groupby(["task", "method", "seed"], sort=False)[METRICS].mean()
-    grouped = per_seed.groupby(["task", "method"], sort=False)
-    mean, sd = grouped.mean(), grouped.std(ddof=1).fillna(0.0)
-    out = mean.copy().astype(object)
-    for c in METRICS:
-        out[c] = [("n/a" if np.isnan(m) else f"{m:.3f} ± {s:.3f}")
-                  for m, s in zip(mean[c], sd[c], strict=True)]
-    out.insert(0, "n_seeds", grouped.size())
-    out.insert(1, "n_test_perturbations",
-               df.groupby(["task", "method"], sort=False)["perturbation"].nunique())
+def _commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE, text=True,
+                              capture_output=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+# ---------------------------------------------------------------------------- tables
+def summary_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Mean over seeds (and folds) of the per-run mean over perturbations, by task and method."""
+    keys = ["task", "method"] + (["shots"] if "shots" in df else [])
+    df = df.copy()
+    if "shots" in df:
+        df["shots"] = df["shots"].fillna(-1).astype(int)
+    per_run = df.groupby([*keys, "seed", "fold"], sort=False)[METRICS].mean()
+    out = per_run.groupby(keys, sort=False).mean()
+    out.insert(0, "n_runs", per_run.groupby(keys, sort=False).size())
     return out.reset_index()
+
+
+def paired_table(df: pd.DataFrame, reference: str = REFERENCE) -> pd.DataFrame:
+    """The reference against every other method, paired on (seed, fold, perturbation)."""
+    from scvi_causal.metrics import compare_methods
+
+    tables = []
+    groups = [("task",)] if "shots" not in df else [("task", "shots")]
+    for keys, sub in df.groupby(list(groups[0]), sort=False, dropna=False):
+        sub = sub.assign(seed=sub["seed"].astype(str) + "/" + sub["fold"].astype(str))
+        if reference not in set(sub["method"]):
+            continue
+        cmp = compare_methods(sub, reference=reference,
+                              metrics=("pearson_delta_top", "pearson_delta_all", "cosine_all"))
+        for name, value in zip(groups[0], keys if isinstance(keys, tuple) else (keys,),
+                               strict=True):
+            cmp.insert(0, name, value)
+        tables.append(cmp)
+    return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
+
+
+def write_markdown(out: Path, command: str, df: pd.DataFrame, cis: pd.DataFrame | None) -> None:
+    lines = ["# Counterfactual benchmark", "",
+             f"Written by `{command}` at commit `{_commit()}` ({time.strftime('%Y-%m-%d')}) "
+             "from `results.csv` and `cis.csv`; do not edit by hand.", "",
+             "Scores (`SparseShiftVI.evaluate_predictions`): Pearson delta of the log fold "
+             "changes against control on the 20 most changed genes (`pearson_delta_top`) and "
+             "on all genes, their cosine, recall of the top-20 DE genes, RMSE of the mean "
+             "log expression, PerturBench's rank metric (0 best, 0.5 chance) and the energy "
+             "distance (lower is better for the last three). Mean over runs (seeds / folds) "
+             "of the mean over perturbations.", ""]
+    if len(df):
+        summary = summary_table(df)
+        for task in dict.fromkeys(summary["task"]):
+            sub = summary[summary["task"] == task].drop(columns="task")
+            lines += [f"## {task}", "", sub.round(3).to_markdown(index=False), ""]
+            paired = paired_table(df[df["task"] == task])
+            if len(paired):
+                lines += [f"Paired against {REFERENCE} (difference = {REFERENCE} minus the "
+                          "method, positive = SparseShiftVI better; wins over perturbation x "
+                          "run pairs; Wilcoxon signed-rank p):", "",
+                          paired.drop(columns="task").round(4).to_markdown(index=False), ""]
+            if task == "papalexi_seen":
+                sub = df[df["task"] == task]
+                per = sub.pivot_table(index="perturbation", columns="method",
+                                      values="pearson_delta_top")
+                ref = sub[sub["method"] == REFERENCE].groupby("perturbation")
+                per["observed change (norm)"] = ref["observed_delta_norm"].mean()
+                per[f"{REFERENCE} change (norm)"] = ref["predicted_delta_norm"].mean()
+                as_control = int((sub.loc[sub["method"] == REFERENCE, "predicted_delta_norm"]
+                                  < 1e-3).sum())
+                lines += ["Per perturbation (Pearson delta, top-20 genes, mean over seeds; "
+                          "norms of the observed and predicted log fold changes):", "",
+                          per.round(3).to_markdown(), "",
+                          f"Predictions of {REFERENCE} equal to control (change norm < 1e-3): "
+                          f"{as_control} of {len(sub[sub['method'] == REFERENCE])}.", ""]
+            if task == "zhao_patient":
+                per = df[df["task"] == task].pivot_table(
+                    index="patient", columns="method", values=["pearson_delta_top",
+                                                              "cosine_all"])
+                lines += ["Per held-out patient:", "", per.round(3).to_markdown(), ""]
+            density = df.loc[df["task"] == task, "graph_density"].dropna()
+            if len(density):
+                lines += [f"Target-graph density of the default model: {density.mean():.3f}.",
+                          ""]
+    if cis is not None and len(cis):
+        lines += ["## gasperini_cis", "",
+                  "Promoter-targeting CRISPRi positive controls (model trained on half of the "
+                  "cells): the guide's own gene, its log fold change observed in the held-out "
+                  "half, predicted by `predict` (default reading), in the target report "
+                  "(targets and direct effects), and its direct effect; its rank among the "
+                  "predicted changes; whether the report lists it among the perturbation's "
+                  "direct effects.", "",
+                  cis.round(3).to_markdown(index=False), "",
+                  f"Own gene predicted down: {int((cis['predicted_lfc'] < 0).sum())} of "
+                  f"{len(cis)} by `predict`, {int((cis['report_lfc'] < 0).sum())} of "
+                  f"{len(cis)} in the report.", ""]
+    lines += ["![results](results.png)", ""]
+    (out / "RESULTS.md").write_text("\n".join(lines))
 
 
 def plot(df: pd.DataFrame, path: Path) -> None:
@@ -222,95 +421,114 @@ def plot(df: pd.DataFrame, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     tasks = list(dict.fromkeys(df["task"]))
-    fig, axes = plt.subplots(1, len(tasks), figsize=(4.5 * len(tasks), 3.5), squeeze=False,
+    if not tasks:
+        return
+    fig, axes = plt.subplots(1, len(tasks), figsize=(4.8 * len(tasks), 3.8), squeeze=False,
                              constrained_layout=True)
     for ax, task in zip(axes[0], tasks, strict=True):
         sub = df[df["task"] == task]
         methods = list(dict.fromkeys(sub["method"]))
-        data = [sub.loc[sub["method"] == m, "pearson_top"].to_numpy() for m in methods]
+        data = [sub.loc[sub["method"] == m, "pearson_delta_top"].dropna().to_numpy()
+                for m in methods]
         ax.boxplot(data)
-        ax.set_xticks(range(1, len(methods) + 1), methods)
+        ax.set_xticks(range(1, len(methods) + 1), methods, rotation=45, ha="right")
         ax.axhline(0, color="grey", lw=0.5)
-        ax.set_ylabel("LFC Pearson r, top-20 genes")
+        ax.set_ylabel("Pearson delta, top-20 genes")
         ax.set_title(task)
     fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
-def write_markdown(df: pd.DataFrame, path: Path, command: str) -> None:
-    table = summarise(df)
-    runs = list(dict.fromkeys(df["command"].dropna())) if "command" in df else []
-    if runs and any(r != command for r in runs):
-        written = ("Runs: " + "; ".join(f"`{r}`" for r in runs) + ", tabulated together with "
-                   "`--from-csv` (the same rows as one sequential run of "
-                   "`python benchmarks/counterfactual/run.py --threads 1`)")
-    else:
-        written = f"Written by `{command}`"
-    lines = [
-        "# Counterfactual benchmark", "",
-        f"{written} ({time.strftime('%Y-%m-%d')}); do not edit by hand.", "",
-        "Mean ± sd over seeds of the mean over held-out perturbations. `pearson_*`/`r2_*`: "
-        "predicted vs observed log fold change against control on the 20 most changed genes "
-        "(`top`) or all genes; `energy_distance` between predicted and observed cells in "
-        "log1p(1e4 x proportions) space (lower is better; `additive` predicts LFCs only).", "",
-        table.to_markdown(index=False), "",
-    ]
-    pap = df[df["task"] == "papalexi_seen"]
-    if len(pap):
-        per = pap.pivot_table(index="perturbation", columns="method", values="pearson_top")
-        lines += ["## Papalexi 2021, per perturbation (LFC Pearson r, top-20 genes, mean over "
-                  "seeds)", "", per.round(3).to_markdown(), ""]
-    lines += ["![results](results.png)", ""]
-    path.write_text("\n".join(lines))
+def tabulate(out: Path, command: str) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    df = pd.read_csv(out / "results.csv") if (out / "results.csv").exists() else pd.DataFrame()
+    cis = pd.read_csv(out / "cis.csv") if (out / "cis.csv").exists() else None
+    write_markdown(out, command, df, cis)
+    if len(df):
+        plot(df, out / "results.png")
+    return df, cis
 
 
 def main(argv: list[str] | None = None) -> pd.DataFrame:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="tiny screens, few epochs (CI)")
+    parser.add_argument("--quick", action="store_true", help="tiny data, few epochs (CI)")
     parser.add_argument("--tasks", nargs="+", default=TASKS, choices=TASKS)
-    parser.add_argument("--seeds", nargs="+", type=int, default=[101, 102, 103])
-    parser.add_argument("--papalexi-seeds", nargs="+", type=int, default=[101])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3],
+                        help="seeds of papalexi_seen, simulated_pairs and papalexi_fewshot "
+                             "(seed 0 of papalexi_seen was used to choose direct_penalty)")
+    parser.add_argument("--zhao-folds", nargs="+", type=int, default=[0, 1, 2, 3, 4],
+                        help="held-out patients (one run each, first seed)")
+    parser.add_argument("--configs", nargs="*", default=list(OTHER_CONFIGS),
+                        choices=list(OTHER_CONFIGS), help="other configurations to train")
     parser.add_argument("--max-epochs", type=int, default=None, help="default: the model's")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--out", type=Path, default=HERE)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per worker")
     parser.add_argument("--model-kwargs", type=json.loads, default={},
-                        help="JSON of SparseShiftVI arguments (ablations)")
-    parser.add_argument("--from-csv", type=Path, nargs="+", default=None,
-                        help="re-tabulate these results.csv files (e.g. of runs done in "
-                             "parallel) into --out instead of training")
+                        help="JSON of SparseShiftVI arguments (ablations of the default model)")
+    parser.add_argument("--out", type=Path, default=Path("benchmark_output/counterfactual"),
+                        help="output folder (the committed tables: benchmarks/counterfactual)")
+    parser.add_argument("--tabulate", action="store_true",
+                        help="only rewrite RESULTS.md / results.png from the CSVs in --out")
+    parser.add_argument("--append", action="store_true",
+                        help="keep the rows of other tasks / seeds already in --out")
     args = parser.parse_args(argv)
-
-    import torch
-
-    torch.set_num_threads(args.threads)
-    if args.quick:
-        args.seeds, args.papalexi_seeds = args.seeds[:1], args.papalexi_seeds[:1]
     args.out.mkdir(parents=True, exist_ok=True)
     command = "python benchmarks/counterfactual/run.py " + " ".join(
         argv if argv is not None else sys.argv[1:])
-    if args.from_csv:
-        df = pd.concat([pd.read_csv(f) for f in args.from_csv], ignore_index=True)
+    if args.tabulate:
+        return tabulate(args.out, command.strip())[0]
+    if args.quick:
+        args.seeds, args.zhao_folds = args.seeds[:1], args.zhao_folds[:1]
+        args.max_epochs = args.max_epochs or 20
+    if args.model_kwargs:
+        global _train
+        base_train = _train
+
+        def _train(adata, control, seed, max_epochs, **kwargs):  # noqa: F811
+            if "intervention_prior" not in kwargs:
+                kwargs = {**kwargs, **args.model_kwargs}
+            return base_train(adata, control, seed, max_epochs, **kwargs)
+
+    jobs = []
+    for task in args.tasks:
+        folds = args.zhao_folds if task == "zhao_patient" else [None]
+        one_seed = task in ("zhao_patient", "gasperini_cis")
+        seeds = args.seeds[:1] if one_seed else args.seeds
+        jobs += [(task, s, f) for s in seeds for f in folds]
+    rows, cis = [], []
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=args.workers, mp_context=ctx) as pool:
+        futures = {pool.submit(_run_job, t, s, f, args.quick, args.max_epochs, args.configs,
+                               args.threads): (t, s, f) for t, s, f in jobs}
+        for fut in as_completed(futures):
+            out = fut.result()
+            task, seed, fold = futures[fut]
+            if "rows" in out:
+                r = out["rows"].assign(command=command.strip())
+                rows.append(r)
+                mean = r.groupby("method", sort=False)["pearson_delta_top"].mean()
+                print(f"  {task} seed {seed} fold {fold}: " + ", ".join(
+                    f"{m} {v:.3f}" for m, v in mean.items()), flush=True)
+            if "cis" in out:
+                cis.append(out["cis"].assign(command=command.strip()))
+                print(out["cis"].to_string(index=False), flush=True)
+    df = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
+    cis_df = pd.concat(cis, ignore_index=True) if cis else None
+    if args.append:
+        done = {(t, s) for t, s, _ in jobs}
+        if (args.out / "results.csv").exists() and len(df) >= 0:
+            old = pd.read_csv(args.out / "results.csv")
+            old = old[[(t, s) not in done for t, s in zip(old["task"], old["seed"],
+                                                           strict=True)]]
+            df = pd.concat([old, df], ignore_index=True)
+        if (args.out / "cis.csv").exists() and cis_df is None:
+            cis_df = pd.read_csv(args.out / "cis.csv")
+    if len(df):
         df.to_csv(args.out / "results.csv", index=False)
-        write_markdown(df, args.out / "RESULTS.md", command.strip())
-        plot(df, args.out / "results.png")
-        print(summarise(df).to_string(index=False))
-        return df
-    rows: list[dict] = []
-    runs = [("simulated_pairs", s) for s in args.seeds if "simulated_pairs" in args.tasks]
-    runs += [("papalexi_seen", s) for s in args.papalexi_seeds if "papalexi_seen" in args.tasks]
-    for task, seed in runs:
-        fn = run_simulated if task == "simulated_pairs" else run_papalexi
-        new = fn(seed, args.quick, args.max_epochs, args.model_kwargs)
-        for row in new:
-            row["command"] = command.strip()
-        rows += new
-        frame = pd.DataFrame(new).groupby("method", sort=False)["pearson_top"].mean()
-        print(f"  {task} seed {seed}: " + ", ".join(f"{m} r_top {v:.3f}"
-                                                   for m, v in frame.items()), flush=True)
-        df = pd.DataFrame(rows)
-        df.to_csv(args.out / "results.csv", index=False)
-        write_markdown(df, args.out / "RESULTS.md", command.strip())
-        plot(df, args.out / "results.png")
-    print(summarise(df).to_string(index=False))
+    if cis_df is not None:
+        cis_df.to_csv(args.out / "cis.csv", index=False)
+    tabulate(args.out, command.strip())
+    if len(df):
+        print(summary_table(df).round(3).to_string(index=False))
     return df
 
 

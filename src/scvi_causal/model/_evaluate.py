@@ -22,6 +22,8 @@ logger = logging.getLogger(__name__)
 
 #: Baselines computed from the training cells by :meth:`EvaluationMixin.evaluate_predictions`.
 BASELINES = ("control", "additive", "linear", "latent_additive")
+#: Baselines of :meth:`EvaluationMixin.evaluate_predictions` by default.
+DEFAULT_BASELINES = ("control", "additive", "linear")
 
 
 def _log_expr(x: np.ndarray) -> np.ndarray:
@@ -46,11 +48,13 @@ class EvaluationMixin:
         self,
         adata_test: AnnData,
         perturbations: Sequence[str] | None = None,
-        baselines: Sequence[str] = BASELINES,
+        baselines: Sequence[str] = DEFAULT_BASELINES,
         other_models: Mapping[str, object] | None = None,
         extra_predictions: Mapping[str, Mapping[str, np.ndarray]] | None = None,
         source: AnnData | None = None,
         name: str = "SparseShiftVI",
+        shift: str = "auto",
+        extra_shifts: Sequence[str] = (),
         top_k: int = 20,
         max_source_cells: int = 2000,
         energy: bool = True,
@@ -69,8 +73,9 @@ class EvaluationMixin:
 
         Methods:
 
-        * ``name``: this model's :meth:`predict` (control cells of the training data moved to
-          each label, compared with the same cells decoded as control);
+        * ``name``: this model's :meth:`predict` with ``shift`` (control cells of the training
+          data moved to each label, compared with the same cells decoded as control), and
+          ``f"{name}-{s}"`` for every reading ``s`` in ``extra_shifts``;
         * ``"control"``: the control mean (no change);
         * ``"additive"``: the sum of the members' log fold changes observed in the training
           cells (for a seen label, its own training log fold change);
@@ -78,7 +83,10 @@ class EvaluationMixin:
           perturbation indicators :cite:p:`ahlmann2025deep`;
         * ``"latent_additive"``: latent arithmetic in this model
           (``predict(shift="latent")``: the members' mean latent shifts added to control
-          cells), the latent additive baseline of PerturBench :cite:p:`wu2024perturbench`;
+          cells), the latent additive baseline of PerturBench :cite:p:`wu2024perturbench`
+          (with the default ``shift="auto"`` it equals ``name`` whenever every member has
+          cells of its own; a separately trained ``intervention_prior="none"`` model in
+          ``other_models`` is the plain-VAE version);
         * every entry of ``other_models`` (e.g. ``intervention_prior="dense"`` or ``"none"``
           models trained on the same cells), by its own :meth:`predict`.
 
@@ -93,7 +101,8 @@ class EvaluationMixin:
         perturbations
             Labels to score (default: every non-control label of ``adata_test``).
         baselines
-            Which of ``"control"``, ``"additive"``, ``"linear"``, ``"latent_additive"``.
+            Which of ``"control"``, ``"additive"``, ``"linear"``, ``"latent_additive"``
+            (default the first three).
         other_models
             More models to score, by name.
         extra_predictions
@@ -105,6 +114,11 @@ class EvaluationMixin:
             predict the perturbation in that context). Must be set up like the training data.
         name
             Name of this model in the table.
+        shift
+            Reading of the latent shift for this model's predictions (see :meth:`predict`).
+        extra_shifts
+            Other readings of this model to score too, named ``f"{name}-{shift}"`` (e.g.
+            ``("model",)``: what the sparse target graph alone predicts).
         top_k
             Genes of the ``*_top`` scores and of the recall.
         max_source_cells
@@ -188,13 +202,13 @@ class EvaluationMixin:
         }
         base_mean = _log_expr(train_control.mean(0))
         predicted: dict[str, dict[str, dict]] = {}
-        models = [(name, self, "model")]
+        models = [(name, self, shift)] + [(f"{name}-{s}", self, s) for s in extra_shifts]
         if "latent_additive" in baselines:
             models.append(("latent_additive", self, "latent"))
-        models += [(n, m, "model") for n, m in (other_models or {}).items()]
-        for method, model, shift in models:
+        models += [(n, m, shift) for n, m in (other_models or {}).items()]
+        for method, model, reading in models:
             predicted[method] = _model_predictions(
-                model, source, perturbations, controls[0], shift, energy, observed, seed
+                model, source, perturbations, controls[0], reading, energy, observed, seed
             )
         delimiter = self._delimiter() or "+"
         if "control" in baselines:

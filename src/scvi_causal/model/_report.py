@@ -108,12 +108,13 @@ class ReportMixin:
         max_cells: int = 1000,
         batch_size: int | None = None,
         seed: int = 0,
+        shift: str = "auto",
     ) -> pd.DataFrame:
         """Predicted log fold change of every perturbation against control, per gene.
 
         Control cells are decoded under each perturbation with
-        :meth:`~scvi_causal.model.SparseShiftVI.predict` and compared with their decoding
-        under control (the same cells), so decoder bias cancels out.
+        :meth:`~scvi_causal.model.SparseShiftVI.predict` (reading ``shift``) and compared with
+        their decoding under control (the same cells), so decoder bias cancels out.
 
         Parameters
         ----------
@@ -127,6 +128,9 @@ class ReportMixin:
             Minibatch size.
         seed
             Seed of the subset.
+        shift
+            Reading of the latent shift (see :meth:`~scvi_causal.model.SparseShiftVI.predict`):
+            ``"model"`` gives what the target graph and the direct effects say.
 
         Returns
         -------
@@ -143,7 +147,7 @@ class ReportMixin:
         source = self._source_subset(adata, None, max_cells, seed)
         control = self.control_categories_[0]
         pred = self.predict(source, perturbations=perturbations + [control],
-                            batch_size=batch_size)
+                            batch_size=batch_size, shift=shift)
         labels = pred.obs["perturbation"].astype(str).to_numpy()
         base = pred.X[labels == control]
         rows = [log_fold_change(pred.X[labels == p], base) for p in perturbations]
@@ -166,8 +170,10 @@ class ReportMixin:
           with probability and learned shift;
         * ``unit_genes``: for every latent unit, its top up- and down-regulated genes when the
           unit increases (:meth:`get_latent_gene_effects`);
-        * ``perturbation_genes``: for every perturbation, its top predicted responding genes
-          (:meth:`get_perturbation_gene_effects`; needs control cells);
+        * ``perturbation_genes``: for every perturbation, its top responding genes under its
+          targets and direct effects (:meth:`get_perturbation_gene_effects` with
+          ``shift="model"``: the report explains by the graph; :meth:`predict`'s default reads
+          the posterior and may move more genes; needs control cells);
         * ``direct_genes``: for every perturbation, its largest direct gene-level effects
           (:meth:`get_direct_effects`, at least ``min_direct_effect`` in absolute value): the
           genes it moves without going through a latent unit, e.g. a guide's own gene;
@@ -225,7 +231,8 @@ class ReportMixin:
         unit_genes = _top_genes(unit_effects, n_top_genes, "unit", both_directions=True)
         pert_effects = pert_genes = None
         if self.control_categories_:
-            pert_effects = self.get_perturbation_gene_effects(max_cells=max_cells, seed=seed)
+            pert_effects = self.get_perturbation_gene_effects(max_cells=max_cells, seed=seed,
+                                                              shift="model")
             pert_genes = _top_genes(pert_effects, n_top_genes, "perturbation")
         figures = {
             "target_graph": target_graph_heatmap(
@@ -305,7 +312,7 @@ def _write_report(report: dict, out: Path) -> None:
               "possibly missed target). Direct effects: genes the perturbation moves without "
               "a latent unit (log scale), e.g. a guide's own gene.", "",
               "| perturbation | targets (probability) | off-mask (largest unit) | "
-              "direct effects | top predicted genes |", "|---|---|---|---|---|"]
+              "direct effects | top genes (targets and direct effects) |", "|---|---|---|---|---|"]
     pg = report["perturbation_genes"]
     off = report["off_mask"]
     direct = report["direct_genes"]
