@@ -79,6 +79,17 @@ def download(url: str, path: Path) -> Path:
     return path
 
 
+def _read(path: str | Path | None, default_file: str, source_file: str, url: str) -> tuple:
+    """Read a screen: ``path``, else the file kept in :func:`data_dirs`, else the original
+    source (``source_file``, downloaded from ``url`` into the cache when absent)."""
+    file = Path(path) if path is not None else _find(default_file)
+    if file is None:
+        file = _find(source_file) or download(url, _cache_dir() / source_file)
+    if not Path(file).exists():
+        raise FileNotFoundError(f"No such file: {file}")
+    return ad.read_h5ad(file), Path(file)
+
+
 def _counts_csr(adata: ad.AnnData) -> None:
     x = adata.X
     x = sparse.csr_matrix(x) if not sparse.issparse(x) else x.tocsr()
@@ -124,13 +135,7 @@ def papalexi_2021(path: str | Path | None = None, confident_only: bool = True) -
     >>> adata = papalexi_2021()  # doctest: +SKIP
     >>> adata.obs["perturbation"].value_counts().head(3)  # doctest: +SKIP
     """
-    file = Path(path) if path is not None else _find(PAPALEXI_FILE)
-    if file is None:
-        file = _find("PapalexiSatija2021_eccite_RNA.h5ad") or download(
-            PAPALEXI_URL, _cache_dir() / "PapalexiSatija2021_eccite_RNA.h5ad")
-    if not Path(file).exists():
-        raise FileNotFoundError(f"No such file: {file}")
-    adata = ad.read_h5ad(file)
+    adata, file = _read(path, PAPALEXI_FILE, "PapalexiSatija2021_eccite_RNA.h5ad", PAPALEXI_URL)
     if "target" in adata.obs:  # sceptredata layout
         labels = adata.obs["target"]
         if confident_only and "confident" in adata.obs:
@@ -143,7 +148,7 @@ def papalexi_2021(path: str | Path | None = None, confident_only: bool = True) -
         control = "non-targeting"
     else:
         raise ValueError(f"{file}: no 'target' or 'perturbation' column in obs.")
-    return _standardise(adata, labels, control, str(Path(file).name))
+    return _standardise(adata, labels, control, file.name)
 
 
 def zhao_2021(path: str | Path | None = None) -> ad.AnnData:
@@ -169,12 +174,7 @@ def zhao_2021(path: str | Path | None = None) -> ad.AnnData:
     --------
     >>> adata = zhao_2021()  # doctest: +SKIP
     """
-    file = Path(path) if path is not None else _find(ZHAO_FILE)
-    if file is None:
-        file = _find("ZhaoSims2021.h5ad") or download(ZHAO_URL, _cache_dir() / "ZhaoSims2021.h5ad")
-    if not Path(file).exists():
-        raise FileNotFoundError(f"No such file: {file}")
-    adata = ad.read_h5ad(file)
+    adata, file = _read(path, ZHAO_FILE, "ZhaoSims2021.h5ad", ZHAO_URL)
     if "condition" in adata.obs:  # lemur layout
         labels = adata.obs["condition"].astype(str)
     elif "perturbation" in adata.obs:  # scPerturb layout
@@ -186,7 +186,7 @@ def zhao_2021(path: str | Path | None = None) -> ad.AnnData:
             adata.obs["patient_id"] = adata.obs["patient"].astype(str)
     else:
         raise ValueError(f"{file}: no 'condition' or 'perturbation' column in obs.")
-    return _standardise(adata, labels, "ctrl", str(Path(file).name))
+    return _standardise(adata, labels, "ctrl", file.name)
 
 
 def gasperini_2019(path: str | Path | None = None) -> ad.AnnData:
@@ -223,13 +223,8 @@ def gasperini_2019(path: str | Path | None = None) -> ad.AnnData:
     >>> adata.uns["positive_controls"]["MRPL9_TSS"]  # doctest: +SKIP
     'ENSG00000143436'
     """
-    file = Path(path) if path is not None else _find(GASPERINI_FILE)
-    if file is None:
-        file = _find("GasperiniShendure2019_highMOI.h5ad") or download(
-            GASPERINI_URL, _cache_dir() / "GasperiniShendure2019_highMOI.h5ad")
-    if not Path(file).exists():
-        raise FileNotFoundError(f"No such file: {file}")
-    adata = ad.read_h5ad(file)
+    adata, file = _read(path, GASPERINI_FILE, "GasperiniShendure2019_highMOI.h5ad",
+                        GASPERINI_URL)
     if "grna_groups" in adata.obs:  # sceptre layout: groups joined by '+'
         raw, sep = adata.obs["grna_groups"].astype(str), "+"
     elif "perturbation" in adata.obs:  # scPerturb layout: targets joined by '_' or '+'
@@ -249,7 +244,7 @@ def gasperini_2019(path: str | Path | None = None) -> ad.AnnData:
         adata.uns["positive_controls"] = {
             str(g): str(r) for g, r in zip(pairs["grna_group"], pairs["response_id"], strict=True)
         }
-    return _standardise(adata, labels, "control", str(Path(file).name))
+    return _standardise(adata, labels, "control", file.name)
 
 
 def prepare_screen(
