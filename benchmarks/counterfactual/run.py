@@ -323,11 +323,16 @@ def _commit() -> str:
 
 
 # ---------------------------------------------------------------------------- tables
+def _by_shots(df: pd.DataFrame) -> bool:
+    return "shots" in df and df["shots"].notna().any()
+
+
 def summary_table(df: pd.DataFrame) -> pd.DataFrame:
     """Mean over seeds (and folds) of the per-run mean over perturbations, by task and method."""
-    keys = ["task", "method"] + (["shots"] if "shots" in df else [])
     df = df.copy()
-    if "shots" in df:
+    keys = ["task", "method"]
+    if _by_shots(df):
+        keys.append("shots")
         df["shots"] = df["shots"].fillna(-1).astype(int)
     per_run = df.groupby([*keys, "seed", "fold"], sort=False)[METRICS].mean()
     out = per_run.groupby(keys, sort=False).mean()
@@ -336,28 +341,33 @@ def summary_table(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def paired_table(df: pd.DataFrame, reference: str = REFERENCE) -> pd.DataFrame:
-    """The reference against every other method, paired on (seed, fold, perturbation)."""
+    """The reference against every other method, paired on (seed, fold, perturbation), for one
+    task (and number of query cells)."""
     from scvi_causal.metrics import compare_methods
 
     tables = []
-    groups = [("task",)] if "shots" not in df else [("task", "shots")]
-    for keys, sub in df.groupby(list(groups[0]), sort=False, dropna=False):
-        sub = sub.assign(seed=sub["seed"].astype(str) + "/" + sub["fold"].astype(str))
+    groups = df.groupby("shots", sort=True) if _by_shots(df) else [(None, df)]
+    for shots, sub in groups:
         if reference not in set(sub["method"]):
             continue
+        sub = sub.assign(seed=sub["seed"].astype(str) + "/" + sub["fold"].astype(str))
         cmp = compare_methods(sub, reference=reference,
                               metrics=("pearson_delta_top", "pearson_delta_all", "cosine_all"))
-        for name, value in zip(groups[0], keys if isinstance(keys, tuple) else (keys,),
-                               strict=True):
-            cmp.insert(0, name, value)
+        cmp = cmp.drop(columns=["reference", "higher_is_better"])
+        if shots is not None:
+            cmp.insert(0, "shots", int(shots))
         tables.append(cmp)
     return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
 
 
 def write_markdown(out: Path, command: str, df: pd.DataFrame, cis: pd.DataFrame | None) -> None:
+    runs = sorted(set(df["command"].dropna()) if "command" in df else set())
+    if cis is not None and "command" in cis:
+        runs = sorted(set(runs) | set(cis["command"].dropna()))
     lines = ["# Counterfactual benchmark", "",
              f"Written by `{command}` at commit `{_commit()}` ({time.strftime('%Y-%m-%d')}) "
-             "from `results.csv` and `cis.csv`; do not edit by hand.", "",
+             "from `results.csv` and `cis.csv`; do not edit by hand. Rows made by: "
+             + "; ".join(f"`{r}`" for r in runs) + ".", "",
              "Scores (`SparseShiftVI.evaluate_predictions`): Pearson delta of the log fold "
              "changes against control on the 20 most changed genes (`pearson_delta_top`) and "
              "on all genes, their cosine, recall of the top-20 DE genes, RMSE of the mean "
@@ -368,13 +378,16 @@ def write_markdown(out: Path, command: str, df: pd.DataFrame, cis: pd.DataFrame 
         summary = summary_table(df)
         for task in dict.fromkeys(summary["task"]):
             sub = summary[summary["task"] == task].drop(columns="task")
+            if "shots" in sub and (sub["shots"] < 0).all():
+                sub = sub.drop(columns="shots")
             lines += [f"## {task}", "", sub.round(3).to_markdown(index=False), ""]
             paired = paired_table(df[df["task"] == task])
             if len(paired):
-                lines += [f"Paired against {REFERENCE} (difference = {REFERENCE} minus the "
-                          "method, positive = SparseShiftVI better; wins over perturbation x "
-                          "run pairs; Wilcoxon signed-rank p):", "",
-                          paired.drop(columns="task").round(4).to_markdown(index=False), ""]
+                lines += [f"Paired against {REFERENCE} (`mean_difference` = {REFERENCE} minus "
+                          "the method, positive = SparseShiftVI better; "
+                          "`n_reference_better` of `n_pairs` perturbation x run pairs; "
+                          "Wilcoxon signed-rank p):", "",
+                          paired.round(4).to_markdown(index=False), ""]
             if task == "papalexi_seen":
                 sub = df[df["task"] == task]
                 per = sub.pivot_table(index="perturbation", columns="method",
@@ -394,6 +407,13 @@ def write_markdown(out: Path, command: str, df: pd.DataFrame, cis: pd.DataFrame 
                     index="patient", columns="method", values=["pearson_delta_top",
                                                               "cosine_all"])
                 lines += ["Per held-out patient:", "", per.round(3).to_markdown(), ""]
+                if {REFERENCE, "other_patients"} <= set(per.columns.get_level_values(1)):
+                    wins = [(per[(m, REFERENCE)] >= per[(m, "other_patients")])
+                            for m in ("pearson_delta_top", "cosine_all")]
+                    lines += [f"Patients where {REFERENCE} >= `other_patients` on top-20 "
+                              f"Pearson delta: {int(wins[0].sum())} of {len(per)}; on "
+                              f"cosine: {int(wins[1].sum())} of {len(per)}; on both: "
+                              f"{int((wins[0] & wins[1]).sum())} of {len(per)}.", ""]
             density = df.loc[df["task"] == task, "graph_density"].dropna()
             if len(density):
                 lines += [f"Target-graph density of the default model: {density.mean():.3f}.",
