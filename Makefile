@@ -45,7 +45,7 @@ bench-fewshot: $(STAMP)
 	$(PY) benchmarks/simulated/fewshot.py
 
 bench-counterfactual: $(STAMP)
-	$(PY) benchmarks/counterfactual/run.py
+	$(PY) benchmarks/counterfactual/run.py --workers 2 --out benchmarks/counterfactual
 
 bench-real: $(STAMP)
 	$(PY) benchmarks/real/run.py --workers 2 --threads 1

