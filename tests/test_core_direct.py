@@ -49,3 +49,15 @@ def test_bad_arguments():
         DirectEffects(2, 3, penalty=-1.0)
     with pytest.raises(ValueError, match="n_features"):
         DirectEffects(2, 0)
+
+
+def test_state_without_direct_effects_loads_as_inactive():
+    """A module saved before direct effects existed loads with zero, inactive effects."""
+    module = torch.nn.Module()
+    module.direct = DirectEffects(2, 3)
+    module.direct.activate()
+    with torch.no_grad():
+        module.direct.effects.fill_(1.0)
+    module.load_state_dict({})
+    assert not bool(module.direct.active)
+    assert float(module.direct.effects.abs().sum()) == 0.0

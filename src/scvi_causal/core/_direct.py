@@ -62,6 +62,13 @@ class DirectEffects(nn.Module):
         self.effects = nn.Parameter(torch.zeros(n_interventions, n_features))
         self.register_buffer("active", torch.tensor(False))
 
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # a model saved before direct effects existed: load them as zero and inactive
+        if prefix + "effects" not in state_dict:
+            state_dict[prefix + "effects"] = torch.zeros_like(self.effects)
+            state_dict[prefix + "active"] = torch.tensor(False)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     def activate(self, active: bool = True) -> None:
         """Switch the direct effects on (or off: they then act as zero)."""
         self.active.fill_(bool(active))
