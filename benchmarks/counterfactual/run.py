@@ -66,6 +66,9 @@ FEWSHOT_HELD = 5
 #: the sparse target graph alone predicts (the prior's expected masked shifts).
 EXTRA_SHIFTS = ("model",)
 SHOTS = (10, 30)
+#: ``--model-kwargs`` of the default model, set in each worker by ``_run_job`` (spawned
+#: workers re-import this module, so the value travels as an argument).
+DEFAULT_MODEL_KWARGS: dict = {}
 
 
 def _subset(adata, mask):
@@ -78,6 +81,9 @@ def _train(adata, control, seed, max_epochs, batch_key=None, n_latent=10, **kwar
     import scvi
 
     from scvi_causal.model import SparseShiftVI
+
+    if "intervention_prior" not in kwargs:  # the default model: ablations apply to it only
+        kwargs = {**kwargs, **DEFAULT_MODEL_KWARGS}
 
     scvi.settings.seed = seed
     SparseShiftVI.setup_anndata(adata, perturbation_key="perturbation",
@@ -298,10 +304,12 @@ JOBS = {"papalexi_seen": papalexi_seen, "simulated_pairs": simulated_pairs,
 
 
 def _run_job(task: str, seed: int, fold: int | None, quick: bool, max_epochs, configs,
-             threads: int) -> dict:
+             threads: int, model_kwargs: dict) -> dict:
     import torch
 
     torch.set_num_threads(threads)
+    DEFAULT_MODEL_KWARGS.clear()
+    DEFAULT_MODEL_KWARGS.update(model_kwargs)
     start = time.perf_counter()
     kwargs = {} if fold is None else {"fold": fold}
     out = JOBS[task](seed, quick, max_epochs, configs, **kwargs)
@@ -499,15 +507,6 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     if args.quick:
         args.seeds, args.zhao_folds = args.seeds[:1], args.zhao_folds[:1]
         args.max_epochs = args.max_epochs or 20
-    if args.model_kwargs:
-        global _train
-        base_train = _train
-
-        def _train(adata, control, seed, max_epochs, **kwargs):  # noqa: F811
-            if "intervention_prior" not in kwargs:
-                kwargs = {**kwargs, **args.model_kwargs}
-            return base_train(adata, control, seed, max_epochs, **kwargs)
-
     jobs = []
     for task in args.tasks:
         folds = args.zhao_folds if task == "zhao_patient" else [None]
@@ -518,7 +517,8 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=args.workers, mp_context=ctx) as pool:
         futures = {pool.submit(_run_job, t, s, f, args.quick, args.max_epochs, args.configs,
-                               args.threads): (t, s, f) for t, s, f in jobs}
+                               args.threads, args.model_kwargs): (t, s, f)
+                   for t, s, f in jobs}
         for fut in as_completed(futures):
             out = fut.result()
             task, seed, fold = futures[fut]
@@ -535,7 +535,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     cis_df = pd.concat(cis, ignore_index=True) if cis else None
     if args.append:
         done = {(t, s) for t, s, _ in jobs}
-        if (args.out / "results.csv").exists() and len(df) >= 0:
+        if (args.out / "results.csv").exists():
             old = pd.read_csv(args.out / "results.csv")
             old = old[[(t, s) not in done for t, s in zip(old["task"], old["seed"],
                                                            strict=True)]]

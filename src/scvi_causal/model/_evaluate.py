@@ -223,19 +223,18 @@ class EvaluationMixin:
             predicted[method] = {p: {"delta": np.asarray(d, dtype=np.float64),
                                      "mean": base_mean + np.asarray(d, dtype=np.float64)}
                                  for p, d in by_label.items() if p in observed}
-        singles = dict(train_deltas)
         if "additive" in baselines:
             predicted["additive"] = {}
             for p in perturbations:
                 try:
-                    delta = additive_baseline(p, singles, delimiter=delimiter)
+                    delta = additive_baseline(p, train_deltas, delimiter=delimiter)
                 except ValueError:
                     continue  # a member without training cells of its own
                 predicted["additive"][p] = {"delta": delta, "mean": base_mean + delta}
         if "linear" in baselines:
+            members = {m.strip() for label in train_deltas for m in label.split(delimiter)}
             predictable = [p for p in perturbations
-                           if all(m in _members(train_deltas, delimiter)
-                                  for m in p.split(delimiter))]
+                           if all(m.strip() in members for m in p.split(delimiter))]
             if predictable:
                 linear = linear_baseline(train_deltas, predictable, delimiter=delimiter)
                 predicted["linear"] = {p: {"delta": d, "mean": base_mean + d}
@@ -254,10 +253,6 @@ class EvaluationMixin:
         table["observed_delta_norm"] = [float(np.linalg.norm(observed[p]["delta"]))
                                         for p in table["perturbation"]]
         return table
-
-
-def _members(train_deltas: Mapping[str, np.ndarray], delimiter: str) -> set[str]:
-    return {m.strip() for label in train_deltas for m in label.split(delimiter) if m.strip()}
 
 
 def _energy(cells: np.ndarray, observed: np.ndarray, seed: int) -> float:

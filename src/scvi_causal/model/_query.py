@@ -191,7 +191,7 @@ def _load_reference_state(module, state: dict, ref_names: list[str], names: list
 
 
 def _freeze_reference(module, ref_names: list[str], names: list[str], fix_masks: bool) -> None:
-    """Freeze everything but the new perturbations' mask logits and shifts."""
+    """Freeze everything but the new perturbations' mask logits, shifts and direct effects."""
     ref_set = set(ref_names)
     new_rows = torch.tensor([n not in ref_set for n in names], dtype=torch.bool)
     for m in module.modules():

@@ -184,8 +184,8 @@ class SparseShiftTrainingPlan(TrainingPlan):
         super().on_train_start()
         self.module.train()
         direct = getattr(self.module, "direct", None)
-        if direct is not None:
-            direct.activate(self.direct_start == 0)
+        if direct is not None:  # switched on at direct_start_epoch (on_train_epoch_start)
+            direct.activate(False)
         per_perturbation = ("prior", "direct")
         frozen_networks = not any(
             p.requires_grad
