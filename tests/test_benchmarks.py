@@ -105,7 +105,7 @@ def test_counterfactual_quick(tmp_path):
     assert methods["papalexi_seen"] == full
     assert methods["simulated_pairs"] == full
     assert methods["zhao_patient"] == {"SparseShiftVI", "SparseShiftVI-model", "control",
-                                       "dense", "none", "other_patients"}
+                                       "dense", "none", "other_patients", "SparseShiftVI-own"}
     assert methods["papalexi_fewshot"] == {"SparseShiftVI", "SparseShiftVI-model", "control",
                                            "additive", "dense"}
     assert set(df.loc[df["task"] == "papalexi_fewshot", "shots"]) == {10, 30}
@@ -118,6 +118,7 @@ def test_counterfactual_quick(tmp_path):
     cis = pd.read_csv(tmp_path / "cis.csv")
     assert len(cis) == 3 and np.isfinite(cis["predicted_lfc"]).all()
     assert (cis["observed_lfc_heldout"] < 0).all()  # CRISPRi at a promoter: the gene goes down
+    assert (cis["rank_down_in_prediction"] >= 1).all()
     md = (tmp_path / "RESULTS.md").read_text()
     for word in ("papalexi_seen", "zhao_patient", "gasperini_cis", "Paired against"):
         assert word in md
@@ -128,6 +129,19 @@ def test_counterfactual_quick(tmp_path):
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "gasperini_cis" in (tmp_path / "RESULTS.md").read_text()
+
+
+@pytest.mark.parametrize(
+    ("script", "table", "column"),
+    [("benchmarks/simulated/consensus.py", "consensus.csv", "precision"),
+     ("benchmarks/simulated/select_n_latent.py", "select_n_latent.csv", "chosen_n_latent")],
+)
+def test_simulated_extras_quick(script, table, column, tmp_path):
+    cmd = [sys.executable, str(ROOT / script), "--quick", "--out", str(tmp_path)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    df = pd.read_csv(tmp_path / table)
+    assert len(df) > 0 and df[column].notna().all()
 
 
 def test_real_quick(tmp_path):

@@ -106,6 +106,22 @@ def test_prepare_screen_filters_and_reports():
     assert set(kept.obs["perturbation"].unique()) == {"control"}
 
 
+def test_prepare_screen_keeps_perturbed_and_requested_genes():
+    adata = simulate_sparse_shift(n_perturbations=3, n_cells_per_perturbation=30,
+                                  n_control_cells=50, n_genes=60, seed=0)
+    hvg = prepare_screen(adata, n_top_genes=25).var_names
+    outside = [g for g in adata.var_names if g not in hvg]
+    # a perturbation's own gene (named like it) and a requested gene, both not highly variable
+    adata.var_names = [("p01" if g == outside[0] else g) for g in adata.var_names]
+    out = prepare_screen(adata, n_top_genes=25, keep_genes=[outside[1]])
+    assert {"p01", outside[1]} <= set(out.var_names)
+    assert out.n_vars == 27
+    assert sorted(out.uns["prepare_screen"]["genes_kept_beyond_hvg"]) == sorted(
+        ["p01", outside[1]])
+    plain = prepare_screen(adata, n_top_genes=25, keep_perturbed_genes=False)
+    assert plain.n_vars == 25 and "p01" not in plain.var_names
+
+
 def test_prepare_screen_errors():
     adata = simulate_sparse_shift(n_perturbations=2, n_cells_per_perturbation=20, seed=0)
     with pytest.raises(KeyError, match="perturbation_key"):

@@ -84,7 +84,7 @@ def test_interventional_dsprites_seeds_and_errors():
         interventional_dsprites(1, 10, path=DSPRITES, interventions={"x": {"scale": (9,)}})
 
 
-def test_image_vae_trains_saves_and_loads(small_data, tmp_path):
+def test_image_vae_trains_saves_and_loads(small_data, tmp_path, monkeypatch):
     torch.manual_seed(0)
     vae = ImageVAE(n_latent=4, n_interventions=3, channels=8, hidden=32)
     vae.train(small_data.images, small_data.regimes, max_epochs=4, batch_size=64,
@@ -108,6 +108,19 @@ def test_image_vae_trains_saves_and_loads(small_data, tmp_path):
     np.testing.assert_allclose(loaded.get_latent_representation(small_data.images), z, atol=1e-6)
     np.testing.assert_allclose(loaded.get_target_graph(), graph)
     assert len(loaded.history) == 4 and loaded.is_trained_
+    # a save that fails half-way leaves the previous file intact and no temporary file
+    before = (tmp_path / "vae.pt").read_bytes()
+
+    def broken(obj, f, *args, **kwargs):
+        Path(f).write_bytes(b"half")
+        raise OSError("disk full")
+
+    with monkeypatch.context() as m:
+        m.setattr(torch, "save", broken)
+        with pytest.raises(OSError, match="disk full"):
+            vae.save(tmp_path / "vae.pt", overwrite=True)
+    assert (tmp_path / "vae.pt").read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["vae.pt"]
 
 
 def test_image_vae_rotation_is_a_change_of_coordinates(small_data):

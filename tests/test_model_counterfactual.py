@@ -1,6 +1,7 @@
 """SparseShiftVI.predict: counterfactual expression by abduction, action and prediction."""
 
 import numpy as np
+import pandas as pd
 import pytest
 import scvi
 import torch
@@ -8,6 +9,7 @@ import torch
 from scvi_causal.data import simulate_sparse_shift
 from scvi_causal.metrics._counterfactual import log_fold_change, logfc_agreement, normalize_counts
 from scvi_causal.model import SparseShiftVI
+from scvi_causal.model._counterfactual import CARRY_PSEUDOCOUNT
 
 TRAIN_KWARGS = {"accelerator": "cpu", "enable_progress_bar": False}
 
@@ -236,3 +238,55 @@ def test_predict_latent_shift_needs_single_cells(screen):
     np.testing.assert_allclose(auto[names.index("p00")], latent.loc["p00"], rtol=1e-5)
     np.testing.assert_allclose(auto[names.index("p03")], model_shift[names.index("p03")])
     assert m.predict(perturbations=[pair], shift="auto").uns["predict"]["shift"] == "auto"
+
+
+def test_predict_context_carries_effects_to_unobserved_batches():
+    """A perturbation observed only in batch b0: b1 cells get b0's effect, not an extrapolation."""
+    adata = simulate_sparse_shift(n_perturbations=2, n_cells_per_perturbation=60,
+                                  n_control_cells=120, n_genes=40, n_latent=4, seed=5)
+    labels = adata.obs["perturbation"].astype(str).to_numpy()
+    batch = np.where(np.arange(adata.n_obs) % 2 == 0, "b0", "b1")
+    batch[labels == "p00"] = "b0"  # p00 never seen in b1; p01 seen in both
+    adata.obs["batch"] = pd.Categorical(batch)
+    SparseShiftVI.setup_anndata(adata, control_category="control", batch_key="batch")
+    scvi.settings.seed = 0
+    model = SparseShiftVI(adata, n_latent=4, n_hidden=32)
+    model.train(max_epochs=20, batch_size=128, **TRAIN_KWARGS)
+    observed = model._observed_batches()
+    assert observed.tolist() == [[True, False], [True, True]]
+
+    b1 = adata[(labels == "control") & (batch == "b1")].copy()
+    b0 = adata[(labels == "control") & (batch == "b0")].copy()
+    own = model.predict(b1, perturbations=["p00", "p01", "control"], context="own")
+    auto = model.predict(b1, perturbations=["p00", "p01", "control"])
+    n = b1.n_obs
+    # p01 was observed in b1: its own batch is used either way; control is unchanged
+    np.testing.assert_allclose(auto.X[n:], own.X[n:], rtol=1e-5, atol=1e-7)
+    # p00 in b1 is carried over from b0: a different prediction, still proportions
+    assert not np.allclose(auto.X[:n], own.X[:n], atol=1e-6)
+    np.testing.assert_allclose(auto.X[:n].sum(1), 1.0, rtol=1e-4)
+    # the carried-over effect: the log ratio of the b1 cells' mean expression decoded in b0
+    # with and without p00, put on each cell's b1 reconstruction
+    moved = b1.copy()
+    moved.obs["batch"] = pd.Categorical(["b0"] * n, categories=["b0", "b1"])
+    in_b0 = model.predict(moved, perturbations=["p00", "control"], context="own")
+    eps = CARRY_PSEUDOCOUNT  # one count per 10,000: a barely expressed gene carries no ratio
+    ratio = np.log(in_b0.X[:n].mean(0) + eps) - np.log(in_b0.X[n:].mean(0) + eps)
+    expect = own.X[2 * n :] * np.exp(ratio)
+    expect /= expect.sum(1, keepdims=True)
+    np.testing.assert_allclose(auto.X[:n], expect, rtol=1e-3, atol=1e-7)
+    # "observed" carries over even where the perturbation was seen (b0 cells, from b0): one
+    # gene-wise factor per batch instead of each cell's own decoded effect, the same on average
+    both = ["p00", "control"]
+    carried = model.predict(b0, perturbations=both, context="observed")
+    decoded = model.predict(b0, perturbations=both, context="own")
+    m = b0.n_obs
+    assert not np.allclose(carried.X[:m], decoded.X[:m], atol=1e-6)
+    lfc_carried = log_fold_change(carried.X[:m], carried.X[m:])
+    lfc_decoded = log_fold_change(decoded.X[:m], decoded.X[m:])
+    assert np.corrcoef(lfc_carried, lfc_decoded)[0, 1] > 0.95
+    counts = model.predict(b1, perturbations=["p00"], return_counts=True, n_samples=2)
+    assert counts.shape == (2 * n, adata.n_vars)
+    assert (counts.X >= 0).all() and np.allclose(counts.X, np.round(counts.X))
+    with pytest.raises(ValueError, match="context"):
+        model.predict(b1, perturbations=["p00"], context="nope")

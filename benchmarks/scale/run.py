@@ -4,6 +4,8 @@ One command reproduces the table (``make bench-scale``)::
 
     python benchmarks/scale/run.py                      # 1e4, 1e5, 1e6 cells x 2,000 genes
     python benchmarks/scale/run.py --quick --out /tmp/scale   # tiny CI smoke run
+    python benchmarks/scale/run.py --accelerator gpu --sizes 100000 1000000 \
+        --out benchmarks/scale/gpu                          # whenever a GPU is at hand
 
 The script first writes simulated sparse screens (CSR counts, 50 perturbations + control,
 10 latent units, Poisson counts of a softmax decoder, about 800 counts per cell) to
@@ -101,7 +103,8 @@ class EpochTimer(pl.Callback):
         self.times.append(time.perf_counter() - self._start)
 
 
-def run_one(path: Path, model_name: str, mode: str, epochs: int, threads: int) -> dict:
+def run_one(path: Path, model_name: str, mode: str, epochs: int, threads: int,
+            accelerator: str = "cpu") -> dict:
     """Train one model on one file (inside a worker process) and time its epochs."""
     import anndata as ad
     import scvi
@@ -123,9 +126,11 @@ def run_one(path: Path, model_name: str, mode: str, epochs: int, threads: int) -
         model = scvi.model.SCVI(adata, **common)
     start = time.perf_counter()
     model.train(max_epochs=epochs, batch_size=1024, train_size=1.0, enable_progress_bar=False,
-                callbacks=[timer], check_val_every_n_epoch=None)
+                callbacks=[timer], check_val_every_n_epoch=None, accelerator=accelerator,
+                devices=1)
     total = time.perf_counter() - start
     epoch_s = float(np.median(timer.times))
+    gpu = accelerator != "cpu" and torch.cuda.is_available()
     return {
         "model": model_name,
         "mode": mode,
@@ -137,12 +142,15 @@ def run_one(path: Path, model_name: str, mode: str, epochs: int, threads: int) -
         "train_seconds": total,
         "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2,
         "threads": threads,
+        "accelerator": accelerator,
+        "device": torch.cuda.get_device_name(0) if gpu else "cpu",
+        "gpu_peak_gib": torch.cuda.max_memory_allocated() / 1024**3 if gpu else np.nan,
     }
 
 
 def _worker(args, path: Path, model_name: str, mode: str, epochs: int) -> dict:
     cmd = [sys.executable, __file__, "--worker",
-           json.dumps([str(path), model_name, mode, epochs, args.threads])]
+           json.dumps([str(path), model_name, mode, epochs, args.threads, args.accelerator])]
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if proc.returncode != 0:
@@ -174,7 +182,8 @@ def write_tables(df: pd.DataFrame, args, argv) -> pd.DataFrame:
         "# Scale: SparseShiftVI vs scvi-tools SCVI on sparse screens",
         "",
         f"Written by `{command.strip()}`. {args.n_genes} genes, batch 1024, 10 latent units, "
-        f"NB likelihood, {args.threads} torch thread(s), one model at a time; cells/s from "
+        f"NB likelihood, {args.threads} torch thread(s), accelerator `{args.accelerator}` "
+        f"({', '.join(sorted(set(df['device'])))}), one model at a time; cells/s from "
         "the median training epoch (set-up excluded); peak RSS of the worker process (data, "
         "model and Python). `backed`: AnnData read with `backed='r'`, minibatches from disk.",
         "",
@@ -196,12 +205,14 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     parser.add_argument("--out", type=Path, default=HERE)
     parser.add_argument("--data-dir", type=Path, default=None,
                         help="where the screens are written (default: ~/.cache/scvi_causal/scale)")
+    parser.add_argument("--accelerator", default="cpu",
+                        help="Lightning accelerator ('gpu' to measure GPU throughput)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     if args.worker:
-        path, model_name, mode, epochs, threads = json.loads(args.worker)
-        row = run_one(Path(path), model_name, mode, epochs, threads)
+        path, model_name, mode, epochs, threads, accelerator = json.loads(args.worker)
+        row = run_one(Path(path), model_name, mode, epochs, threads, accelerator)
         print(json.dumps(row))
         return pd.DataFrame([row])
 

@@ -7,6 +7,7 @@ import os
 import shutil
 import urllib.request
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 import anndata as ad
@@ -254,14 +255,24 @@ def prepare_screen(
     min_cells_per_perturbation: int = 50,
     n_top_genes: int | None = None,
     batch_key: str | None = None,
+    keep_genes: Sequence[str] | None = None,
+    keep_perturbed_genes: bool = True,
+    delimiter: str = "+",
 ) -> ad.AnnData:
     """Filter a screen for modelling: rare perturbations out, optionally highly variable genes.
 
     Perturbations with fewer than ``min_cells_per_perturbation`` cells are dropped (controls
     never are), unused categories are removed, and with ``n_top_genes`` the highly variable
     genes are selected on the raw counts (scanpy ``flavor="seurat_v3"``, per batch when
-    ``batch_key`` is given). What was removed is logged and stored in
-    ``adata.uns["prepare_screen"]``.
+    ``batch_key`` is given), plus the genes that must stay: ``keep_genes`` and, with
+    ``keep_perturbed_genes``, every gene named like a perturbation (a CRISPR target's own
+    gene, whose knockdown is the first thing to check, is often not highly variable). What was
+    removed is logged and stored in ``adata.uns["prepare_screen"]``.
+
+    Labels are counted as written: a combination ``"A+B"`` is one label. For a high-MOI screen
+    (almost every cell a different combination) pass ``min_cells_per_perturbation=1`` and
+    filter the columns of the perturbation matrix instead (``perturbation_obsm_key`` of
+    :meth:`~scvi_causal.model.SparseShiftVI.setup_anndata`).
 
     Parameters
     ----------
@@ -277,6 +288,13 @@ def prepare_screen(
         Number of highly variable genes to keep (``None``: all genes).
     batch_key
         Batch column for the gene selection.
+    keep_genes
+        Genes (``var_names``) kept whether highly variable or not.
+    keep_perturbed_genes
+        Also keep the genes whose name is a perturbation's (members of combinations
+        included, split at ``delimiter``).
+    delimiter
+        Separator of combinations in the labels.
 
     Returns
     -------
@@ -317,12 +335,21 @@ def prepare_screen(
             warnings.simplefilter("ignore", UserWarning)
             hvg = sc.pp.highly_variable_genes(out, flavor="seurat_v3", n_top_genes=n_top_genes,
                                               batch_key=batch_key, inplace=False)
-        out = out[:, hvg["highly_variable"].to_numpy()].copy()
+        selected = hvg["highly_variable"].to_numpy()
+        wanted = set(map(str, keep_genes or []))
+        if keep_perturbed_genes:
+            wanted |= {m.strip() for label in counts.index for m in str(label).split(delimiter)}
+        added = ~selected & out.var_names.isin(list(wanted))
+        out = out[:, selected | added].copy()
+        genes_added = [str(g) for g in out.var_names[added[selected | added]]]
+    else:
+        genes_added = []
     summary = {
         "removed_perturbations": {str(k): int(v) for k, v in sorted(rare.items())},
         "n_cells_removed": int((~keep).sum()),
         "n_genes_before": int(n_genes_before),
         "n_genes_kept": int(out.n_vars),
+        "genes_kept_beyond_hvg": genes_added,
         "min_cells_per_perturbation": int(min_cells_per_perturbation),
     }
     out.uns["prepare_screen"] = summary

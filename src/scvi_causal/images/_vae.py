@@ -10,6 +10,7 @@ space; training uses the same two learning rates and the same mask temperature s
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -560,20 +561,33 @@ class ImageVAE:
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | Path, overwrite: bool = False) -> None:
-        """Save parameters, settings and history to one file (``torch.save``)."""
+        """Save parameters, settings and history to one file (``torch.save``).
+
+        Written to a temporary file beside ``path``, then renamed onto it: an interrupted
+        save never leaves a half-written file, and an existing one stays intact.
+
+        Examples
+        --------
+        >>> vae.save("dsprites_vae.pt", overwrite=True)  # doctest: +SKIP
+        """
         path = Path(path)
         if path.exists() and not overwrite:
             raise FileExistsError(f"{path} exists; pass overwrite=True.")
         path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(
-            {
-                "init_params": self.init_params_,
-                "state_dict": self.module.state_dict(),
-                "history": self.history_,
-                "is_trained": self.is_trained_,
-            },
-            path,
-        )
+        tmp = path.with_name(f".{path.name}.saving")
+        try:
+            torch.save(
+                {
+                    "init_params": self.init_params_,
+                    "state_dict": self.module.state_dict(),
+                    "history": self.history_,
+                    "is_trained": self.is_trained_,
+                },
+                tmp,
+            )
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
 
     @classmethod
     def load(cls, path: str | Path) -> ImageVAE:

@@ -9,18 +9,27 @@ import numpy as np
 import pandas as pd
 import torch
 from anndata import AnnData
+from scvi import REGISTRY_KEYS
 from scvi.module._constants import MODULE_KEYS
 
+from scvi_causal.metrics._counterfactual import LFC_SCALE
 from scvi_causal.module._sparse_shift_vae import (
     DIRECT_INTERVENTION_KEY,
     INTERVENTION_KEY,
     PERTURBATION_KEY,
+    _offset_likelihood,
 )
 
 logger = logging.getLogger(__name__)
 
 #: Readings of a perturbation's latent shift in :meth:`CounterfactualMixin.predict`.
 SHIFTS = ("model", "latent", "auto")
+#: Batches a perturbation's effect is decoded in, in :meth:`CounterfactualMixin.predict`.
+CONTEXTS = ("auto", "own", "observed")
+#: Pseudocount (a share of the counts) of the ratios carried between batches: one count per
+#: 10,000, that of :func:`~scvi_causal.metrics.log_fold_change`, so that a gene barely expressed
+#: where the effect was observed does not carry an arbitrarily large ratio.
+CARRY_PSEUDOCOUNT = 1.0 / LFC_SCALE
 
 
 class CounterfactualMixin:
@@ -113,6 +122,98 @@ class CounterfactualMixin:
             gen_input[DIRECT_INTERVENTION_KEY] = direct.expand(z.shape[-2], -1)
         return self.module.generative(**gen_input)[MODULE_KEYS.PX_KEY]
 
+    def _observed_batches(self) -> np.ndarray | None:
+        """``(P, n_batch)`` bool: training cells carrying perturbation p exist in batch b.
+
+        None for a model without batches.
+        """
+        n_batch = int(self.summary_stats.n_batch)
+        if n_batch <= 1:
+            return None
+        codes = np.asarray(self.adata_manager.get_from_registry(PERTURBATION_KEY)).ravel()
+        batch = np.asarray(self.adata_manager.get_from_registry(REGISTRY_KEYS.BATCH_KEY)).ravel()
+        carried = self.module.intervention_matrix.cpu().numpy()[codes.astype(int)] > 0  # (n, P)
+        onehot = np.eye(n_batch, dtype=bool)[batch.astype(int)]  # (n, n_batch)
+        return (carried.T.astype(np.int64) @ onehot.astype(np.int64)) > 0
+
+    def _effect_batches(self, targets: np.ndarray, context: str) -> list[np.ndarray | None]:
+        """Per requested label, the batches its effect is decoded in when it is carried over.
+
+        ``None``: decode in each cell's own batch (``context="own"``, a control label, a model
+        without batches). Otherwise the batches where every member was observed in training
+        (where any member was, if no batch holds all of them).
+        """
+        observed = None if context == "own" else self._observed_batches()
+        out: list[np.ndarray | None] = []
+        for row in targets.astype(bool):
+            if observed is None or not row.any():
+                out.append(None)
+                continue
+            batches = np.flatnonzero(observed[row].all(0))
+            if batches.size == 0:
+                batches = np.flatnonzero(observed[row].any(0))
+            out.append(batches if batches.size else None)
+        return out
+
+    def _abducted(self, dl, category_shift: torch.Tensor, n_samples: int):
+        """Per minibatch of source cells: tensors, exogenous latents ``u`` and library size."""
+        for tensors in dl:
+            inference_outputs = self.module.inference(
+                **self.module._get_inference_input(tensors), n_samples=n_samples
+            )
+            qz = inference_outputs[MODULE_KEYS.QZ_KEY]
+            z = inference_outputs[MODULE_KEYS.Z_KEY] if n_samples > 1 else qz.loc
+            codes = tensors[PERTURBATION_KEY].view(-1).long().to(category_shift.device)
+            yield tensors, z - category_shift[codes], inference_outputs[MODULE_KEYS.LIBRARY_KEY]
+
+    def _carried_offsets(self, dl, category_shift, target_shift, target_rows, n_samples,
+                         effect_batches, carry_all: bool) -> list[torch.Tensor | None]:
+        """Per requested label, ``(n_batch, G)`` log-offsets for the cells it is carried to.
+
+        For the source cells of batch ``a`` that are carried over (their batch is not among
+        ``effect_batches[t]``, or all with ``carry_all``), the mean over the observed batches
+        ``b`` of ``log mean_cells decode_b(u + s_t) - log mean_cells decode_b(u)``: the
+        population-level effect those cells would show in each batch where the perturbation
+        was seen. Rows of source batches not carried are NaN; None when nothing is carried.
+        """
+        n_batch = int(self.summary_stats.n_batch)
+        sums: dict[tuple[int, int], list[torch.Tensor]] = {}
+        for tensors, u, library in self._abducted(dl, category_shift, n_samples):
+            own = tensors[REGISTRY_KEYS.BATCH_KEY].view(-1).long().to(u.device)
+            for t, batches in enumerate(effect_batches):
+                if batches is None:
+                    continue
+                observed = torch.as_tensor(batches, device=u.device)
+                carried = torch.ones_like(own, dtype=torch.bool) if carry_all else ~torch.isin(
+                    own, observed)
+                if not carried.any():
+                    continue
+                cells = torch.nn.functional.one_hot(own, n_batch).float() * carried[:, None]
+                for b in batches:
+                    in_b = {**tensors, REGISTRY_KEYS.BATCH_KEY:
+                            torch.full_like(tensors[REGISTRY_KEYS.BATCH_KEY], int(b))}
+                    treated = self._decode(in_b, u + target_shift[t], library,
+                                           direct=target_rows[t : t + 1]).scale
+                    untreated = self._decode(in_b, u, library).scale
+                    if n_samples > 1:
+                        treated, untreated = treated.mean(0), untreated.mean(0)
+                    acc = sums.setdefault((t, int(b)), [0.0, 0.0, 0.0])
+                    acc[0] = acc[0] + cells.T @ treated  # (n_batch, G) sums per source batch
+                    acc[1] = acc[1] + cells.T @ untreated
+                    acc[2] = acc[2] + cells.sum(0)  # carried cells per source batch
+        offsets: list[torch.Tensor | None] = []
+        for t, batches in enumerate(effect_batches):
+            ratios = []
+            for b in batches if batches is not None else []:
+                if (t, int(b)) in sums:
+                    treated, untreated, n = sums[(t, int(b))]
+                    n = n[:, None]
+                    ratio = (torch.log(treated / n.clamp_min(1) + CARRY_PSEUDOCOUNT)
+                             - torch.log(untreated / n.clamp_min(1) + CARRY_PSEUDOCOUNT))
+                    ratios.append(torch.where(n > 0, ratio, torch.nan))
+            offsets.append(torch.stack(ratios).mean(0) if ratios else None)
+        return offsets
+
     # ------------------------------------------------------------------ predict
     @torch.inference_mode()
     def predict(
@@ -124,6 +225,8 @@ class CounterfactualMixin:
         return_counts: bool = False,
         batch_size: int | None = None,
         shift: str = "auto",
+        context: str = "auto",
+        return_mean: bool = True,
     ) -> AnnData:
         r"""Counterfactual expression of source cells under the requested perturbations.
 
@@ -141,6 +244,14 @@ class CounterfactualMixin:
            requested label's direct gene-level effects :math:`\sum_p a_p \delta_p` to the
            decoded log-proportions (the source cell's own direct effects are not carried
            over).
+
+        The decoder conditions on batch. In a batch where the requested perturbation was
+        never observed in training (a new patient, donor or cell line) the decoder has never
+        seen perturbed cells, and its batch-specific response there is an extrapolation. By
+        default (``context="auto"``) such a cell's prediction is therefore its own-batch
+        reconstruction with the perturbation's effect carried over from the batches where it
+        was observed: per gene, the mean over those batches of the log ratio of the cell's
+        decoded expression with and without the shift.
 
         The perturbation label never enters the encoder or the decoder's networks, so
         covariates and library size of the source cell are kept and only the latent units
@@ -163,8 +274,8 @@ class CounterfactualMixin:
             Label(s) of the cells to start from; default the control categories.
         n_samples
             Posterior samples per source cell. With ``return_counts=False`` the expression is
-            averaged over them; with ``return_counts=True`` each sample is a separate
-            predicted cell.
+            averaged over them (unless ``return_mean=False``); with ``return_counts=True`` each
+            sample is a separate predicted cell.
         return_counts
             Return counts sampled from the likelihood (with the cell's library size) instead
             of normalised expression (the decoder's proportions, each row summing to 1).
@@ -182,12 +293,26 @@ class CounterfactualMixin:
             of its own. The sparse graph explains, the posterior predicts: measured on
             Papalexi 2021 and the ``"hard"`` simulator, the posterior reading predicts
             held-out cells better (``benchmarks/counterfactual/RESULTS.md``).
+        context
+            Batches the effect is decoded in (models set up with ``batch_key``). ``"auto"``
+            (default): the cell's own batch if the requested perturbation (every member of a
+            combination) has training cells in it; otherwise the batches where it was observed,
+            carried over onto the cell's own-batch reconstruction as per-gene log ratios.
+            ``"own"``: always the cell's own batch. ``"observed"``: always carried over from
+            the batches where it was observed (its own included if observed there). Measured
+            on Zhao 2021 (a drug in a patient whose treated cells were held out):
+            ``benchmarks/counterfactual/RESULTS.md``.
+        return_mean
+            With ``return_counts=False`` and ``n_samples > 1``: average the expression over the
+            posterior samples (default), or return each sample as a separate predicted cell, as
+            counts are (posterior samples of the normalised expression).
 
         Returns
         -------
         anndata.AnnData
             One block of cells per requested perturbation, ``n_source * (n_samples if
-            return_counts else 1)`` cells each; ``obs`` holds the source cells' columns, with
+            return_counts or not return_mean else 1)`` cells each (a source cell's samples
+            next to each other); ``obs`` holds the source cells' columns, with
             ``perturbation`` set to the requested label, ``source_perturbation`` the source
             cell's own label and ``source_cell`` its name. ``X`` is a dense float32 matrix;
             ``var`` is that of ``adata``.
@@ -200,6 +325,8 @@ class CounterfactualMixin:
         """
         if n_samples < 1:
             raise ValueError("`n_samples` must be >= 1.")
+        if context not in CONTEXTS:
+            raise ValueError(f"`context` must be one of {CONTEXTS}, got {context!r}.")
         adata = self._validate_anndata(adata)
         labels = self._perturbation_labels(adata)
         if perturbations is None:
@@ -239,34 +366,35 @@ class CounterfactualMixin:
         target_shift = target_rows @ atomic  # (T, K)
         category_matrix = self.module.intervention_matrix.to(atomic.device)
         category_shift = category_matrix @ atomic  # (n_categories, K)
+        effect_batches = self._effect_batches(targets, context)
 
         self.module.eval()
         dl = self._make_data_loader(adata=adata, indices=indices, batch_size=batch_size)
+        offsets = self._carried_offsets(dl, category_shift, target_shift, target_rows,
+                                        n_samples, effect_batches, context == "observed")
         blocks: list[list[np.ndarray]] = [[] for _ in perturbations]
-        for tensors in dl:
-            inference_outputs = self.module.inference(
-                **self.module._get_inference_input(tensors), n_samples=n_samples
-            )
-            qz = inference_outputs[MODULE_KEYS.QZ_KEY]
-            z = inference_outputs[MODULE_KEYS.Z_KEY] if n_samples > 1 else qz.loc
-            codes = tensors[PERTURBATION_KEY].view(-1).long().to(atomic.device)
-            u = z - category_shift[codes]  # abduction
+        for tensors, u, library in self._abducted(dl, category_shift, n_samples):
+            own = tensors[REGISTRY_KEYS.BATCH_KEY].view(-1).long().to(u.device)
             for t in range(len(perturbations)):
                 z_cf = u + target_shift[t]  # action
-                px = self._decode(  # prediction, with the target's direct effects
-                    tensors, z_cf, inference_outputs[MODULE_KEYS.LIBRARY_KEY],
-                    direct=target_rows[t : t + 1],
-                )
+                px = self._decode(tensors, z_cf, library, direct=target_rows[t : t + 1])
+                if offsets[t] is not None:  # cells whose effect is carried from other batches
+                    offset = offsets[t][own]
+                    carried = ~torch.isnan(offset).any(-1)
+                    if carried.any():
+                        moved = _offset_likelihood(self._decode(tensors, u, library),
+                                                   torch.nan_to_num(offset))
+                        px = _select_likelihood(px, moved, carried)
                 if return_counts:
                     out = px.sample()
-                    if n_samples > 1:  # (S, n, G) -> cells ordered cell-major
-                        out = out.transpose(0, 1).reshape(-1, out.shape[-1])
                 else:
-                    out = px.scale.mean(0) if n_samples > 1 else px.scale
+                    out = px.scale.mean(0) if n_samples > 1 and return_mean else px.scale
+                if out.ndim == 3:  # (S, n, G) -> cells ordered cell-major
+                    out = out.transpose(0, 1).reshape(-1, out.shape[-1])
                 blocks[t].append(out.float().cpu().numpy())
 
         obs_src = adata.obs.iloc[indices].copy()
-        reps = n_samples if return_counts else 1
+        reps = n_samples if return_counts or not return_mean else 1
         if reps > 1:
             obs_src = obs_src.iloc[np.repeat(np.arange(len(indices)), reps)]
         key = self.adata_manager.get_state_registry(PERTURBATION_KEY).original_key
@@ -297,3 +425,25 @@ class CounterfactualMixin:
             "shift": shift,
         }
         return out
+
+
+def _select_likelihood(px, other, where: torch.Tensor):
+    """``px`` with the cells (second-to-last axis) flagged by ``where`` taken from ``other``."""
+    from scvi.distributions import NegativeBinomial, Poisson, ZeroInflatedNegativeBinomial
+
+    w = where.view(-1, 1)
+
+    def pick(a, b):
+        return torch.where(w, b, a)
+
+    if isinstance(px, ZeroInflatedNegativeBinomial):
+        return ZeroInflatedNegativeBinomial(
+            mu=pick(px.mu, other.mu), theta=pick(px.theta, other.theta),
+            zi_logits=pick(px.zi_logits, other.zi_logits), scale=pick(px.scale, other.scale),
+        )
+    if isinstance(px, NegativeBinomial):
+        return NegativeBinomial(mu=pick(px.mu, other.mu), theta=pick(px.theta, other.theta),
+                                scale=pick(px.scale, other.scale))
+    if isinstance(px, Poisson):
+        return Poisson(rate=pick(px.rate, other.rate), scale=pick(px.scale, other.scale))
+    raise TypeError(f"Cannot combine {type(px).__name__} likelihoods.")

@@ -149,6 +149,8 @@ class EvaluationMixin:
         if not self.control_categories_:
             raise ValueError("Evaluating predictions against control needs a control label.")
         key = self._label_key()
+        if hasattr(self, "_write_matrix_labels"):  # a model set up with a perturbation matrix
+            self._write_matrix_labels(adata_test)
         if key not in adata_test.obs:
             raise KeyError(f"perturbation_key {key!r} is not a column of adata_test.obs.")
         if not np.array_equal(np.asarray(adata_test.var_names), np.asarray(self.adata.var_names)):

@@ -105,7 +105,7 @@ class QueryMixin:
             adata._inplace_subset_var(var_names)
         _check_genes(adata, np.asarray(var_names))
         key = setup_args["perturbation_key"]
-        if key not in adata.obs:
+        if setup_args.get("perturbation_obsm_key") is None and key not in adata.obs:
             raise KeyError(f"perturbation_key {key!r} is not a column of adata.obs.")
         check_counts(adata, setup_args.get("layer"))
         batch_key = setup_args.get("batch_key")

@@ -16,6 +16,9 @@ from scvi_causal.metrics._counterfactual import log_fold_change
 logger = logging.getLogger(__name__)
 
 
+#: Perturbations predicted at once by ``get_perturbation_gene_effects`` (bounds memory).
+EFFECTS_CHUNK = 64
+
 class ReportMixin:
     """Latent-unit gene effects and the target-identification report.
 
@@ -146,11 +149,16 @@ class ReportMixin:
         perturbations = list(perturbations or self.perturbation_names_)
         source = self._source_subset(adata, None, max_cells, seed)
         control = self.control_categories_[0]
-        pred = self.predict(source, perturbations=perturbations + [control],
-                            batch_size=batch_size, shift=shift)
-        labels = pred.obs["perturbation"].astype(str).to_numpy()
-        base = pred.X[labels == control]
-        rows = [log_fold_change(pred.X[labels == p], base) for p in perturbations]
+        rows = []
+        # a few perturbations at a time: predict holds every block in memory (a genome-wide
+        # screen would need cells x perturbations x genes at once)
+        for start in range(0, len(perturbations), EFFECTS_CHUNK):
+            chunk = perturbations[start : start + EFFECTS_CHUNK]
+            pred = self.predict(source, perturbations=chunk + [control],
+                                batch_size=batch_size, shift=shift)
+            labels = pred.obs["perturbation"].astype(str).to_numpy()
+            base = pred.X[labels == control]
+            rows += [log_fold_change(pred.X[labels == p], base) for p in chunk]
         return pd.DataFrame(np.stack(rows), index=perturbations, columns=source.var_names)
 
     def target_report(

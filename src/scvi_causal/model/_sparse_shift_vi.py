@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Sequence
 from typing import Literal
@@ -29,9 +30,16 @@ from scvi_causal.train import SparseShiftTrainingPlan
 
 from ._counterfactual import CounterfactualMixin
 from ._evaluate import EvaluationMixin
+from ._io import AtomicSaveMixin
 from ._query import QueryMixin
 from ._report import ReportMixin
-from ._validation import check_counts, check_perturbations
+from ._scverse import ScverseMixin
+from ._validation import (
+    MATRIX_LABEL_KEY,
+    check_counts,
+    check_perturbations,
+    perturbation_matrix_labels,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -40,10 +48,12 @@ DEFAULT_N_STEPS = 10_000
 
 
 class SparseShiftVI(
+    AtomicSaveMixin,
     QueryMixin,
     CounterfactualMixin,
     EvaluationMixin,
     ReportMixin,
+    ScverseMixin,
     RNASeqMixin,
     VAEMixin,
     UnsupervisedTrainingMixin,
@@ -235,13 +245,15 @@ class SparseShiftVI(
     def setup_anndata(
         cls,
         adata: AnnData,
-        perturbation_key: str = "perturbation",
+        perturbation_key: str | None = None,
         control_category: str | Sequence[str] | None = "control",
         perturbation_delimiter: str | None = "+",
         layer: str | None = None,
         batch_key: str | None = None,
         categorical_covariate_keys: list[str] | None = None,
         continuous_covariate_keys: list[str] | None = None,
+        perturbation_obsm_key: str | None = None,
+        perturbation_names: Sequence[str] | None = None,
         **kwargs,
     ):
         """%(summary)s.
@@ -256,26 +268,59 @@ class SparseShiftVI(
         ----------
         %(param_adata)s
         perturbation_key
-            Column of ``adata.obs`` with each cell's perturbation label. Combinations are
-            written ``"A+B"``.
+            Column of ``adata.obs`` with each cell's perturbation label (default
+            ``"perturbation"``). Combinations are written ``"A+B"``.
         control_category
             Label (or list of labels) of control cells, e.g. ``"non-targeting"``. Must be
-            present. ``None`` for a screen without control cells.
+            present. ``None`` for a screen without control cells. With
+            ``perturbation_obsm_key``, the label given to the rows of zeros.
         perturbation_delimiter
             Separator of combinations; ``None`` to treat every label as one perturbation.
         %(param_layer)s
         %(param_batch_key)s
         %(param_cat_cov_keys)s
         %(param_cont_cov_keys)s
+        perturbation_obsm_key
+            Instead of ``perturbation_key``: a key of ``adata.obsm`` holding a cells x
+            perturbations matrix, as high-MOI screens are written. A DataFrame whose columns
+            name the perturbations, or a dense or sparse 0/1 or count matrix with
+            ``perturbation_names``. A non-zero entry means that the cell carries the
+            perturbation; a row of zeros is a control cell. Each cell's intervention is the
+            union of its perturbations' masks. The matrix is written as labels (``"A+B"``, in
+            column order) into ``adata.obs["_scvi_causal_perturbation"]``, so that everything
+            downstream (target graph, scores, ``predict``, report, queries) reads it as it
+            reads labels. :func:`scvi_causal.data.assign_guides` builds the matrix from
+            guide UMI counts.
+        perturbation_names
+            Names of the matrix columns when ``adata.obsm[perturbation_obsm_key]`` is not a
+            DataFrame.
 
         Examples
         --------
         >>> from scvi_causal.data import simulate_sparse_shift
         >>> adata = simulate_sparse_shift(n_perturbations=3, n_cells_per_perturbation=20)
         >>> SparseShiftVI.setup_anndata(adata, control_category="control")
+
+        A high-MOI screen, written as a cells x perturbations matrix:
+
+        >>> adata.obsm["guides"] = pd.get_dummies(adata.obs["perturbation"]).drop(
+        ...     columns="control").astype(int)
+        >>> SparseShiftVI.setup_anndata(adata, perturbation_obsm_key="guides")
+        >>> int(adata.obs["_scvi_causal_perturbation"].value_counts()["p00"])
+        20
         """
         # a query mapped onto a reference (load_query_data) need not hold control cells
         query = kwargs.get("source_registry") is not None
+        if perturbation_obsm_key is not None:
+            if perturbation_key not in (None, MATRIX_LABEL_KEY):
+                raise ValueError("Pass either perturbation_key (labels) or "
+                                 "perturbation_obsm_key (a matrix), not both.")
+            perturbation_key = MATRIX_LABEL_KEY
+            _write_matrix_labels(adata, perturbation_obsm_key, perturbation_names,
+                                 control_category, perturbation_delimiter, query)
+        elif perturbation_names is not None:
+            raise ValueError("perturbation_names goes with perturbation_obsm_key.")
+        perturbation_key = perturbation_key or "perturbation"
         check_perturbations(adata, perturbation_key, None if query else control_category)
         check_counts(adata, layer)
         covariates = [*(categorical_covariate_keys or []), *(continuous_covariate_keys or [])]
@@ -287,7 +332,10 @@ class SparseShiftVI(
                     "The perturbation column cannot also be a batch or covariate: a "
                     "perturbation acts only through the latent shift."
                 )
-        setup_method_args = cls._get_setup_method_args(**locals())
+        # the arguments as resolved above (e.g. the derived label column), nothing else
+        params = inspect.signature(cls.setup_anndata).parameters
+        setup_method_args = cls._get_setup_method_args(
+            **{k: v for k, v in locals().items() if k in params or k == "cls"})
         anndata_fields = [
             LayerField(REGISTRY_KEYS.X_KEY, layer, is_count_data=True),
             CategoricalObsField(REGISTRY_KEYS.BATCH_KEY, batch_key),
@@ -308,6 +356,7 @@ class SparseShiftVI(
         n_epochs_kl_warmup: int | None = None,
         align_at: Sequence[float] | None = None,
         plan_kwargs: dict | None = None,
+        ckpt_path: str | None = None,
         **kwargs,
     ):
         """Train the model.
@@ -346,6 +395,16 @@ class SparseShiftVI(
             the effects is logged as ``alignment_l1_ratio_train``.
         plan_kwargs
             More arguments of :class:`~scvi_causal.train.SparseShiftTrainingPlan`.
+        ckpt_path
+            Resume an interrupted run from this Lightning checkpoint (Lightning's ``ckpt_path``
+            of ``Trainer.fit``): the file written by a :class:`~scvi_causal.train.ResumeCheckpoint`
+            callback (``"<dirpath>/last.ckpt"``), or ``"last"`` for the newest one of the
+            ``ResumeCheckpoint`` in ``callbacks`` (a new run if there is none yet). Weights,
+            optimizer state, epoch counter, schedules and random states go on from the
+            checkpoint, in a model built with the same arguments on the same data; pass the
+            interrupted run's ``max_epochs``, training arguments and ``scvi.settings.seed``
+            (otherwise a warning says what differs). ``model.history`` then starts at the
+            resumed epoch.
         **kwargs
             Passed to :meth:`scvi.model.base.UnsupervisedTrainingMixin.train` (``accelerator``,
             ``devices``, ``strategy``, ``early_stopping``, ``train_size``, ...).
@@ -367,6 +426,12 @@ class SparseShiftVI(
         >>> model.train(max_epochs=50)  # doctest: +SKIP
         >>> model.history["mask_density_train"].tail()  # doctest: +SKIP
         >>> model.train(accelerator="cpu", devices=2, strategy="ddp")  # doctest: +SKIP
+
+        Checkpoint every epoch; run the same lines again after an interruption to resume:
+
+        >>> from scvi_causal.train import ResumeCheckpoint
+        >>> model.train(max_epochs=400, callbacks=[ResumeCheckpoint("runs/screen1")],
+        ...             ckpt_path="last")  # doctest: +SKIP
         """
         if not any(p.requires_grad for p in self.module.parameters()):
             logger.warning("Nothing to train: every parameter of this model is frozen.")
@@ -390,12 +455,14 @@ class SparseShiftVI(
             # scVI's library-size encoder has no gradient with observed library sizes
             kwargs["strategy"] = "ddp_find_unused_parameters_true"
         return super().train(
-            max_epochs=max_epochs, batch_size=batch_size, plan_kwargs=plan, **kwargs
+            max_epochs=max_epochs, batch_size=batch_size, plan_kwargs=plan, ckpt_path=ckpt_path,
+            **kwargs,
         )
 
     def _validate_anndata(self, adata: AnnData | None = None, copy_if_view: bool = True):
         """Validate ``adata``; unseen perturbation labels get a clear error first."""
         if adata is not None and adata is not self.adata:
+            self._write_matrix_labels(adata)
             key = self.adata_manager.get_state_registry(PERTURBATION_KEY).original_key
             if key not in adata.obs:
                 raise KeyError(f"perturbation_key {key!r} is not a column of adata.obs.")
@@ -420,6 +487,16 @@ class SparseShiftVI(
         return super()._validate_anndata(adata, copy_if_view=copy_if_view)
 
     # ------------------------------------------------------------------ results
+    def _write_matrix_labels(self, adata: AnnData) -> None:
+        """For a model set up with ``perturbation_obsm_key``: (re)write ``adata``'s labels."""
+        setup_args = self.adata_manager.registry["setup_args"]
+        key = setup_args.get("perturbation_obsm_key")
+        if key is None or (key not in adata.obsm and MATRIX_LABEL_KEY in adata.obs):
+            return
+        _write_matrix_labels(adata, key, setup_args.get("perturbation_names"),
+                             setup_args["control_category"],
+                             setup_args["perturbation_delimiter"], allow_unused=True)
+
     def _latent_columns(self) -> list[str]:
         return [f"z{k}" for k in range(self.module.n_latent)]
 
@@ -676,6 +753,20 @@ class SparseShiftVI(
         )
         out["is_control"] = out.index.isin(self.control_categories_)
         return out
+
+
+def _write_matrix_labels(adata: AnnData, obsm_key: str, names, control_category,
+                         delimiter: str | None, allow_unused: bool = False) -> None:
+    """Write the labels of ``adata.obsm[obsm_key]`` into ``adata.obs[MATRIX_LABEL_KEY]``.
+
+    ``allow_unused``: columns carried by no cell are allowed (a query, new data to predict
+    from, which need not hold every perturbation of the reference).
+    """
+    controls = _as_list(control_category)
+    labels, _ = perturbation_matrix_labels(adata, obsm_key, names,
+                                           controls[0] if controls else None, delimiter,
+                                           allow_unused=allow_unused)
+    adata.obs[MATRIX_LABEL_KEY] = pd.Categorical(labels)
 
 
 def default_max_epochs(n_obs: int, batch_size: int) -> int:

@@ -94,3 +94,102 @@ def check_perturbations(
     if len(controls) and set(map(str, controls)) == present:
         logger.warning("Every cell is a control: the model has no perturbation to learn.")
     return [str(c) for c in controls]
+
+
+#: Column of ``adata.obs`` that :meth:`SparseShiftVI.setup_anndata` fills with the labels derived
+#: from a perturbation matrix (``perturbation_obsm_key``).
+MATRIX_LABEL_KEY = "_scvi_causal_perturbation"
+
+
+def perturbation_matrix_labels(
+    adata: AnnData,
+    obsm_key: str,
+    names: Sequence[str] | None,
+    control: str | None,
+    delimiter: str | None,
+    allow_unused: bool = False,
+) -> tuple[np.ndarray, list[str]]:
+    """Labels (``"A+B"``; ``control`` for rows of zeros) of a cells x perturbations matrix.
+
+    ``adata.obsm[obsm_key]`` is a DataFrame (columns = perturbation names) or a dense or
+    sparse matrix with ``names`` given; any non-zero entry means that the cell carries that
+    perturbation (0/1 calls or guide counts). Never densifies a sparse matrix. Raises a clear
+    error on a missing key, names that do not match the columns, NaN/inf or negative values,
+    perturbations carried by no cell (unless ``allow_unused``), a name that contains the
+    delimiter or equals the control label, and rows of zeros without a control label.
+    Returns the labels and the perturbation names (column order).
+    """
+    if obsm_key not in adata.obsm:
+        raise KeyError(
+            f"perturbation_obsm_key {obsm_key!r} is not a key of adata.obsm "
+            f"(keys: {list(adata.obsm.keys())})."
+        )
+    values = adata.obsm[obsm_key]
+    where = f"adata.obsm[{obsm_key!r}]"
+    if isinstance(values, pd.DataFrame):
+        columns = [str(c) for c in values.columns]
+        if names is not None and [str(n) for n in names] != columns:
+            raise ValueError(
+                f"perturbation_names do not match the columns of {where} "
+                f"({columns[:5]} ...); leave perturbation_names out for a DataFrame."
+            )
+        names = columns
+        values = values.to_numpy()
+    elif names is None:
+        raise ValueError(
+            f"{where} is a matrix without column names: pass perturbation_names (one per "
+            "column) or store a DataFrame whose columns name the perturbations."
+        )
+    names = [str(n) for n in names]
+    if getattr(values, "ndim", 2) != 2 or values.shape[0] != adata.n_obs:
+        raise ValueError(f"{where} must be a cells x perturbations matrix, got shape "
+                         f"{getattr(values, 'shape', None)}.")
+    if values.shape[1] != len(names):
+        raise ValueError(
+            f"{where} has {values.shape[1]} columns but {len(names)} perturbation_names."
+        )
+    if len(set(names)) < len(names):
+        raise ValueError("Perturbation names must be distinct.")
+    if delimiter is not None:
+        bad = [n for n in names if delimiter in n]
+        if bad:
+            raise ValueError(
+                f"Perturbation names contain the delimiter {delimiter!r}: {bad[:5]}; pass "
+                "another perturbation_delimiter."
+            )
+    if control is not None and control in names:
+        raise ValueError(f"{control!r} is the control label and cannot name a perturbation.")
+    matrix = sparse.csr_matrix(values, dtype=np.float64)
+    if not np.all(np.isfinite(matrix.data)):
+        raise ValueError(f"{where} contains NaN or infinite values.")
+    if matrix.data.size and matrix.data.min() < 0:
+        raise ValueError(
+            f"{where} contains negative values; non-zero (positive) entries mark the "
+            "perturbations a cell carries."
+        )
+    matrix.eliminate_zeros()
+    matrix.sort_indices()
+    unused = np.flatnonzero(np.diff(matrix.tocsc().indptr) == 0)
+    if len(unused) and not allow_unused:
+        raise ValueError(
+            f"Perturbations carried by no cell in {where}: "
+            f"{[names[i] for i in unused[:10]]}{' ...' if len(unused) > 10 else ''}. Drop "
+            "these columns."
+        )
+    joiner = delimiter if delimiter is not None else "+"
+    if delimiter is None and matrix.getnnz(axis=1).max(initial=0) > 1:
+        raise ValueError(
+            "Cells carry several perturbations but perturbation_delimiter is None; pass a "
+            "delimiter (e.g. '+') that no perturbation name contains."
+        )
+    named = np.asarray(names, dtype=object)
+    labels = np.empty(adata.n_obs, dtype=object)
+    for i in range(adata.n_obs):
+        cols = matrix.indices[matrix.indptr[i] : matrix.indptr[i + 1]]
+        labels[i] = joiner.join(named[cols]) if len(cols) else control
+    if control is None and any(label is None for label in labels):
+        raise ValueError(
+            f"{where} has rows of zeros (cells without perturbation), but control_category "
+            "is None; give the control label those cells get."
+        )
+    return labels, names

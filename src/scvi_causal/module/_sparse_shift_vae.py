@@ -151,15 +151,19 @@ class SparseShiftVAE(LatentRotationMixin, VAE):
 
     @auto_move_data
     def generative(
-        self, z, library, batch_index, intervention=None, direct_intervention=None, **kwargs
+        self, z, library, batch_index, intervention=None, direct_intervention=None,
+        transform_batch=None, **kwargs
     ):
         """Decode ``z`` as scVI does, with the perturbation-dependent prior as ``pz``.
 
         With direct effects (``direct_penalty``, once active), the perturbations'
         gene-level offsets are added to the decoder's log-proportions; they are those of
         ``direct_intervention`` when given (a counterfactual label), else of ``intervention``.
+        ``transform_batch`` decodes every cell in that batch, as in :class:`scvi.module.VAE`
+        (named here so that scvi's ``RNASeqMixin`` methods find it).
         """
-        outputs = super().generative(z, library, batch_index, **kwargs)
+        outputs = super().generative(z, library, batch_index, transform_batch=transform_batch,
+                                     **kwargs)
         n = z.shape[-2]
         outputs[MODULE_KEYS.PZ_KEY] = self.prior(intervention, n=n)
         if self.direct is not None:

@@ -1,5 +1,6 @@
-"""Training plans (only where scvi-tools' own cannot do the job)."""
+"""Training plans and callbacks (only where scvi-tools' own cannot do the job)."""
 
-from ._plan import SparseShiftTrainingPlan
+from ._checkpoint import ResumeCheckpoint
+from ._plan import NonFiniteLossError, SparseShiftTrainingPlan
 
-__all__ = ["SparseShiftTrainingPlan"]
+__all__ = ["NonFiniteLossError", "ResumeCheckpoint", "SparseShiftTrainingPlan"]

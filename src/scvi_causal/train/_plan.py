@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import re
+import warnings
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 import torch.distributed as dist
+from scvi import REGISTRY_KEYS, settings
 from scvi.module._constants import MODULE_KEYS
 from scvi.train import TrainingPlan
 
@@ -15,6 +20,25 @@ from scvi_causal.core._rotation import alignment_epochs, forget_optimizer_state
 from scvi_causal.module._sparse_shift_vae import PERTURBATION_KEY
 
 logger = logging.getLogger(__name__)
+
+#: Key of the training plan's own state in a Lightning checkpoint.
+PLAN_STATE_KEY = "scvi_causal_plan_state"
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The training loss became NaN or infinite; the message says where and what to try.
+
+    Raised by :class:`SparseShiftTrainingPlan` before the optimizer step of the minibatch, so
+    the model keeps the parameters of the last step with a finite loss (unless they are
+    already non-finite, which the message reports).
+
+    Examples
+    --------
+    >>> try:  # doctest: +SKIP
+    ...     model.train(max_epochs=100, lr=1.0)
+    ... except NonFiniteLossError as err:
+    ...     print(err)
+    """
 
 
 class SparseShiftTrainingPlan(TrainingPlan):
@@ -29,6 +53,15 @@ class SparseShiftTrainingPlan(TrainingPlan):
       (default: all of training). The temperature and the mask density are logged each epoch
       and end up in ``model.history`` (``mask_temperature_train``, ``mask_density_train``,
       ``mask_on_fraction_train``).
+
+    Training stops with a :class:`NonFiniteLossError` at the first minibatch whose loss is NaN or
+    infinite, with the likely causes and remedies. A run interrupted after a
+    :class:`~scvi_causal.train.ResumeCheckpoint` (or any Lightning checkpoint) resumes with its
+    schedules where they were: temperature, KL warm-up, alignment steps and the switch-on of
+    direct effects follow Lightning's restored epoch counter, and the penalty annealing's
+    starting value is restored from the checkpoint. A resumed run with another ``max_epochs``,
+    other schedule arguments or other training cells (``scvi.settings.seed`` decides the
+    train/validation split) warns, since its schedules differ from the interrupted run's.
 
     Parameters
     ----------
@@ -171,6 +204,150 @@ class SparseShiftTrainingPlan(TrainingPlan):
             frac = (epoch - first) / max(n - 1 - first, 1)
             return start + (self.sparsity_penalty_end - start) * min(frac, 1.0)
         return geometric_temperature(epoch - first, n - first, start, self.sparsity_penalty_end)
+
+    def training_step(self, batch, batch_idx):
+        """scvi's training step; raises :class:`NonFiniteLossError` if the loss is not finite.
+
+        Non-finite values usually surface first in torch's argument check of a distribution
+        (``ValueError: Expected parameter loc ... but found invalid values``); that error is
+        turned into a ``NonFiniteLossError`` too.
+        """
+        error = None
+        try:
+            loss = super().training_step(batch, batch_idx)
+        except ValueError as err:
+            if "found invalid values" not in str(err):
+                raise
+            loss, error = None, err
+        if error is not None:
+            match = re.search(r"Expected parameter (\w+).*? of distribution (\w+)", str(error))
+            what = f"the {match[1]} of a {match[2]} distribution" if match else "a distribution"
+            problem = f"Non-finite values reached {what} of the model"
+        elif not bool(torch.isfinite(loss.detach()).all()):
+            problem = f"The training loss is {float(loss.detach().float().mean())}"
+        else:
+            problem = None
+        if self.trainer.world_size > 1:  # stop every process together: a lone one hangs DDP
+            flag = torch.tensor(float(problem is not None), device=self.device)
+            if bool(self.trainer.strategy.reduce(flag, reduce_op="sum") > 0) and problem is None:
+                problem = "The training loss is not finite on another process"
+        if problem is not None:
+            raise NonFiniteLossError(self._non_finite_message(problem, batch, batch_idx)) from error
+        return loss
+
+    @torch.no_grad()
+    def _non_finite_message(self, problem: str, batch, batch_idx: int) -> str:
+        """Where the loss became non-finite, what this minibatch and the model show, and what
+        to try."""
+        where = f"epoch {self.current_epoch}, step {self.global_step} (minibatch {batch_idx})"
+        head = f"{problem} at {where}."
+        found = []
+        bad_params = [name for name, p in self.module.named_parameters()
+                      if not bool(torch.isfinite(p).all())]
+        if bad_params:
+            found.append(
+                "non-finite parameters (" + ", ".join(bad_params[:5])
+                + (", ..." if len(bad_params) > 5 else "")
+                + "), likely from an earlier update that overflowed"
+            )
+        x = batch.get(REGISTRY_KEYS.X_KEY) if isinstance(batch, dict) else None
+        if x is not None:
+            x = x.detach().float()
+            if not bool(torch.isfinite(x).all()):
+                found.append("non-finite input values in this minibatch")
+            elif bool((x < 0).any()):
+                found.append("negative input values in this minibatch")
+            else:
+                if not torch.equal(x, x.round()):
+                    found.append("non-integer input values (not raw counts?)")
+                library = x.sum(-1)
+                found.append(f"library sizes {float(library.min()):.0f} to "
+                             f"{float(library.max()):.0f} in this minibatch")
+        prior = getattr(self.module, "prior", None)
+        mask = getattr(prior, "mask", None)
+        if mask is not None:
+            found.append(f"mask temperature {float(mask.temperature):.3g}")
+        shifts = getattr(prior, "shifts", None)
+        if isinstance(shifts, torch.Tensor) and shifts.numel():
+            found.append(f"largest |shift| {float(shifts.abs().max()):.3g}")
+        precision = str(self.trainer.precision)
+        found.append(f"precision {precision!r}")
+        half = "16" in precision
+        return (
+            f"{head} Training stopped before this step's update. Found: {'; '.join(found)}.\n"
+            "Likely causes: a learning rate too high for these data "
+            f"(lr={self.lr}, per-perturbation parameters x{self.intervention_lr_factor}); "
+            "input that is not raw counts, or cells with extreme library sizes; a perturbation "
+            "with an extreme shift, or a mask temperature too low "
+            f"(temperature_end={self.temperature_end})"
+            + ("; half precision" if half else "")
+            + ".\nWhat to try: a lower learning rate (`model.train(lr=1e-3)`) or "
+            "`intervention_lr_factor`; raw integer counts in adata.X or the `layer` given to "
+            "`setup_anndata` (it warns on non-integer values), without extreme cells; gradient "
+            "clipping (`model.train(..., gradient_clip_val=10.0)`); a higher end temperature "
+            "(`plan_kwargs={'temperature_end': 0.5}`)"
+            + ("; 32-bit precision (`precision=32`)" if half else "")
+            + "."
+        )
+
+    def _schedule(self) -> dict:
+        """The arguments that fix the schedules over epochs (compared on resumption)."""
+        return {
+            "max_epochs": getattr(self.trainer, "max_epochs", None),
+            "n_epochs_kl_warmup": self.n_epochs_kl_warmup,
+            "n_steps_kl_warmup": self.n_steps_kl_warmup,
+            "temperature": [self.temperature_start, self.temperature_end,
+                            self.n_epochs_temperature],
+            "sparsity_penalty": [self.sparsity_penalty_end, self.sparsity_anneal_start],
+            "align_at": list(self.align_at),
+            "direct_start": self.direct_start,
+        }
+
+    def _train_cells_digest(self) -> str | None:
+        """Digest of the training cells' indices (None: the data module does not say)."""
+        indices = getattr(getattr(self.trainer, "datamodule", None), "train_idx", None)
+        if indices is None:
+            return None
+        indices = np.ascontiguousarray(np.asarray(indices, dtype=np.int64))
+        return hashlib.sha1(indices.tobytes()).hexdigest()
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """Store the plan's own state: the annealing start, schedules and training cells."""
+        super().on_save_checkpoint(checkpoint)
+        checkpoint[PLAN_STATE_KEY] = {
+            "sparsity_penalty_start": self.sparsity_penalty_start,
+            "schedule": self._schedule(),
+            "train_cells": self._train_cells_digest(),
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        """Restore the plan's own state; warn if the resumed run's schedules or cells differ."""
+        super().on_load_checkpoint(checkpoint)
+        state = checkpoint.get(PLAN_STATE_KEY)
+        if state is None:
+            return
+        self.sparsity_penalty_start = state["sparsity_penalty_start"]
+        schedule = self._schedule()
+        changed = [f"{key}: {value} -> {schedule.get(key)}"
+                   for key, value in state["schedule"].items() if schedule.get(key) != value]
+        if changed:
+            warnings.warn(
+                "Resuming with other schedule arguments than the checkpoint's ("
+                + "; ".join(changed) + "): temperature, KL warm-up, alignment and direct-effect "
+                "schedules follow the new values. Pass the interrupted run's `max_epochs` and "
+                "training arguments to continue it unchanged.",
+                UserWarning,
+                stacklevel=settings.warnings_stacklevel,
+            )
+        digest = self._train_cells_digest()
+        if None not in (digest, state["train_cells"]) and digest != state["train_cells"]:
+            warnings.warn(
+                "Resuming on other training cells than the checkpoint's: set "
+                "`scvi.settings.seed` (and `train_size`) as in the interrupted run, which "
+                "decide the train/validation split.",
+                UserWarning,
+                stacklevel=settings.warnings_stacklevel,
+            )
 
     def on_train_start(self):
         """Put the module in training mode (Lightning keeps the modes it finds).
