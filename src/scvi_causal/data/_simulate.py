@@ -406,14 +406,23 @@ def simulate_sparse_shift(
         theta = np.exp(log_theta)
         z_reference = rng.standard_normal(size=(_N_REFERENCE, n_latent))
         scale = np.std(_mlp(z_reference, weights))
-        logits = baseline + _mlp(z, weights) / scale
+        # in place where possible: at genome-wide sizes every cells x genes float64 copy is
+        # gigabytes (the same operations, so the same numbers, as out-of-place ones)
+        logits = _mlp(z, weights)
+        logits /= scale
+        logits += baseline
         if offsets is not None:
             logits += np.repeat(offsets, [n_cells for _, _, n_cells in groups], axis=0)
-        proportions = softmax(logits, axis=1)  # across GENES
+        mu = softmax(logits, axis=1)  # proportions across GENES
+        del logits
         log_mean = np.log(library_size_mean) - library_size_sd**2 / 2
         library = rng.lognormal(log_mean, library_size_sd, size=(z.shape[0], 1))
-        mu = library * proportions
-        counts = rng.poisson(rng.gamma(shape=theta, scale=mu / theta))
+        mu *= library
+        mu /= theta
+        rates = rng.gamma(shape=theta, scale=mu)
+        del mu
+        counts = rng.poisson(rates)
+        del rates
 
     # 6. shuffle cells
     order = rng.permutation(z.shape[0])
