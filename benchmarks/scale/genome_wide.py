@@ -7,7 +7,8 @@ figures), and the target graph F1 and MCC against the simulated truth::
     python benchmarks/scale/genome_wide.py --out benchmarks/scale/genome_wide
     python benchmarks/scale/genome_wide.py --quick --out /tmp/gw     # CI smoke run
 
-Writes ``results.csv`` (one row per stage) and ``RESULTS.md`` into ``--out``.
+Writes ``results.csv`` (one row per stage) and ``RESULTS.md`` into ``--out``, and the target
+report into ``--out/report`` (not committed: its gene-effect table alone is 5,000 x 2,000).
 """
 
 from __future__ import annotations
