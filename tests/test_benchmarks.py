@@ -134,7 +134,8 @@ def test_counterfactual_quick(tmp_path):
 @pytest.mark.parametrize(
     ("script", "table", "column"),
     [("benchmarks/simulated/consensus.py", "consensus.csv", "precision"),
-     ("benchmarks/simulated/select_n_latent.py", "select_n_latent.csv", "chosen_n_latent")],
+     ("benchmarks/simulated/select_n_latent.py", "select_n_latent.csv", "chosen_n_latent"),
+     ("benchmarks/scale/genome_wide.py", "results.csv", "seconds")],
 )
 def test_simulated_extras_quick(script, table, column, tmp_path):
     cmd = [sys.executable, str(ROOT / script), "--quick", "--out", str(tmp_path)]

@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     parser.add_argument("--out", type=Path, default=Path("benchmark_output/genome_wide"))
     args = parser.parse_args(argv)
     if args.quick:
-        args.n_perturbations, args.cells, args.n_genes = 200, 20, 200
+        args.n_perturbations, args.cells, args.n_genes = 40, 20, 100
     command = "python benchmarks/scale/genome_wide.py " + " ".join(
         argv if argv is not None else sys.argv[1:])
 
