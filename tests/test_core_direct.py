@@ -61,3 +61,29 @@ def test_state_without_direct_effects_loads_as_inactive():
     module.load_state_dict({})
     assert not bool(module.direct.active)
     assert float(module.direct.effects.abs().sum()) == 0.0
+
+
+def test_many_perturbations_sum_only_the_carried_rows():
+    """Above SPARSE_FROM perturbations the offsets are summed sparsely: same values, same
+    gradients as the dense product."""
+    from scvi_causal.core._direct import SPARSE_FROM
+
+    torch.manual_seed(0)
+    n_pert = SPARSE_FROM + 36
+    direct = DirectEffects(n_pert, 7, penalty=1.0)
+    direct.activate()
+    with torch.no_grad():
+        direct.effects.normal_()
+    rows = torch.zeros(5, n_pert)
+    rows[0, 3] = 1.0
+    rows[1, [3, 70, 99]] = 1.0
+    rows[3, 50] = 2.0  # counts, not only 0/1
+    out = direct(rows)
+    expected = rows @ direct.effects
+    torch.testing.assert_close(out, expected)
+    assert torch.all(out[[2, 4]] == 0)
+    out.square().sum().backward()
+    grad = direct.effects.grad.clone()
+    direct.effects.grad = None
+    (rows @ direct.effects).square().sum().backward()
+    torch.testing.assert_close(grad, direct.effects.grad)

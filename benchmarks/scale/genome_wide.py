@@ -54,11 +54,18 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     args.out.mkdir(parents=True, exist_ok=True)
     rows = []
 
+    def table() -> pd.DataFrame:
+        return pd.DataFrame(rows).assign(n_perturbations=args.n_perturbations,
+                                         cells_per_perturbation=args.cells,
+                                         n_genes=args.n_genes, n_latent=args.n_latent,
+                                         threads=args.threads, command=command.strip())
+
     def stage(name: str, start: float, **extra):
         rows.append({"stage": name, "seconds": time.perf_counter() - start,
                      "peak_rss_gib": _peak_gib(), **extra})
         print(f"{name}: {rows[-1]['seconds']:.1f} s, peak RSS {rows[-1]['peak_rss_gib']:.2f} "
               f"GiB {extra or ''}", flush=True)
+        table().to_csv(args.out / "results.csv", index=False)  # kept if a later stage fails
 
     t = time.perf_counter()
     adata = simulate_sparse_shift(n_perturbations=args.n_perturbations,
@@ -91,11 +98,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     report = model.target_report(args.out / "report", max_cells=1000)
     stage("target report", t, n_figures=len(report.get("figures", {})))
 
-    df = pd.DataFrame(rows).assign(n_perturbations=args.n_perturbations,
-                                   cells_per_perturbation=args.cells, n_genes=args.n_genes,
-                                   n_latent=args.n_latent, threads=args.threads,
-                                   command=command.strip())
-    df.to_csv(args.out / "results.csv", index=False)
+    df = table()
     lines = [
         "# Genome-wide size", "",
         f"Written by `{command.strip()}` from `results.csv`. Simulated screen "

@@ -119,7 +119,9 @@ class CounterfactualMixin:
         )
         gen_input[INTERVENTION_KEY] = None
         if direct is not None:
-            gen_input[DIRECT_INTERVENTION_KEY] = direct.expand(z.shape[-2], -1)
+            # one row is broadcast over the cells (its offset computed once, not per cell)
+            gen_input[DIRECT_INTERVENTION_KEY] = (
+                direct if direct.shape[0] == 1 else direct.expand(z.shape[-2], -1))
         return self.module.generative(**gen_input)[MODULE_KEYS.PX_KEY]
 
     def _observed_batches(self) -> np.ndarray | None:
