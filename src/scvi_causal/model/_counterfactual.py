@@ -178,10 +178,13 @@ class CounterfactualMixin:
         population-level effect those cells would show in each batch where the perturbation
         was seen. Rows of source batches not carried are NaN; None when nothing is carried.
         """
+        if all(batches is None for batches in effect_batches):
+            return [None] * len(effect_batches)  # nothing to carry: no pass over the cells
         n_batch = int(self.summary_stats.n_batch)
         sums: dict[tuple[int, int], list[torch.Tensor]] = {}
         for tensors, u, library in self._abducted(dl, category_shift, n_samples):
             own = tensors[REGISTRY_KEYS.BATCH_KEY].view(-1).long().to(u.device)
+            untreated_in: dict[int, torch.Tensor] = {}  # u decoded in batch b, for every label
             for t, batches in enumerate(effect_batches):
                 if batches is None:
                     continue
@@ -196,7 +199,9 @@ class CounterfactualMixin:
                             torch.full_like(tensors[REGISTRY_KEYS.BATCH_KEY], int(b))}
                     treated = self._decode(in_b, u + target_shift[t], library,
                                            direct=target_rows[t : t + 1]).scale
-                    untreated = self._decode(in_b, u, library).scale
+                    if int(b) not in untreated_in:
+                        untreated_in[int(b)] = self._decode(in_b, u, library).scale
+                    untreated = untreated_in[int(b)]
                     if n_samples > 1:
                         treated, untreated = treated.mean(0), untreated.mean(0)
                     acc = sums.setdefault((t, int(b)), [0.0, 0.0, 0.0])
@@ -377,6 +382,7 @@ class CounterfactualMixin:
         blocks: list[list[np.ndarray]] = [[] for _ in perturbations]
         for tensors, u, library in self._abducted(dl, category_shift, n_samples):
             own = tensors[REGISTRY_KEYS.BATCH_KEY].view(-1).long().to(u.device)
+            reconstruction = None  # u in the cells' own batches, shared by carried labels
             for t in range(len(perturbations)):
                 z_cf = u + target_shift[t]  # action
                 px = self._decode(tensors, z_cf, library, direct=target_rows[t : t + 1])
@@ -384,8 +390,9 @@ class CounterfactualMixin:
                     offset = offsets[t][own]
                     carried = ~torch.isnan(offset).any(-1)
                     if carried.any():
-                        moved = _offset_likelihood(self._decode(tensors, u, library),
-                                                   torch.nan_to_num(offset))
+                        if reconstruction is None:
+                            reconstruction = self._decode(tensors, u, library)
+                        moved = _offset_likelihood(reconstruction, torch.nan_to_num(offset))
                         px = _select_likelihood(px, moved, carried)
                 if return_counts:
                     out = px.sample()
