@@ -158,3 +158,25 @@ def test_query_of_a_plain_vae_has_nothing_to_train(screen, query_adata):
     assert not any(p.requires_grad for p in query.module.parameters())
     query.train()
     assert query.get_perturbation_scores(n_mc_samples=2).shape[0] == 3
+
+
+def test_query_appends_new_perturbations_after_the_reference(reference, query_adata):
+    """A new name that sorts before the reference's goes after them: the reference's rows stay
+    first and keep their values, and combinations of new and known members are encoded."""
+    adata = query_adata.copy()
+    labels = adata.obs["perturbation"].astype(str)
+    labels = labels.replace({"p04": "a_new", "p05": "a_new+p01"})
+    adata.obs["perturbation"] = labels.astype("category")
+    query = SparseShiftVI.load_query_data(adata, reference)
+    assert query.perturbation_names_ == REF + ["a_new"]
+    assert query.new_perturbations_ == ["a_new"]
+    ref_shifts = reference.module.prior.shifts.detach()
+    assert torch.equal(query.module.prior.shifts.detach()[: len(REF)], ref_shifts)
+    encoded = query.perturbation_encoding.encode(["a_new+p01", "p00", "control"])
+    assert encoded.tolist() == [[0, 1, 0, 0, 1], [1, 0, 0, 0, 0], [0, 0, 0, 0, 0]]
+    # the module's matrix agrees with the encoding, category by category
+    categories = query.adata_manager.get_state_registry("perturbation").categorical_mapping
+    np.testing.assert_array_equal(
+        query.module.intervention_matrix.cpu().numpy(),
+        query.perturbation_encoding.encode(categories),
+    )

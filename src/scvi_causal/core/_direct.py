@@ -12,8 +12,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-#: Above this many perturbations, offsets are summed over the carried ones only.
-SPARSE_FROM = 64
+from scvi_causal._constants import SPARSE_FROM
+
 
 class DirectEffects(nn.Module):
     r"""Sparse direct effects :math:`\delta_p \in \mathbb{R}^G` of each intervention.

@@ -6,11 +6,6 @@ import torch
 
 from ._priors import SparseShiftPrior
 
-#: Fractions of training after which a sparse-shift model's latent space is rotated onto the
-#: sparsest frame of the interventions' effects (the default of both the single-cell and the
-#: image models).
-DEFAULT_ALIGN_AT = (0.3, 0.5, 0.7)
-
 
 def sparse_rotation(
     effects: torch.Tensor,

@@ -22,6 +22,7 @@ from torch import nn
 from torch.distributions import Normal, kl_divergence
 from torch.utils.data import DataLoader, TensorDataset
 
+from scvi_causal._constants import DEFAULT_ALIGN_AT
 from scvi_causal.core import (
     LatentRotationMixin,
     SparseShiftPrior,
@@ -30,11 +31,7 @@ from scvi_causal.core import (
     sparse_alignment,
     total_correlation,
 )
-from scvi_causal.core._rotation import (
-    DEFAULT_ALIGN_AT,
-    alignment_epochs,
-    forget_optimizer_state,
-)
+from scvi_causal.core._rotation import alignment_epochs, forget_optimizer_state
 
 from ._dsprites import regimes_to_interventions
 

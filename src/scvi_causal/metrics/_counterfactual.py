@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.spatial.distance import cdist
 
-#: Scale of normalised expression before ``log1p`` (counts per 10,000).
-LFC_SCALE = 1e4
+from scvi_causal._constants import LFC_SCALE
 
 
 def _as_2d(x, name: str) -> np.ndarray:

@@ -12,13 +12,14 @@ from anndata import AnnData
 from scvi import REGISTRY_KEYS
 from scvi.module._constants import MODULE_KEYS
 
-from scvi_causal.metrics._counterfactual import LFC_SCALE
-from scvi_causal.module._sparse_shift_vae import (
+from scvi_causal._constants import (
     DIRECT_INTERVENTION_KEY,
     INTERVENTION_KEY,
+    LFC_SCALE,
     PERTURBATION_KEY,
-    _offset_likelihood,
 )
+from scvi_causal._encoding import UnknownPerturbationError
+from scvi_causal.module._sparse_shift_vae import _offset_likelihood
 
 logger = logging.getLogger(__name__)
 
@@ -43,30 +44,21 @@ class CounterfactualMixin:
     # -------------------------------------------------------------- shifts of labels
     def _parse_request(self, label: str) -> np.ndarray:
         """Multi-hot vector over ``perturbation_names_`` for a label (combinations allowed)."""
-        label = str(label)
-        if label in self.control_categories_:
-            return np.zeros(len(self.perturbation_names_), dtype=np.float32)
-        delimiter = self.adata_manager.registry["setup_args"]["perturbation_delimiter"]
-        parts = [label] if delimiter is None else [s.strip() for s in label.split(delimiter)]
-        parts = [p for p in parts if p and p not in self.control_categories_]
-        index = {n: i for i, n in enumerate(self.perturbation_names_)}
-        unknown = [p for p in parts if p not in index]
-        if not parts or unknown:
+        encoding = self.perturbation_encoding
+        try:
+            return encoding.encode([label])[0]
+        except UnknownPerturbationError as err:
             raise ValueError(
-                f"Cannot predict {label!r}: "
-                + (
-                    f"{unknown} never seen by the model (known perturbations: "
-                    f"{self.perturbation_names_[:10]}{' ...' if len(index) > 10 else ''}). "
-                    "Every member of a combination must be a trained perturbation; map new "
-                    "perturbations first with SparseShiftVI.load_query_data."
-                    if parts
-                    else "the label holds no perturbation."
-                )
-            )
-        vec = np.zeros(len(self.perturbation_names_), dtype=np.float32)
-        for p in parts:
-            vec[index[p]] = 1.0
-        return vec
+                f"Cannot predict {label!r}: {err.unknown} never seen by the model (known "
+                f"perturbations: {self.perturbation_names_[:10]}"
+                f"{' ...' if len(self.perturbation_names_) > 10 else ''}). Every member of a "
+                "combination must be a trained perturbation; map new perturbations first with "
+                "SparseShiftVI.load_query_data."
+            ) from None
+        except ValueError:
+            raise ValueError(
+                f"Cannot predict {label!r}: the label holds no perturbation."
+            ) from None
 
     def _atomic_shift_matrix(self, shift: str = "model", needed: np.ndarray | None = None):
         """``(P, K)`` latent shift of each atomic perturbation.

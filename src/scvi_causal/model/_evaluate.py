@@ -41,9 +41,6 @@ class EvaluationMixin:
         setup = self.adata_manager.registry["setup_args"]
         return setup["perturbation_key"]
 
-    def _delimiter(self) -> str | None:
-        return self.adata_manager.registry["setup_args"]["perturbation_delimiter"]
-
     def evaluate_predictions(
         self,
         adata_test: AnnData,
@@ -212,7 +209,7 @@ class EvaluationMixin:
             predicted[method] = _model_predictions(
                 model, source, perturbations, controls[0], reading, energy, observed, seed
             )
-        delimiter = self._delimiter() or "+"
+        delimiter = self.perturbation_encoding.delimiter or "+"
         if "control" in baselines:
             zero = np.zeros(self.adata.n_vars)
             predicted["control"] = {
@@ -234,9 +231,10 @@ class EvaluationMixin:
                     continue  # a member without training cells of its own
                 predicted["additive"][p] = {"delta": delta, "mean": base_mean + delta}
         if "linear" in baselines:
-            members = {m.strip() for label in train_deltas for m in label.split(delimiter)}
+            encoding = self.perturbation_encoding
+            members = {m for label in train_deltas for m in encoding.members(label)}
             predictable = [p for p in perturbations
-                           if all(m.strip() in members for m in p.split(delimiter))]
+                           if all(m in members for m in encoding.members(p))]
             if predictable:
                 linear = linear_baseline(train_deltas, predictable, delimiter=delimiter)
                 predicted["linear"] = {p: {"delta": d, "mean": base_mean + d}

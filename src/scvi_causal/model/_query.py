@@ -13,6 +13,11 @@ from scvi.data._constants import _MODEL_NAME_KEY, _SETUP_ARGS_KEY
 from scvi.model.base._archesmixin import _get_loaded_data
 from scvi.model.base._save_load import _initialize_model
 
+from scvi_causal._constants import PERTURBATION_KEY
+from scvi_causal._encoding import PerturbationEncoding, control_labels
+
+from ._validation import check_counts
+
 logger = logging.getLogger(__name__)
 
 
@@ -75,8 +80,6 @@ class QueryMixin:
         """
         from scvi.model._utils import parse_device_args
 
-        from ._sparse_shift_vi import _as_list
-        from ._validation import check_counts
 
         if not isinstance(adata, AnnData):
             raise TypeError("`adata` must be an AnnData.")
@@ -127,15 +130,16 @@ class QueryMixin:
         attr_dict.pop("control_categories_", None)
         model = _initialize_model(cls, adata, registry, attr_dict, None)
         model.to_device(torch_device)
-        new_names = [n for n in model.perturbation_names_ if n not in set(ref_names)]
+        _append_new_perturbations(model, ref_names)
+        new_names = model.perturbation_names_[len(ref_names):]
         if not new_names:
             logger.warning("The query holds no perturbation unseen by the reference; nothing "
                            "will be trained.")
         model.new_perturbations_ = new_names
         model.reference_perturbations_ = ref_names
-        _load_reference_state(model.module, state, ref_names, model.perturbation_names_)
-        _freeze_reference(model.module, ref_names, model.perturbation_names_, fix_masks)
-        model.control_categories_ = _as_list(setup_args["control_category"])
+        _load_reference_state(model.module, state, len(ref_names))
+        _freeze_reference(model.module, len(ref_names), fix_masks)
+        model.control_categories_ = control_labels(setup_args["control_category"])
         model.is_trained_ = False
         model.module.eval()
         return model
@@ -172,28 +176,48 @@ def _row_params(module) -> dict[str, torch.Tensor]:
 
 
 @torch.no_grad()
-def _load_reference_state(module, state: dict, ref_names: list[str], names: list[str]) -> None:
-    """Copy the reference's weights; per-perturbation rows by perturbation name."""
+def _append_new_perturbations(model, ref_names: list[str]) -> None:
+    """Order the query model's perturbations as the reference's, the new ones appended.
+
+    The query registry extends the reference's categories (scvi-tools appends new categories);
+    the encoding keeps the reference's names first, so every per-perturbation tensor of the
+    reference fills the first rows and the new perturbations take the rows after them. The
+    model was just built, so all its per-perturbation rows are still identical (initial values)
+    and only the intervention matrix needs the new column order.
+    """
+    categories = model.adata_manager.get_state_registry(PERTURBATION_KEY).categorical_mapping
+    encoding = PerturbationEncoding.from_labels(
+        list(categories), model.control_categories_,
+        model.adata_manager.registry["setup_args"]["perturbation_delimiter"], known=ref_names,
+    )
+    matrix = model.module.intervention_matrix
+    matrix.copy_(torch.as_tensor(encoding.encode(categories)).to(matrix))
+    model.perturbation_names_ = list(encoding.names)
+
+
+@torch.no_grad()
+def _load_reference_state(module, state: dict, n_reference: int) -> None:
+    """Copy the reference's weights; its per-perturbation rows into the first rows (the new
+    perturbations' rows keep their initial values), as ``ArchesMixin`` pads new covariate
+    columns at the end."""
     rows = _row_params(module)
-    position = {n: i for i, n in enumerate(names)}
-    target = torch.as_tensor([position[n] for n in ref_names], dtype=torch.long)
     new_state = module.state_dict()
     for k, value in state.items():
         if k == "intervention_matrix":
             continue
         if k in rows:
             merged = new_state[k].clone()
-            merged[target.to(merged.device)] = value.to(merged.device, merged.dtype)
+            merged[:n_reference] = value.to(merged.device, merged.dtype)
             new_state[k] = merged
         else:
             new_state[k] = value
     module.load_state_dict(new_state)
 
 
-def _freeze_reference(module, ref_names: list[str], names: list[str], fix_masks: bool) -> None:
-    """Freeze everything but the new perturbations' mask logits, shifts and direct effects."""
-    ref_set = set(ref_names)
-    new_rows = torch.tensor([n not in ref_set for n in names], dtype=torch.bool)
+def _freeze_reference(module, n_reference: int, fix_masks: bool) -> None:
+    """Freeze everything but the new perturbations' mask logits, shifts and direct effects
+    (the rows after the first ``n_reference``)."""
+    new_rows = torch.arange(module.n_interventions) >= n_reference
     for m in module.modules():
         if isinstance(m, torch.nn.BatchNorm1d):
             m.momentum = 0.0  # running statistics stay those of the reference

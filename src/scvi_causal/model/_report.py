@@ -11,13 +11,12 @@ import torch
 from anndata import AnnData
 from scvi.module._constants import MODULE_KEYS
 
+from scvi_causal._constants import EFFECTS_CHUNK
 from scvi_causal.metrics._counterfactual import log_fold_change
 
 logger = logging.getLogger(__name__)
 
 
-#: Perturbations predicted at once by ``get_perturbation_gene_effects`` (bounds memory).
-EFFECTS_CHUNK = 64
 
 class ReportMixin:
     """Latent-unit gene effects and the target-identification report.

@@ -17,7 +17,7 @@ from scvi.model.base import DifferentialComputation
 from scvi.model.base._de_core import _fdr_de_prediction
 from torch.distributions import Normal
 
-from scvi_causal.module._sparse_shift_vae import PERTURBATION_KEY
+from scvi_causal._constants import PERTURBATION_KEY
 
 logger = logging.getLogger(__name__)
 

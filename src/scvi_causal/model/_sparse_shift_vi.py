@@ -23,9 +23,21 @@ from scvi.model._utils import _init_library_size
 from scvi.model.base import BaseModelClass, RNASeqMixin, UnsupervisedTrainingMixin, VAEMixin
 from scvi.utils import setup_anndata_dsp
 
-from scvi_causal.core._rotation import DEFAULT_ALIGN_AT
-from scvi_causal.module import SparseShiftVAE, parse_interventions
-from scvi_causal.module._sparse_shift_vae import PERTURBATION_KEY
+from scvi_causal._constants import (
+    DEFAULT_ALIGN_AT,
+    DEFAULT_DIRECT_PENALTY,
+    DEFAULT_INTERVENTION_LR_FACTOR,
+    DEFAULT_MASK_INIT_PROB,
+    DEFAULT_N_STEPS,
+    DEFAULT_SLAB_SCALE,
+    DEFAULT_SPARSITY_PENALTY,
+    DEFAULT_SPARSITY_SCALE,
+    MATRIX_LABEL_KEY,
+    PERTURBATION_KEY,
+    default_prior_prob,
+)
+from scvi_causal._encoding import PerturbationEncoding, control_labels
+from scvi_causal.module import SparseShiftVAE
 from scvi_causal.train import SparseShiftTrainingPlan
 
 from ._counterfactual import CounterfactualMixin
@@ -35,16 +47,12 @@ from ._query import QueryMixin
 from ._report import ReportMixin
 from ._scverse import ScverseMixin
 from ._validation import (
-    MATRIX_LABEL_KEY,
     check_counts,
     check_perturbations,
     perturbation_matrix_labels,
 )
 
 logger = logging.getLogger(__name__)
-
-#: Target number of optimisation steps of the default training length.
-DEFAULT_N_STEPS = 10_000
 
 
 class SparseShiftVI(
@@ -169,13 +177,13 @@ class SparseShiftVI(
         intervention_prior: Literal["spike_slab", "l1", "dense", "none"] = "spike_slab",
         beta: float = 1.0,
         prior_prob: float | None = None,
-        sparsity_penalty: float = 0.25,
-        sparsity_scale: Literal["absolute", "relative", "energy"] = "relative",
-        slab_scale: float | None = 10.0,
-        mask_init_prob: float = 0.5,
+        sparsity_penalty: float = DEFAULT_SPARSITY_PENALTY,
+        sparsity_scale: Literal["absolute", "relative", "energy"] = DEFAULT_SPARSITY_SCALE,
+        slab_scale: float | None = DEFAULT_SLAB_SCALE,
+        mask_init_prob: float = DEFAULT_MASK_INIT_PROB,
         tc_weight: float = 0.0,
         tc_query_size: int | None = 128,
-        direct_penalty: float | None = 3.0,
+        direct_penalty: float | None = DEFAULT_DIRECT_PENALTY,
         **vae_kwargs,
     ):
         if not isinstance(n_latent, int | np.integer) or n_latent < 1:
@@ -192,12 +200,14 @@ class SparseShiftVI(
         super().__init__(adata)
         setup_args = self.adata_manager.registry["setup_args"]
         categories = self.adata_manager.get_state_registry(PERTURBATION_KEY).categorical_mapping
-        self.control_categories_ = _as_list(setup_args["control_category"])
-        self.perturbation_names_, intervention_matrix = parse_interventions(
+        self.control_categories_ = control_labels(setup_args["control_category"])
+        encoding = PerturbationEncoding.from_labels(
             list(categories), self.control_categories_, setup_args["perturbation_delimiter"]
         )
+        self.perturbation_names_ = list(encoding.names)
+        intervention_matrix = encoding.encode(categories)
         prior_kwargs = {
-            "prior_prob": prior_prob if prior_prob is not None else min(1.0 / n_latent, 0.5),
+            "prior_prob": prior_prob if prior_prob is not None else default_prior_prob(n_latent),
             "sparsity_penalty": sparsity_penalty,
             "sparsity_scale": sparsity_scale,
             "slab_scale": slab_scale,
@@ -352,7 +362,7 @@ class SparseShiftVI(
         max_epochs: int | None = None,
         batch_size: int = 1024,
         lr: float = 3e-3,
-        intervention_lr_factor: float = 10.0,
+        intervention_lr_factor: float = DEFAULT_INTERVENTION_LR_FACTOR,
         n_epochs_kl_warmup: int | None = None,
         align_at: Sequence[float] | None = None,
         plan_kwargs: dict | None = None,
@@ -496,6 +506,21 @@ class SparseShiftVI(
         _write_matrix_labels(adata, key, setup_args.get("perturbation_names"),
                              setup_args["control_category"],
                              setup_args["perturbation_delimiter"], allow_unused=True)
+
+    @property
+    def perturbation_encoding(self) -> PerturbationEncoding:
+        """How this model reads perturbation labels: its atomic perturbations (in the order of
+        the rows of :meth:`get_target_graph`), control labels and combination delimiter.
+
+        Examples
+        --------
+        >>> model.perturbation_encoding.encode(["IFNGR1+JAK2"])  # doctest: +SKIP
+        """
+        return PerturbationEncoding(
+            tuple(self.perturbation_names_),
+            tuple(self.control_categories_),
+            self.adata_manager.registry["setup_args"]["perturbation_delimiter"],
+        )
 
     def _latent_columns(self) -> list[str]:
         return [f"z{k}" for k in range(self.module.n_latent)]
@@ -762,7 +787,7 @@ def _write_matrix_labels(adata: AnnData, obsm_key: str, names, control_category,
     ``allow_unused``: columns carried by no cell are allowed (a query, new data to predict
     from, which need not hold every perturbation of the reference).
     """
-    controls = _as_list(control_category)
+    controls = control_labels(control_category)
     labels, _ = perturbation_matrix_labels(adata, obsm_key, names,
                                            controls[0] if controls else None, delimiter,
                                            allow_unused=allow_unused)
@@ -779,10 +804,3 @@ def default_max_epochs(n_obs: int, batch_size: int) -> int:
     """
     return int(np.clip(round(DEFAULT_N_STEPS * batch_size / max(n_obs, 1)), 20, 1000))
 
-
-def _as_list(value) -> list[str]:
-    if value is None:
-        return []
-    if isinstance(value, str):
-        return [value]
-    return [str(v) for v in value]

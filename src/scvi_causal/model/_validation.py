@@ -11,6 +11,9 @@ import pandas as pd
 from anndata import AnnData
 from scipy import sparse
 
+from scvi_causal._constants import MATRIX_LABEL_KEY
+from scvi_causal._encoding import control_labels
+
 logger = logging.getLogger(__name__)
 
 _CHUNK = 10_000
@@ -83,7 +86,7 @@ def check_perturbations(
     present = set(map(str, labels.unique()))
     if control_category is None:
         return []
-    controls = [control_category] if isinstance(control_category, str) else list(control_category)
+    controls = control_labels(control_category)
     missing = [c for c in controls if str(c) not in present]
     if missing:
         raise ValueError(
@@ -96,9 +99,8 @@ def check_perturbations(
     return [str(c) for c in controls]
 
 
-#: Column of ``adata.obs`` that :meth:`SparseShiftVI.setup_anndata` fills with the labels derived
-#: from a perturbation matrix (``perturbation_obsm_key``).
-MATRIX_LABEL_KEY = "_scvi_causal_perturbation"
+__all__ = ["MATRIX_LABEL_KEY", "check_counts", "check_perturbations",
+           "perturbation_matrix_labels"]
 
 
 def perturbation_matrix_labels(

@@ -10,6 +10,8 @@ from scvi.module._constants import MODULE_KEYS
 from scvi.module.base import LossOutput, auto_move_data
 from torch.distributions import Normal, kl_divergence
 
+from scvi_causal._constants import DIRECT_INTERVENTION_KEY, INTERVENTION_KEY, PERTURBATION_KEY
+from scvi_causal._encoding import PerturbationEncoding
 from scvi_causal.core import (
     DirectEffects,
     LatentRotationMixin,
@@ -20,9 +22,13 @@ from scvi_causal.core import (
 )
 from scvi_causal.core._priors import InterventionPrior
 
-PERTURBATION_KEY = "perturbation"
-INTERVENTION_KEY = "intervention"
-DIRECT_INTERVENTION_KEY = "direct_intervention"
+__all__ = [
+    "DIRECT_INTERVENTION_KEY",
+    "INTERVENTION_KEY",
+    "PERTURBATION_KEY",
+    "SparseShiftVAE",
+    "parse_interventions",
+]
 
 
 class SparseShiftVAE(LatentRotationMixin, VAE):
@@ -380,22 +386,5 @@ def parse_interventions(
     >>> m.tolist()
     [[1.0, 0.0], [1.0, 1.0], [0.0, 0.0]]
     """
-    controls = set(control_categories)
-    members: list[list[str]] = []
-    for cat in categories:
-        cat = str(cat)
-        if cat in controls:
-            members.append([])
-            continue
-        parts = [cat] if delimiter is None else [s.strip() for s in cat.split(delimiter)]
-        parts = [s for s in parts if s and s not in controls]
-        if not parts:
-            raise ValueError(f"Perturbation label {cat!r} has no perturbation in it.")
-        members.append(parts)
-    names = sorted({m for parts in members for m in parts})
-    index = {n: i for i, n in enumerate(names)}
-    matrix = np.zeros((len(members), len(names)), dtype=np.float32)
-    for row, parts in enumerate(members):
-        for m in parts:
-            matrix[row, index[m]] = 1.0
-    return names, matrix
+    encoding = PerturbationEncoding.from_labels(categories, control_categories, delimiter)
+    return list(encoding.names), encoding.encode(categories)

@@ -11,10 +11,9 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from scvi.train import SaveCheckpoint
 
-logger = logging.getLogger(__name__)
+from scvi_causal._constants import RNG_STATE_KEY
 
-#: Key of the random-number-generator states in a checkpoint written by :class:`ResumeCheckpoint`.
-RNG_STATE_KEY = "scvi_causal_rng_states"
+logger = logging.getLogger(__name__)
 
 
 class ResumeCheckpoint(SaveCheckpoint):

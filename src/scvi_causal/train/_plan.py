@@ -15,14 +15,12 @@ from scvi import REGISTRY_KEYS, settings
 from scvi.module._constants import MODULE_KEYS
 from scvi.train import TrainingPlan
 
+from scvi_causal._constants import PERTURBATION_KEY, PLAN_STATE_KEY
 from scvi_causal.core import geometric_temperature, sparse_alignment
 from scvi_causal.core._rotation import alignment_epochs, forget_optimizer_state
-from scvi_causal.module._sparse_shift_vae import PERTURBATION_KEY
 
 logger = logging.getLogger(__name__)
 
-#: Key of the training plan's own state in a Lightning checkpoint.
-PLAN_STATE_KEY = "scvi_causal_plan_state"
 
 
 class NonFiniteLossError(FloatingPointError):
