@@ -2,7 +2,7 @@
 
 from ._direct import DirectEffects, apply_log_offset
 from ._masks import InterventionMask, geometric_temperature
-from ._priors import SparseShiftPrior, StandardNormalPrior, make_prior
+from ._priors import LatentPrior, SparseShiftPrior, StandardNormalPrior, make_prior
 from ._rotation import (
     LatentRotationMixin,
     rotate_latent_layers,
@@ -11,19 +11,24 @@ from ._rotation import (
 )
 from ._sparsity import bernoulli_kl, l1_penalty, l1_penalty_per_sample
 from ._tc import total_correlation
+from ._training import InterventionScheduleMixin, category_latent_sums, negative_elbo
 
 __all__ = [
     "DirectEffects",
     "apply_log_offset",
     "InterventionMask",
+    "InterventionScheduleMixin",
+    "LatentPrior",
     "LatentRotationMixin",
     "SparseShiftPrior",
     "StandardNormalPrior",
     "bernoulli_kl",
+    "category_latent_sums",
     "geometric_temperature",
     "l1_penalty",
     "l1_penalty_per_sample",
     "make_prior",
+    "negative_elbo",
     "rotate_latent_layers",
     "sparse_alignment",
     "sparse_rotation",

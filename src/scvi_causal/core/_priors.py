@@ -17,11 +17,21 @@ ones for a combination).
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from typing import Literal
 
 import torch
 from torch import nn
 from torch.distributions import Normal, kl_divergence
+
+from scvi_causal._constants import (
+    DEFAULT_MASK_INIT_PROB,
+    DEFAULT_SLAB_SCALE,
+    DEFAULT_SPARSITY_PENALTY,
+    DEFAULT_SPARSITY_SCALE,
+    DEFAULT_TEMPERATURE_START,
+    default_prior_prob,
+)
 
 from ._masks import InterventionMask
 from ._sparsity import bernoulli_kl, l1_penalty_per_sample
@@ -29,7 +39,62 @@ from ._sparsity import bernoulli_kl, l1_penalty_per_sample
 InterventionPrior = Literal["spike_slab", "l1", "dense", "none"]
 
 
-class StandardNormalPrior(nn.Module):
+class LatentPrior(nn.Module, ABC):
+    """Interface of every latent prior with interventions (the models and training plans use
+    only these methods).
+
+    A subclass implements :meth:`forward` (the prior of each sample given its interventions)
+    and :meth:`kl_global` (the term on global per-intervention variables). The rest has
+    defaults for a prior without per-intervention parameters: no per-sample sparsity cost, no
+    mask (so no temperature and no rotation reset), no extra diagnostics.
+
+    Examples
+    --------
+    >>> issubclass(SparseShiftPrior, LatentPrior), issubclass(StandardNormalPrior, LatentPrior)
+    (True, True)
+    """
+
+    #: Per-sample sparsity cost ``c`` (None: the prior has none); training plans may anneal it.
+    sparsity_penalty: float | None = None
+
+    @abstractmethod
+    def forward(self, intervention: torch.Tensor | None = None, n: int | None = None) -> Normal:
+        """Prior over ``(n, K)`` for samples with multi-hot ``intervention`` (``(n, P)``)."""
+
+    @abstractmethod
+    def kl_global(self) -> torch.Tensor:
+        """0-d term on global (per-intervention) variables, counted once per data set."""
+
+    def log_prob(self, z: torch.Tensor, intervention: torch.Tensor | None = None) -> torch.Tensor:
+        """Log-density of ``z`` (``(..., n, K)``), summed over units."""
+        return self(intervention, n=z.shape[-2]).log_prob(z).sum(-1)
+
+    def kl(self, qz: Normal, intervention: torch.Tensor | None = None) -> torch.Tensor:
+        """``KL(qz || prior)`` per sample, summed over units."""
+        return kl_divergence(qz, self(intervention, n=qz.loc.shape[-2])).sum(-1)
+
+    def local_penalty(self, intervention: torch.Tensor | None = None) -> torch.Tensor | None:
+        """Per-sample sparsity cost, shape ``(n,)``; None when there is none."""
+        return None
+
+    def intervention_parameters(self) -> list[nn.Parameter]:
+        """Per-intervention parameters (trained with a larger learning rate); none here."""
+        return []
+
+    def set_temperature(self, temperature: float) -> None:
+        """Set the relaxed-mask temperature (a no-op without masks)."""
+
+    def can_reset_in_frame(self) -> bool:
+        """Whether the per-intervention parameters can be re-expressed in a rotated latent
+        frame (:meth:`SparseShiftPrior.reset_in_frame`)."""
+        return False
+
+    def extra_metrics(self) -> dict[str, torch.Tensor]:
+        """Diagnostics to log during training (none)."""
+        return {}
+
+
+class StandardNormalPrior(LatentPrior):
     """Isotropic :math:`\\mathcal{N}(0, I)` prior; interventions are ignored (a plain VAE).
 
     Parameters
@@ -60,28 +125,12 @@ class StandardNormalPrior(nn.Module):
         loc = self._zero.new_zeros((n, self.n_latent))
         return Normal(loc, torch.ones_like(loc))
 
-    def log_prob(self, z: torch.Tensor, intervention: torch.Tensor | None = None) -> torch.Tensor:
-        """Log-density of ``z`` (``(..., n, K)``), summed over units."""
-        return self(intervention, n=z.shape[-2]).log_prob(z).sum(-1)
-
-    def kl(self, qz: Normal, intervention: torch.Tensor | None = None) -> torch.Tensor:
-        """``KL(qz || prior)`` per sample, summed over units."""
-        return kl_divergence(qz, self(intervention, n=qz.loc.shape[-2])).sum(-1)
-
-    def local_penalty(self, intervention: torch.Tensor | None = None) -> None:
-        """No sparsity: None."""
-        return None
-
     def kl_global(self) -> torch.Tensor:
         """No global variables: 0."""
         return self._zero
 
-    def extra_metrics(self) -> dict[str, torch.Tensor]:
-        """Diagnostics to log during training (none)."""
-        return {}
 
-
-class SparseShiftPrior(nn.Module):
+class SparseShiftPrior(LatentPrior):
     r"""Sparse mechanism shift prior.
 
     :math:`p(z \mid a) = \mathcal{N}(\sum_p a_p\, m_p \odot \mu_p, I)`.
@@ -117,19 +166,17 @@ class SparseShiftPrior(nn.Module):
     intervention_prior
         ``"spike_slab"``, ``"l1"`` or ``"dense"``.
     prior_prob
-        Prior inclusion probability :math:`\pi` of the spike-and-slab (default 0.05: a strong
-        preference for sparsity; a flat prior lets every mask stay on).
+        Prior inclusion probability :math:`\pi` of the spike-and-slab. ``None`` (default):
+        ``1 / n_latent`` (at most 0.5), about one target per intervention a priori; a flat
+        prior (0.5) lets every mask stay on.
     sparsity_penalty
         Cost :math:`c` per cell of each targeted unit (``"spike_slab"``, ``"l1"``).
     sparsity_scale
         ``"absolute"``: :math:`c` nats. ``"relative"``: :math:`c` times the intervention's
         largest shift gain :math:`\max_k q_{pk} \mu_{pk}^2 / 2` (held fixed within a step), so
         that an edge must carry at least :math:`\sqrt{c}` of the intervention's largest shift.
-        Measured on these machines: an absolute cost of 1 nat per cell identifies targets on
-        the simulated sVAE benchmark (shifts of 5 sd) but prunes every target of a real
-        CRISPR screen with 100 cells per perturbation (Papalexi 2021); the relative cost
-        does both (0.25 and 0.5 measured; 0.5, the default, gives sparser and better
-        identified graphs on the simulated benchmark). ``"energy"``: :math:`c` times the
+        The default, and the measurements behind it, are in the model guide
+        (``docs/model.md``, "Defaults"). ``"energy"``: :math:`c` times the
         intervention's total shift gain :math:`\sum_k q_{pk} \mu_{pk}^2 / 2`, so an edge must
         carry a fraction :math:`c` of the shift's energy and the total cost grows with the
         number of edges.
@@ -158,15 +205,17 @@ class SparseShiftPrior(nn.Module):
         n_interventions: int,
         n_latent: int,
         intervention_prior: Literal["spike_slab", "l1", "dense"] = "spike_slab",
-        prior_prob: float = 0.05,
-        sparsity_penalty: float = 0.5,
-        slab_scale: float | None = 10.0,
-        mask_init_prob: float = 0.5,
-        temperature: float = 1.0,
+        prior_prob: float | None = None,
+        sparsity_penalty: float = DEFAULT_SPARSITY_PENALTY,
+        slab_scale: float | None = DEFAULT_SLAB_SCALE,
+        mask_init_prob: float = DEFAULT_MASK_INIT_PROB,
+        temperature: float = DEFAULT_TEMPERATURE_START,
         per_sample_masks: bool = True,
-        sparsity_scale: Literal["absolute", "relative", "energy"] = "relative",
+        sparsity_scale: Literal["absolute", "relative", "energy"] = DEFAULT_SPARSITY_SCALE,
     ):
         super().__init__()
+        if prior_prob is None:
+            prior_prob = default_prior_prob(n_latent)
         if n_latent < 1:
             raise ValueError(f"`n_latent` must be >= 1, got {n_latent}.")
         if n_interventions < 0:
@@ -220,13 +269,13 @@ class SparseShiftPrior(nn.Module):
             loc = intervention.to(self.shifts.dtype) @ self.effects()
         return Normal(loc, torch.ones_like(loc))
 
-    def log_prob(self, z: torch.Tensor, intervention: torch.Tensor | None = None) -> torch.Tensor:
-        """Log-density of ``z`` (``(..., n, K)``) under one mask draw, summed over units."""
-        return self(intervention, n=z.shape[-2]).log_prob(z).sum(-1)
+    def intervention_parameters(self) -> list[nn.Parameter]:
+        """Mask logits and shifts (those that train)."""
+        return [p for p in (self.mask.logits, self.shifts) if p.requires_grad]
 
-    def kl(self, qz: Normal, intervention: torch.Tensor | None = None) -> torch.Tensor:
-        """``KL(qz || p(z | a))`` per sample under one mask draw, summed over units."""
-        return kl_divergence(qz, self(intervention, n=qz.loc.shape[-2])).sum(-1)
+    def set_temperature(self, temperature: float) -> None:
+        """Set the relaxed-Bernoulli temperature of the masks."""
+        self.mask.set_temperature(temperature)
 
     def inclusion_probs(self) -> torch.Tensor:
         """Posterior inclusion probabilities, ``(P, K)``."""
@@ -376,7 +425,7 @@ def _n_samples(intervention: torch.Tensor | None, n: int | None) -> int:
 
 def make_prior(
     intervention_prior: InterventionPrior, n_interventions: int, n_latent: int, **kwargs
-) -> nn.Module:
+) -> LatentPrior:
     """Build a prior from its name: ``"none"`` gives :class:`StandardNormalPrior`.
 
     Examples

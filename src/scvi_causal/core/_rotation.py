@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import torch
 
-from ._priors import SparseShiftPrior
-
 
 def sparse_rotation(
     effects: torch.Tensor,
@@ -295,6 +293,7 @@ class LatentRotationMixin:
     Examples
     --------
     >>> import torch
+    >>> from scvi_causal.core import SparseShiftPrior
     >>> class Tiny(LatentRotationMixin, torch.nn.Module):
     ...     def __init__(self):
     ...         super().__init__()
@@ -318,10 +317,9 @@ class LatentRotationMixin:
     def can_rotate_latent_space(self) -> bool:
         """Whether :meth:`rotate_latent_space` applies: a sparse prior with interventions and
         no frozen mask rows, and trainable networks."""
-        prior = getattr(self, "prior", None)
+        prior = self.prior
         return (
-            isinstance(prior, SparseShiftPrior)
-            and prior.can_reset_in_frame()
+            prior.can_reset_in_frame()
             and self._latent_layers()[0].weight.requires_grad
             and self._networks_rotatable()
         )

@@ -23,15 +23,12 @@ from torch.distributions import Normal, kl_divergence
 from torch.utils.data import DataLoader, TensorDataset
 
 from scvi_causal._constants import DEFAULT_ALIGN_AT
-from scvi_causal.core import (
-    LatentRotationMixin,
-    SparseShiftPrior,
-    geometric_temperature,
-    make_prior,
-    sparse_alignment,
-    total_correlation,
+from scvi_causal.core import LatentRotationMixin, SparseShiftPrior, make_prior, total_correlation
+from scvi_causal.core._training import (
+    InterventionScheduleMixin,
+    category_latent_sums,
+    negative_elbo,
 )
-from scvi_causal.core._rotation import alignment_epochs, forget_optimizer_state
 
 from ._dsprites import regimes_to_interventions
 
@@ -120,9 +117,7 @@ class ImageVAEModule(LatentRotationMixin, nn.Module):
 
     def intervention_parameters(self) -> list[nn.Parameter]:
         """Per-intervention parameters (mask logits, shifts): trained with a larger step."""
-        if isinstance(self.prior, SparseShiftPrior):
-            return [p for p in self.prior.parameters() if p.requires_grad]
-        return []
+        return self.prior.intervention_parameters()
 
     def _latent_layers(self):
         """Encoder mean and log-scale heads and the decoder's first layer, for
@@ -144,16 +139,14 @@ class ImageVAEModule(LatentRotationMixin, nn.Module):
         use_a = intervention if self.intervention_prior != "none" else None
         pz = self.prior(use_a, n=x.shape[0])
         kl_z = kl_divergence(qz, pz).sum(-1)
-        local = self.beta * kl_z
-        sparsity = self.prior.local_penalty(use_a)
-        if sparsity is not None:
-            local = local + sparsity
         tc = torch.zeros_like(kl_z)
         if self.tc_weight > 0 and x.shape[0] > 1:
             tc = total_correlation(z, qz.loc, qz.scale, max(int(n_obs), x.shape[0]))
-            local = local + self.tc_weight * tc
         kl_global = self.prior.kl_global()
-        loss = (recon + kl_weight * local).mean() + kl_weight * kl_global / n_obs
+        loss, _ = negative_elbo(
+            recon, kl_z, kl_global, beta=self.beta, sparsity=self.prior.local_penalty(use_a),
+            total_correlation=tc, tc_weight=self.tc_weight, kl_weight=kl_weight, n_obs=n_obs,
+        )
         return {
             "loss": loss,
             "reconstruction_loss": recon.mean().detach(),
@@ -163,8 +156,10 @@ class ImageVAEModule(LatentRotationMixin, nn.Module):
         }
 
 
-class _ImageTrainingPlan(pl.LightningModule):
-    """Lightning wrapper: two learning rates, KL warm-up, mask temperature, epoch history."""
+class _ImageTrainingPlan(InterventionScheduleMixin, pl.LightningModule):
+    """Lightning wrapper: KL warm-up and epoch history; two learning rates, mask temperature and
+    alignment steps from :class:`~scvi_causal.core.InterventionScheduleMixin`, as in
+    :class:`~scvi_causal.train.SparseShiftTrainingPlan`."""
 
     def __init__(
         self,
@@ -183,6 +178,8 @@ class _ImageTrainingPlan(pl.LightningModule):
         self.module = module
         self.align_at = tuple(align_at)
         self.align_noise_z = align_noise_z
+        self.align_threshold = None  # the prior's edge_threshold()
+        self.n_epochs_temperature = None  # all of training
         self.data = data
         self.n_obs = n_obs
         self.lr = lr
@@ -195,13 +192,8 @@ class _ImageTrainingPlan(pl.LightningModule):
         self._count = 0
 
     def configure_optimizers(self):
-        fast_ids = {id(p) for p in self.module.intervention_parameters()}
         params = [p for p in self.module.parameters() if p.requires_grad]
-        groups = [{"params": [p for p in params if id(p) not in fast_ids]}]
-        fast = [p for p in params if id(p) in fast_ids]
-        if fast:
-            groups.append({"params": fast, "lr": self.lr * self.intervention_lr_factor})
-        return torch.optim.Adam([g for g in groups if g["params"]], lr=self.lr)
+        return torch.optim.Adam(self.intervention_param_groups(params), lr=self.lr)
 
     def _kl_weight(self, batch_idx: int) -> float:
         if self.n_epochs_kl_warmup <= 0:
@@ -210,12 +202,7 @@ class _ImageTrainingPlan(pl.LightningModule):
         return min(1.0, (self.current_epoch + batch_idx / n_batches) / self.n_epochs_kl_warmup)
 
     def on_train_epoch_start(self):
-        mask = getattr(self.module.prior, "mask", None)
-        if mask is not None:
-            mask.set_temperature(geometric_temperature(
-                self.current_epoch, int(self.trainer.max_epochs or 1), self.temperature_start,
-                self.temperature_end,
-            ))
+        self.set_epoch_temperature()
         self._sums, self._count = {}, 0
 
     def training_step(self, batch, batch_idx):
@@ -228,41 +215,34 @@ class _ImageTrainingPlan(pl.LightningModule):
         self.log("loss", out["loss"], prog_bar=True, on_step=True, on_epoch=False)
         return out["loss"]
 
-    def alignment_epochs(self) -> set[int]:
-        """Epochs (0-based) after which the latent space is rotated."""
-        return alignment_epochs(self.align_at, getattr(self.trainer, "max_epochs", None))
-
     @torch.no_grad()
-    def align_latent_space(self, batch_size: int = 1024) -> float | None:
-        """Rotate onto the sparsest frame of the regimes' mean latents (as
-        :class:`~scvi_causal.train.SparseShiftTrainingPlan` does); returns the l1 ratio."""
+    def category_latent_sums(
+        self, batch_size: int = 1024
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+        """Sums and counts of posterior means per intervention regime, and the regimes'
+        intervention matrix (None without training data)."""
         module = self.module
-        if self.data is None or not module.can_rotate_latent_space():
+        if self.data is None:
             return None
         x, a = self.data
         categories, codes = torch.unique(a, dim=0, return_inverse=True)
         device = module.encoder.loc.weight.device
-        sums = torch.zeros(len(categories), module.encoder.loc.out_features, device=device)
         was_training = module.training
         module.eval()
         try:
-            for start in range(0, len(x), batch_size):
-                xb = x[start : start + batch_size].to(device, torch.float32).unsqueeze(1)
-                sums.index_add_(0, codes[start : start + batch_size].to(device),
-                                module.encoder(xb).loc)
+            batches = (
+                (module.encoder(x[start : start + batch_size].to(device, torch.float32)
+                                .unsqueeze(1)).loc,
+                 codes[start : start + batch_size])
+                for start in range(0, len(x), batch_size)
+            )
+            sums, counts = category_latent_sums(
+                batches, len(categories), module.encoder.loc.out_features,
+                module.encoder.loc.weight,
+            )
         finally:
             module.train(was_training)
-        counts = torch.bincount(codes, minlength=len(categories)).to(sums)
-        found = sparse_alignment(sums, counts, categories.to(sums), noise_z=self.align_noise_z)
-        if found is None:
-            return None
-        changed = module.rotate_latent_space(
-            found["rotation"], effects=found["effects"],
-            threshold=module.prior.edge_threshold(), min_shift=found["min_shift"],
-        )
-        forget_optimizer_state(self.trainer.optimizers, changed)
-        before, after = found["l1_before"], found["l1_after"]
-        return after / before if before > 0 else 1.0
+        return sums, counts, categories.to(sums)
 
     def on_train_epoch_end(self):
         row = {f"{k}_train": v / max(self._count, 1) for k, v in self._sums.items()}

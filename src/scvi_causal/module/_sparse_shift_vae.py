@@ -15,12 +15,12 @@ from scvi_causal._encoding import PerturbationEncoding
 from scvi_causal.core import (
     DirectEffects,
     LatentRotationMixin,
-    SparseShiftPrior,
     apply_log_offset,
     make_prior,
     total_correlation,
 )
 from scvi_causal.core._priors import InterventionPrior
+from scvi_causal.core._training import negative_elbo
 
 __all__ = [
     "DIRECT_INTERVENTION_KEY",
@@ -127,12 +127,10 @@ class SparseShiftVAE(LatentRotationMixin, VAE):
     def intervention_parameters(self) -> list[torch.nn.Parameter]:
         """Per-perturbation parameters (mask logits, shifts, direct effects), trained at a
         higher learning rate."""
-        params = []
-        if isinstance(self.prior, SparseShiftPrior):
-            params += [self.prior.mask.logits, self.prior.shifts]
-        if self.direct is not None:
+        params = self.prior.intervention_parameters()
+        if self.direct is not None and self.direct.effects.requires_grad:
             params.append(self.direct.effects)
-        return [p for p in params if p.requires_grad]
+        return params
 
     def _intervention(self, tensors: dict[str, torch.Tensor]) -> torch.Tensor | None:
         codes = tensors.get(PERTURBATION_KEY)
@@ -227,7 +225,7 @@ class SparseShiftVAE(LatentRotationMixin, VAE):
         kl_global = self.prior.kl_global()
         if self.direct is not None:
             kl_global = kl_global + self.direct.kl_global()
-        local = self.beta * kl_z + sparsity
+        tc = None
         extra = {}
         if self.tc_weight > 0:
             # needs >= 2 cells; with several posterior samples (marginal_ll) average over them
@@ -246,9 +244,12 @@ class SparseShiftVAE(LatentRotationMixin, VAE):
                         total_correlation(zs, qz.loc, qz.scale, n_total, self.tc_query_size)
                         .mean() for zs in z_sets
                     ]).mean().expand(n_cells)
-            local = local + self.tc_weight * tc
             extra["total_correlation"] = tc
-        loss = torch.mean(reconst_loss + kl_weight * local + kl_l) + kl_weight * kl_global / n_obs
+        loss, _ = negative_elbo(
+            reconst_loss, kl_z, kl_global, beta=self.beta, sparsity=sparsity,
+            total_correlation=tc, tc_weight=self.tc_weight, kl_weight=kl_weight, n_obs=n_obs,
+            unweighted=kl_l,
+        )
         return LossOutput(
             loss=loss,
             reconstruction_loss=reconst_loss,

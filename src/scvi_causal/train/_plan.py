@@ -15,9 +15,17 @@ from scvi import REGISTRY_KEYS, settings
 from scvi.module._constants import MODULE_KEYS
 from scvi.train import TrainingPlan
 
-from scvi_causal._constants import PERTURBATION_KEY, PLAN_STATE_KEY
-from scvi_causal.core import geometric_temperature, sparse_alignment
-from scvi_causal.core._rotation import alignment_epochs, forget_optimizer_state
+from scvi_causal._constants import (
+    DEFAULT_ALIGN_NOISE_Z,
+    DEFAULT_DIRECT_START,
+    DEFAULT_INTERVENTION_LR_FACTOR,
+    DEFAULT_TEMPERATURE_END,
+    DEFAULT_TEMPERATURE_START,
+    PERTURBATION_KEY,
+    PLAN_STATE_KEY,
+)
+from scvi_causal.core import geometric_temperature
+from scvi_causal.core._training import InterventionScheduleMixin, category_latent_sums
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +47,7 @@ class NonFiniteLossError(FloatingPointError):
     """
 
 
-class SparseShiftTrainingPlan(TrainingPlan):
+class SparseShiftTrainingPlan(InterventionScheduleMixin, TrainingPlan):
     """:class:`scvi.train.TrainingPlan` with two additions for sparse mechanism shifts.
 
     * Per-perturbation parameters (mask logits, shifts; the module's
@@ -123,16 +131,16 @@ class SparseShiftTrainingPlan(TrainingPlan):
         self,
         module,
         *,
-        intervention_lr_factor: float = 10.0,
-        temperature_start: float = 1.0,
-        temperature_end: float = 0.2,
+        intervention_lr_factor: float = DEFAULT_INTERVENTION_LR_FACTOR,
+        temperature_start: float = DEFAULT_TEMPERATURE_START,
+        temperature_end: float = DEFAULT_TEMPERATURE_END,
         n_epochs_temperature: int | None = None,
         sparsity_penalty_end: float | None = None,
         sparsity_anneal_start: float = 0.5,
         align_at: Sequence[float] = (),
         align_threshold: float | None = None,
-        align_noise_z: float | None = 3.0,
-        direct_start: float = 0.75,
+        align_noise_z: float | None = DEFAULT_ALIGN_NOISE_Z,
+        direct_start: float = DEFAULT_DIRECT_START,
         **kwargs,
     ):
         super().__init__(module, **kwargs)
@@ -163,31 +171,16 @@ class SparseShiftTrainingPlan(TrainingPlan):
         if align_noise_z is not None and align_noise_z < 0:
             raise ValueError(f"`align_noise_z` must be >= 0, got {align_noise_z}.")
         self.align_noise_z = align_noise_z
-        prior = getattr(module, "prior", None)
-        self.sparsity_penalty_start = getattr(prior, "sparsity_penalty", None)
+        self.sparsity_penalty_start = module.prior.sparsity_penalty
 
     def get_optimizer_creator(self):
         """Optimizer over two parameter groups (networks; per-perturbation parameters)."""
         base_creator = super().get_optimizer_creator()
-        fast_ids = {id(p) for p in getattr(self.module, "intervention_parameters", list)()}
 
         def creator(params):
-            params = list(params)
-            slow = [p for p in params if id(p) not in fast_ids]
-            fast = [p for p in params if id(p) in fast_ids]
-            groups = [{"params": slow}]
-            if fast:
-                groups.append(
-                    {"params": fast, "lr": self.lr * self.intervention_lr_factor, "weight_decay": 0}
-                )
-            return base_creator([g for g in groups if g["params"]])
+            return base_creator(self.intervention_param_groups(params))
 
         return creator
-
-    def current_temperature(self, epoch: int) -> float:
-        """Temperature at ``epoch`` of the geometric schedule."""
-        n = self.n_epochs_temperature or getattr(self.trainer, "max_epochs", None) or 1
-        return geometric_temperature(epoch, n, self.temperature_start, self.temperature_end)
 
     def current_sparsity_penalty(self, epoch: int) -> float | None:
         """Per-cell sparsity penalty at ``epoch`` (None: the prior has none)."""
@@ -375,9 +368,7 @@ class SparseShiftTrainingPlan(TrainingPlan):
     def on_train_epoch_start(self):
         """Set the mask temperature for this epoch."""
         super().on_train_epoch_start()
-        mask = getattr(getattr(self.module, "prior", None), "mask", None)
-        if mask is not None:
-            mask.set_temperature(self.current_temperature(self.current_epoch))
+        self.set_epoch_temperature()
         penalty = self.current_sparsity_penalty(self.current_epoch)
         if penalty is not None and self.sparsity_penalty_end is not None:
             self.module.prior.sparsity_penalty = penalty
@@ -390,63 +381,45 @@ class SparseShiftTrainingPlan(TrainingPlan):
         n = max(int(getattr(self.trainer, "max_epochs", None) or 1), 1)
         return min(int(round(self.direct_start * n)), n - 1)
 
-    def alignment_epochs(self) -> set[int]:
-        """Epochs (0-based) after which the latent space is rotated (see ``align_at``)."""
-        return alignment_epochs(self.align_at, getattr(self.trainer, "max_epochs", None))
-
     @torch.no_grad()
-    def _perturbation_mean_latents(self) -> tuple[torch.Tensor, torch.Tensor]:
+    def category_latent_sums(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
         """Sum and count of posterior means per perturbation category over the training cells
-        (summed over processes under DDP)."""
+        (summed over processes under DDP), and the categories' intervention matrix."""
         module = self.module
-        n_cat = module.intervention_matrix.shape[0]
-        sums = module.intervention_matrix.new_zeros((n_cat, module.n_latent))
-        counts = module.intervention_matrix.new_zeros(n_cat)
+        if getattr(self.trainer, "datamodule", None) is None:
+            logger.warning("No data module to compute the perturbations' mean latents; the "
+                           "latent space is not rotated.")
+            return None
         was_training = module.training
         module.eval()
         try:
-            for tensors in self.trainer.datamodule.train_dataloader():
-                outputs = module.inference(**module._get_inference_input(tensors))
-                codes = tensors[PERTURBATION_KEY].long().view(-1).to(sums.device)
-                sums.index_add_(0, codes, outputs[MODULE_KEYS.QZ_KEY].loc.to(sums.dtype))
-                counts.index_add_(0, codes, torch.ones_like(codes, dtype=counts.dtype))
+            batches = (
+                (module.inference(**module._get_inference_input(tensors))[MODULE_KEYS.QZ_KEY].loc,
+                 tensors[PERTURBATION_KEY])
+                for tensors in self.trainer.datamodule.train_dataloader()
+            )
+            sums, counts = category_latent_sums(
+                batches, module.intervention_matrix.shape[0], module.n_latent,
+                module.intervention_matrix,
+            )
         finally:
             module.train(was_training)
         if dist.is_available() and dist.is_initialized():
             dist.all_reduce(sums)
             dist.all_reduce(counts)
-        return sums, counts
+        return sums, counts, module.intervention_matrix
 
-    def align_latent_space(self) -> float | None:
-        """Rotate the latent space onto the sparsest frame of the perturbations' effects.
+    def align_latent_space(self, broadcast=None) -> float | None:
+        """Rotate the latent space onto the sparsest frame of the perturbations' effects
+        (:meth:`~scvi_causal.core.InterventionScheduleMixin.align_latent_space`; under DDP the
+        first process's rotation is used by all).
 
         Returns the ratio of the effects' l1 norms after / before (None: nothing done).
         """
-        module = self.module
-        if not getattr(module, "can_rotate_latent_space", lambda: False)():
-            return None
-        if getattr(self.trainer, "datamodule", None) is None:
-            logger.warning("No data module to compute the perturbations' mean latents; the "
-                           "latent space is not rotated.")
-            return None
-        sums, counts = self._perturbation_mean_latents()
-        found = sparse_alignment(sums, counts, module.intervention_matrix,
-                                 noise_z=self.align_noise_z)
-        if found is None:
-            return None
-        rotation = found["rotation"]
-        if dist.is_available() and dist.is_initialized():
-            dist.broadcast(rotation, src=0)
-        threshold = self.align_threshold
-        if threshold is None:
-            threshold = module.prior.edge_threshold()
-        changed = module.rotate_latent_space(rotation, effects=found["effects"],
-                                             threshold=threshold, min_shift=found["min_shift"])
-        before, after = found["l1_before"], found["l1_after"]
-        forget_optimizer_state(self.trainer.optimizers, changed)
-        ratio = after / before if before > 0 else 1.0
-        logger.info("Latent space rotated: l1 norm of the perturbation effects x %.3f.", ratio)
-        return ratio
+        if broadcast is None and dist.is_available() and dist.is_initialized():
+            def broadcast(rotation):
+                dist.broadcast(rotation, src=0)
+        return super().align_latent_space(broadcast=broadcast)
 
     def on_train_epoch_end(self):
         """Log mask diagnostics once per epoch (they are global, not per minibatch); rotate the
@@ -457,8 +430,8 @@ class SparseShiftTrainingPlan(TrainingPlan):
             if ratio is not None:
                 self.log("alignment_l1_ratio_train", ratio, on_step=False, on_epoch=True,
                          sync_dist=self.use_sync_dist)
-        prior = getattr(self.module, "prior", None)
-        for key, value in getattr(prior, "extra_metrics", dict)().items():
+        prior = self.module.prior
+        for key, value in prior.extra_metrics().items():
             self.log(f"{key}_train", value, on_step=False, on_epoch=True,
                      sync_dist=self.use_sync_dist)
         direct = getattr(self.module, "direct", None)
@@ -469,6 +442,6 @@ class SparseShiftTrainingPlan(TrainingPlan):
                      on_epoch=True, sync_dist=self.use_sync_dist)
             self.log("direct_effect_size_train", float(size), on_step=False, on_epoch=True,
                      sync_dist=self.use_sync_dist)
-        if self.sparsity_penalty_end is not None and prior is not None:
+        if self.sparsity_penalty_end is not None and prior.sparsity_penalty is not None:
             self.log("sparsity_penalty_train", float(prior.sparsity_penalty), on_step=False,
                      on_epoch=True, sync_dist=self.use_sync_dist)
