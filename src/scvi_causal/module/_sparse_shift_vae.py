@@ -289,9 +289,14 @@ class SparseShiftVAE(LatentRotationMixin, VAE):
         """
         per_pass = max(1, min(int(n_mc_samples_per_pass), int(n_mc_samples)))
         chunks, left = [], int(n_mc_samples)
-        while left > 0:
-            chunks.append(self.importance_weights(tensors, n_samples=min(per_pass, left)))
-            left -= per_pass
+        was_training = self.training
+        self.eval()  # masks at their posterior mode, whatever mode the caller left
+        try:
+            while left > 0:
+                chunks.append(self.importance_weights(tensors, n_samples=min(per_pass, left)))
+                left -= per_pass
+        finally:
+            self.train(was_training)
         log_w = torch.cat(chunks, dim=0)
         ll = torch.logsumexp(log_w, dim=0) - np.log(log_w.shape[0])
         return torch.mean(ll).item() if return_mean else ll.cpu()
