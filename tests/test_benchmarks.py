@@ -1,5 +1,12 @@
-"""The benchmark scripts run end to end in their quick mode (CI) and write their tables."""
+"""The benchmark scripts run end to end in their quick mode (CI) and write their tables.
 
+Each script runs as a module from the repository root (``python -m benchmarks.<area>.<script>``),
+writes into ``--out`` and records how it ran in ``run.json``; its tables can be rewritten from
+its CSVs alone (``--render-only``) and come out byte for byte the same.
+"""
+
+import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -9,14 +16,56 @@ import pandas as pd
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data"
+PAPALEXI = "papalexi2021_thp1_sceptredata_lowmoi.h5ad"
+ZHAO = "zhao2021_glioblastoma_panobinostat_lemur.h5ad"
+GASPERINI = "gasperini2019_k562_highmoi_sceptre_subset.h5ad"
 
 
-@pytest.mark.parametrize("script", ["benchmarks/simulated/run.py"])
-def test_benchmark_quick(script, tmp_path):
-    cmd = [sys.executable, str(ROOT / script), "--quick", "--out", str(tmp_path),
-           "--protocols", "default", "--methods", "spike_slab", "none", "--workers", "2"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+def run(module: str, *args, timeout: int = 900) -> subprocess.CompletedProcess:
+    """``python -m benchmarks.<module> *args`` from the repository root; it must succeed."""
+    cmd = [sys.executable, "-m", f"benchmarks.{module}", *map(str, args)]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def require_data(*names: str) -> None:
+    """Skip (fail in CI, where ``../shared/data`` must be present) without the real screens."""
+    missing = [n for n in names if not (DATA / n).exists()]
+    if missing:
+        message = f"real data missing in {DATA}: {', '.join(missing)} (see its README.md)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+def assert_run_json(folder: Path, module: str, seeds=None) -> dict:
+    """``folder/run.json`` records how ``benchmarks.<module>`` ran."""
+    record = json.loads((folder / "run.json").read_text())[f"benchmarks.{module}"]
+    assert record["command"].startswith(f"python -m benchmarks.{module}")
+    assert len(record["commit"]) == 40 and isinstance(record["dirty"], bool)
+    assert record["date_utc"].endswith("Z")
+    for key in ("platform", "cpu_count", "torch", "scvi_tools", "scvi_causal"):
+        assert record["machine"][key], key
+    if seeds is not None:
+        assert record["seeds"] == seeds
+    return record
+
+
+def assert_renders_again(folder: Path, module: str, *tables: str) -> None:
+    """``--render-only`` rewrites ``tables`` from the CSVs of ``folder``, byte for byte."""
+    before = {t: (folder / t).read_text() for t in tables}
+    for t in tables:
+        (folder / t).unlink()
+    run(module, "--render-only", "--out", folder, timeout=300)
+    for t in tables:
+        assert (folder / t).read_text() == before[t], t
+
+
+def test_benchmark_quick(tmp_path):
+    run("simulated.run", "--quick", "--out", tmp_path, "--protocols", "default", "--methods",
+        "spike_slab", "none", "--workers", "2")
     df = pd.read_csv(tmp_path / "results.csv")
     assert set(df["method"]) == {"spike_slab", "none"}
     assert df["mcc_pearson"].between(0, 1).all()
@@ -29,29 +78,31 @@ def test_benchmark_quick(script, tmp_path):
     assert (df["train_seconds"] > 0).all()
     md = (tmp_path / "RESULTS.md").read_text()
     assert "spike_slab" in md and "±" in md
+    mcc = df.set_index("method").loc["spike_slab", "mcc_pearson"]
+    assert f"{mcc:.3f} ± 0.000" in md  # one seed: sd 0
     assert (tmp_path / "results.png").stat().st_size > 1000
     assert "Best mean per column" in md
-    # the tables can be rewritten from the measured runs without training again
+    record = assert_run_json(tmp_path, "simulated.run", seeds=[101])
+    assert record["methods"] == ["spike_slab", "none"] and record["quick"] is True
+    assert_renders_again(tmp_path, "simulated.run", "RESULTS.md")
+    # runs made elsewhere are tabulated from their CSV without training again
     again = tmp_path / "again"
-    proc = subprocess.run([sys.executable, str(ROOT / script), "--from-csv",
-                           str(tmp_path / "results.csv"), "--out", str(again)],
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "Tabulated by" in (again / "RESULTS.md").read_text()
+    run("simulated.run", "--from-csv", tmp_path / "results.csv", "--out", again, timeout=300)
+    assert (again / "RESULTS.md").read_text() == md
     pd.testing.assert_frame_equal(pd.read_csv(again / "results.csv"), df)
 
 
 def test_diagnose_quick(tmp_path):
-    cmd = [sys.executable, str(ROOT / "benchmarks/simulated/diagnose.py"), "--quick", "--seeds",
-           "1", "--workers", "1", "--out", str(tmp_path)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    run("simulated.diagnose", "--quick", "--seeds", "1", "--workers", "1", "--out", tmp_path,
+        timeout=600)
     df = pd.read_csv(tmp_path / "diagnosis.csv")
     for col in ["ceiling_unit_corr", "mcc", "within_linear_r2", "between_linear_r2", "recall"]:
         assert df[col].between(0, 1).all(), col
     # every training perturbation is counted once by its number of true targets
     assert df[[f"n_perts_{t}_targets" for t in (1, 2, 3)]].sum(axis=1).item() == 8
     assert "where the MCC is lost" in (tmp_path / "DIAGNOSIS.md").read_text()
+    assert_run_json(tmp_path, "simulated.diagnose", seeds=[1])
+    assert_renders_again(tmp_path, "simulated.diagnose", "DIAGNOSIS.md")
 
 
 def test_demo_runs(tmp_path):
@@ -68,10 +119,7 @@ def test_demo_runs(tmp_path):
 
 
 def test_fewshot_quick(tmp_path):
-    cmd = [sys.executable, str(ROOT / "benchmarks/simulated/fewshot.py"), "--quick", "--out",
-           str(tmp_path), "--threads", "1"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    run("simulated.fewshot", "--quick", "--out", tmp_path, "--threads", "1")
     df = pd.read_csv(tmp_path / "fewshot.csv")
     assert set(df["method"]) == {"spike_slab", "spike_slab_fixed_masks", "dense"}
     for _, sub in df.groupby("method"):
@@ -82,20 +130,18 @@ def test_fewshot_quick(tmp_path):
     assert df["heldout_iwelbo"].notna().all()
     md = (tmp_path / "FEWSHOT.md").read_text()
     assert "±" in md and "minus `dense`" in md
+    assert_run_json(tmp_path, "simulated.fewshot", seeds=[101])
+    assert_renders_again(tmp_path, "simulated.fewshot", "FEWSHOT.md")
     # runs made separately are merged from their CSVs
     out = tmp_path / "merged"
-    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks/simulated/fewshot.py"),
-                           "--out", str(out), "--from-csv", str(tmp_path / "fewshot.csv")],
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    run("simulated.fewshot", "--out", out, "--from-csv", tmp_path / "fewshot.csv", timeout=300)
     assert len(pd.read_csv(out / "fewshot.csv")) == len(df)
 
 
 def test_counterfactual_quick(tmp_path):
-    cmd = [sys.executable, str(ROOT / "benchmarks/counterfactual/run.py"), "--quick", "--out",
-           str(tmp_path), "--threads", "1", "--workers", "2"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1200)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    require_data(PAPALEXI, ZHAO, GASPERINI)
+    run("counterfactual.run", "--quick", "--out", tmp_path, "--threads", "1", "--workers", "2",
+        timeout=1200)
     df = pd.read_csv(tmp_path / "results.csv")
     assert set(df["task"]) == {"papalexi_seen", "simulated_pairs", "zhao_patient",
                                "papalexi_fewshot"}
@@ -115,6 +161,7 @@ def test_counterfactual_quick(tmp_path):
     # held-out pairs of the simulator are predicted, never seen in training
     assert df.loc[df["task"] == "simulated_pairs", "perturbation"].str.contains(
         "+", regex=False).all()
+    assert df["command"].str.startswith("python -m benchmarks.counterfactual.run").all()
     cis = pd.read_csv(tmp_path / "cis.csv")
     assert len(cis) == 3 and np.isfinite(cis["predicted_lfc"]).all()
     assert (cis["observed_lfc_heldout"] < 0).all()  # CRISPRi at a promoter: the gene goes down
@@ -122,34 +169,30 @@ def test_counterfactual_quick(tmp_path):
     md = (tmp_path / "RESULTS.md").read_text()
     for word in ("papalexi_seen", "zhao_patient", "gasperini_cis", "Paired against"):
         assert word in md
+    assert_run_json(tmp_path, "counterfactual.run", seeds=[1])
     # the tables are rewritten from the CSVs alone
-    (tmp_path / "RESULTS.md").unlink()
-    cmd = [sys.executable, str(ROOT / "benchmarks/counterfactual/run.py"), "--out", str(tmp_path),
-           "--tabulate"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "gasperini_cis" in (tmp_path / "RESULTS.md").read_text()
+    assert_renders_again(tmp_path, "counterfactual.run", "RESULTS.md")
 
 
 @pytest.mark.parametrize(
-    ("script", "table", "column"),
-    [("benchmarks/simulated/consensus.py", "consensus.csv", "precision"),
-     ("benchmarks/simulated/select_n_latent.py", "select_n_latent.csv", "chosen_n_latent"),
-     ("benchmarks/scale/genome_wide.py", "results.csv", "seconds")],
+    ("module", "table", "column"),
+    [("simulated.consensus", "consensus.csv", "precision"),
+     ("simulated.select_n_latent", "select_n_latent.csv", "chosen_n_latent"),
+     ("scale.genome_wide", "results.csv", "seconds")],
 )
-def test_simulated_extras_quick(script, table, column, tmp_path):
-    cmd = [sys.executable, str(ROOT / script), "--quick", "--out", str(tmp_path)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+def test_simulated_extras_quick(module, table, column, tmp_path):
+    run(module, "--quick", "--out", tmp_path)
     df = pd.read_csv(tmp_path / table)
     assert len(df) > 0 and df[column].notna().all()
+    assert_run_json(tmp_path, module)
+    if module != "simulated.consensus":  # consensus prints its table, writes no markdown
+        md = "SELECT_N_LATENT.md" if module.endswith("select_n_latent") else "RESULTS.md"
+        assert_renders_again(tmp_path, module, md)
 
 
 def test_real_quick(tmp_path):
-    cmd = [sys.executable, str(ROOT / "benchmarks/real/run.py"), "--quick", "--out",
-           str(tmp_path), "--threads", "1", "--workers", "2"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    require_data(PAPALEXI, ZHAO)
+    run("real.run", "--quick", "--out", tmp_path, "--threads", "1", "--workers", "2")
     heldout = pd.read_csv(tmp_path / "heldout.csv")
     assert set(heldout["config"]) == {"spike_slab", "spike_slab_fixed_masks", "l1", "dense",
                                       "none"}
@@ -178,35 +221,30 @@ def test_real_quick(tmp_path):
     assert (tmp_path / "zhao_report" / "report.md").exists()
     md = (tmp_path / "RESULTS.md").read_text()
     assert "held-out" in md and "pathway" in md and "Zhao" in md
+    assert "cells the query never saw" in md
+    assert_run_json(tmp_path, "real.run", seeds=[0, 1])
     # the tables can be rewritten from the CSVs without training
-    (tmp_path / "RESULTS.md").unlink()
-    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks/real/run.py"), "--tabulate",
-                           "--out", str(tmp_path)], capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    again = (tmp_path / "RESULTS.md").read_text()
-    assert "from the CSVs" in again and "pathway" in again and "Zhao" in again
-    assert "cells the query never saw" in again
+    assert_renders_again(tmp_path, "real.run", "RESULTS.md")
 
 
 def test_images_quick(tmp_path):
-    cmd = [sys.executable, str(ROOT / "benchmarks/images/run.py"), "--quick", "--out",
-           str(tmp_path), "--methods", "beta_vae", "spike_slab", "--workers", "2"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    run("images.run", "--quick", "--out", tmp_path, "--methods", "beta_vae", "spike_slab",
+        "--workers", "2")
     df = pd.read_csv(tmp_path / "results.csv")
     assert list(df["method"]) == ["beta_vae", "spike_slab"]
     for col in ["mcc_pearson", "mig", "dci_disentanglement", "sap", "graph_f1"]:
         assert df[col].between(0, 1).all(), col
     md = (tmp_path / "RESULTS.md").read_text()
     assert "Kendall tau" in md and "±" in md
+    assert "3 intervention regimes + observational, 60 images per regime" in md
     assert (tmp_path / "traversals.png").stat().st_size > 1000
+    assert_run_json(tmp_path, "images.run", seeds=[0])
+    assert_renders_again(tmp_path, "images.run", "RESULTS.md")
 
 
 def test_scale_quick(tmp_path):
-    cmd = [sys.executable, str(ROOT / "benchmarks/scale/run.py"), "--quick", "--out",
-           str(tmp_path), "--data-dir", str(tmp_path / "data"), "--threads", "1"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    run("scale.run", "--quick", "--out", tmp_path, "--data-dir", tmp_path / "data",
+        "--threads", "1")
     df = pd.read_csv(tmp_path / "results.csv")
     assert set(df["model"]) == {"SparseShiftVI", "SCVI"}
     assert set(df["mode"]) == {"backed", "memory"}
@@ -217,16 +255,49 @@ def test_scale_quick(tmp_path):
     adata = ad.read_h5ad(next((tmp_path / "data").glob("*.h5ad")), backed="r")
     assert adata.n_obs == 3000 and "control" in set(adata.obs["perturbation"])
     assert "ratio" in (tmp_path / "RESULTS.md").read_text()
+    assert_run_json(tmp_path, "scale.run")
+    assert_renders_again(tmp_path, "scale.run", "RESULTS.md")
 
 
 def test_time_to_quality_quick(tmp_path):
-    cmd = [sys.executable, str(ROOT / "benchmarks/scale/time_to_quality.py"), "--quick",
-           "--out", str(tmp_path), "--threads", "1"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    run("scale.time_to_quality", "--quick", "--out", tmp_path, "--threads", "1")
     df = pd.read_csv(tmp_path / "time_to_quality.csv")
     assert df["epoch"].tolist() == [1, 2, 3]  # scored every epoch in quick mode
     assert df["train_seconds"].is_monotonic_increasing and (df["train_seconds"] > 0).all()
     assert df["mcc"].between(0, 1).all()
     md = (tmp_path / "TIME_TO_QUALITY.md").read_text()
-    assert "MCC >= 0.9" in md
+    assert "MCC >= 0.9" in md and "max_epochs=3" in md and "1 torch thread(s)" in md
+    assert_run_json(tmp_path, "scale.time_to_quality", seeds=[101])
+    assert_renders_again(tmp_path, "scale.time_to_quality", "TIME_TO_QUALITY.md")
+
+
+def test_output_folders(monkeypatch, tmp_path):
+    """Scripts write to a gitignored scratch folder unless --out or --update says otherwise."""
+    monkeypatch.syspath_prepend(str(ROOT))
+    import argparse
+
+    from benchmarks._common import SCRATCH, add_output_args, resolve_out, write_run_json
+
+    committed = ROOT / "benchmarks" / "simulated"
+    parser = argparse.ArgumentParser()
+    add_output_args(parser, "benchmarks.simulated.run", committed)
+
+    def out(*argv):
+        return resolve_out(parser.parse_args(argv), "benchmarks.simulated.run", committed)
+
+    assert out() == SCRATCH / "simulated" / "run"
+    assert out("--update") == committed
+    assert out("--out", str(tmp_path)) == tmp_path
+    with pytest.raises(SystemExit):
+        out("--update", "--out", str(tmp_path))
+    check = subprocess.run(["git", "check-ignore", "-q", str(SCRATCH / "simulated" / "x.csv")],
+                           cwd=ROOT)
+    assert check.returncode == 0, "benchmarks/_scratch/ must be gitignored"
+    # one record per script in a shared folder; --append keeps the earlier record
+    write_run_json(tmp_path, seeds=[1], module="benchmarks.a", argv=["--x"])
+    write_run_json(tmp_path, seeds=[2], module="benchmarks.b", argv=[])
+    write_run_json(tmp_path, seeds=[3], module="benchmarks.a", argv=["--y"], append=True)
+    runs = json.loads((tmp_path / "run.json").read_text())
+    assert set(runs) == {"benchmarks.a", "benchmarks.b"}
+    assert runs["benchmarks.a"]["command"] == "python -m benchmarks.a --y"
+    assert runs["benchmarks.a"]["previous_runs"][0]["seeds"] == [1]

@@ -2,8 +2,9 @@
 
 One command reproduces the tables (75 minutes on 2 cores, measured)::
 
-    python benchmarks/counterfactual/run.py --workers 2 --out benchmarks/counterfactual
-    python benchmarks/counterfactual/run.py --quick --out /tmp/cf     # tiny CI smoke run
+    python -m benchmarks.counterfactual.run --workers 2 --update   # the committed tables
+    python -m benchmarks.counterfactual.run --quick --out /tmp/cf  # tiny CI smoke run
+    python -m benchmarks.counterfactual.run --render-only --update # tables from the CSVs
 
 Every prediction task is scored by ``SparseShiftVI.evaluate_predictions`` (Pearson delta on all
 and on the top-20 genes, cosine of the log fold changes, top-20 DE recall, RMSE of the mean,
@@ -39,25 +40,35 @@ trained on the same cells.
     must knock down their own gene, in ``predict`` and in the target report (direct effects).
 
 Writes ``results.csv`` (one row per task, seed, fold, method and perturbation), ``cis.csv``,
-``RESULTS.md`` and ``results.png`` into ``--out``; ``--tabulate`` rewrites the tables from the
-CSVs in ``--out``.
+``RESULTS.md`` (rendered from the two CSVs alone), ``results.png`` and ``run.json`` into
+``--out`` (default: a scratch folder; ``--update``: this folder, whose results are committed);
+``--render-only`` rewrites the tables from the CSVs in ``--out``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
-import subprocess
-import sys
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from benchmarks._common import (
+    add_output_args,
+    command_line,
+    process_pool,
+    provenance_line,
+    resolve_out,
+    set_torch_threads,
+    subset,
+    write_run_json,
+)
+
 HERE = Path(__file__).resolve().parent
+MODULE = "benchmarks.counterfactual.run"
 TASKS = ["papalexi_seen", "simulated_pairs", "zhao_patient", "papalexi_fewshot", "gasperini_cis"]
 REFERENCE = "SparseShiftVI"
 OTHER_CONFIGS = {"dense": {"intervention_prior": "dense"}, "none": {"intervention_prior": "none"}}
@@ -72,12 +83,6 @@ SHOTS = (10, 30)
 #: ``--model-kwargs`` of the default model, set in each worker by ``_run_job`` (spawned
 #: workers re-import this module, so the value travels as an argument).
 DEFAULT_MODEL_KWARGS: dict = {}
-
-
-def _subset(adata, mask):
-    sub = adata[mask].copy()
-    sub.obs["perturbation"] = sub.obs["perturbation"].cat.remove_unused_categories()
-    return sub
 
 
 def _train(adata, control, seed, max_epochs, batch_key=None, n_latent=10, obsm_key=None,
@@ -132,17 +137,17 @@ def _papalexi(quick: bool, seed: int):
             for p in [control, "IFNGR1", "STAT1", "CAV1", "CD86", "IRF1", "SMAD4"]
             for cells in [np.flatnonzero(labels == p)]
         ])
-        adata = _subset(adata, np.isin(np.arange(adata.n_obs), keep))
+        adata = subset(adata, np.isin(np.arange(adata.n_obs), keep))
     return adata, control
 
 
 def papalexi_seen(seed: int, quick: bool, max_epochs, configs) -> dict:
     adata, control = _papalexi(quick, seed)
     test = _half_split(adata.obs["perturbation"].astype(str).to_numpy(), seed)
-    train = _subset(adata, ~test)
+    train = subset(adata, ~test)
     model, others = _models(train, control, seed, max_epochs, configs,
                             n_latent=N_LATENT_PAPALEXI)
-    table = model.evaluate_predictions(_subset(adata, test), other_models=others, seed=seed,
+    table = model.evaluate_predictions(subset(adata, test), other_models=others, seed=seed,
                                        extra_shifts=EXTRA_SHIFTS)
     graph = model.get_target_graph()
     return {"rows": table, "graph_density": float((graph.to_numpy() > 0.5).mean())}
@@ -162,10 +167,10 @@ def simulated_pairs(seed: int, quick: bool, max_epochs, configs) -> dict:
     # held-out controls too, so that the observed change does not share the training controls
     ctrl = np.flatnonzero(labels.to_numpy() == "control")
     is_test[rng.choice(ctrl, len(ctrl) // 2, replace=False)] = True
-    train = _subset(adata, ~is_test)
+    train = subset(adata, ~is_test)
     model, others = _models(train, "control", seed, max_epochs, configs,
                             n_latent=adata.obsm["z_true"].shape[1])
-    table = model.evaluate_predictions(_subset(adata, is_test), perturbations=held,
+    table = model.evaluate_predictions(subset(adata, is_test), perturbations=held,
                                        other_models=others, seed=seed,
                                        extra_shifts=EXTRA_SHIFTS)
     graph = model.get_target_graph()
@@ -191,11 +196,11 @@ def zhao_patient(seed: int, quick: bool, max_epochs, configs, fold: int) -> dict
         adata = adata[keep].copy()
         labels, pid = labels[keep], pid[keep]
     held = (pid == patient) & (labels == "panobinostat")
-    train = _subset(adata, ~held)
+    train = subset(adata, ~held)
     model, others = _models(train, "ctrl", seed, max_epochs, configs, batch_key="patient_id",
                             n_latent=10)
     own_controls = (pid == patient) & (labels == "ctrl")
-    test = _subset(adata, held | own_controls)
+    test = subset(adata, held | own_controls)
     expr = normalize_counts(adata.X)
     others_lfc = np.mean([
         log_fold_change(expr[(pid == p) & (labels == "panobinostat")],
@@ -232,7 +237,7 @@ def papalexi_fewshot(seed: int, quick: bool, max_epochs, configs, fold: int = 0)
     held = sorted(rng.choice(perts, min(FEWSHOT_HELD, len(perts) // 2), replace=False).tolist())
     test_ctrl = _half_split(labels, seed) & (labels == control)
     ref_mask = ~np.isin(labels, held) & ~test_ctrl
-    reference, ref_others = _models(_subset(adata, ref_mask), control, seed, max_epochs,
+    reference, ref_others = _models(subset(adata, ref_mask), control, seed, max_epochs,
                                     [c for c in configs if c != "none"],
                                     n_latent=N_LATENT_PAPALEXI)
     source = reference.adata[(reference.adata.obs["perturbation"].astype(str)
@@ -245,8 +250,8 @@ def papalexi_fewshot(seed: int, quick: bool, max_epochs, configs, fold: int = 0)
             half = len(cells) // 2
             query_cells.append(cells[:min(shots, half)])
             test_cells.append(cells[half:])
-        query = _subset(adata, np.isin(np.arange(adata.n_obs), np.concatenate(query_cells)))
-        test = _subset(adata, np.isin(np.arange(adata.n_obs),
+        query = subset(adata, np.isin(np.arange(adata.n_obs), np.concatenate(query_cells)))
+        test = subset(adata, np.isin(np.arange(adata.n_obs),
                                       np.concatenate([*test_cells, np.flatnonzero(test_ctrl)])))
         fitted = {}
         for name, ref in [(REFERENCE, reference), *ref_others.items()]:
@@ -282,12 +287,12 @@ def gasperini_cis(seed: int, quick: bool, max_epochs, configs) -> dict:
         keep[rng.choice(np.flatnonzero(labels == "control"), 1500, replace=False)] = True
         for g in list(pcs)[:3]:
             keep[np.flatnonzero(labels == g)] = True
-        adata = _subset(adata, keep)
+        adata = subset(adata, keep)
         pcs = {g: pcs[g] for g in list(pcs)[:3]}
         carried = adata.obsm["targets"].sum(0) > 0
         adata.obsm["targets"] = adata.obsm["targets"].loc[:, carried]
     test = _half_split(adata.obs["perturbation"].astype(str).to_numpy(), seed)
-    train = _subset(adata, ~test)
+    train = subset(adata, ~test)
     model = _train(train, "control", seed, max_epochs, batch_key="batch", n_latent=10,
                    obsm_key="targets")
     report = model.target_report(max_cells=1000, seed=seed)
@@ -329,9 +334,7 @@ JOBS = {"papalexi_seen": papalexi_seen, "simulated_pairs": simulated_pairs,
 
 def _run_job(task: str, seed: int, fold: int | None, quick: bool, max_epochs, configs,
              threads: int, model_kwargs: dict) -> dict:
-    import torch
-
-    torch.set_num_threads(threads)
+    set_torch_threads(threads)
     DEFAULT_MODEL_KWARGS.clear()
     DEFAULT_MODEL_KWARGS.update(model_kwargs)
     start = time.perf_counter()
@@ -344,14 +347,6 @@ def _run_job(task: str, seed: int, fold: int | None, quick: bool, max_epochs, co
                                        job_seconds=seconds,
                                        graph_density=out.get("graph_density", np.nan))
     return out
-
-
-def _commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE, text=True,
-                              capture_output=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 # ---------------------------------------------------------------------------- tables
@@ -392,13 +387,13 @@ def paired_table(df: pd.DataFrame, reference: str = REFERENCE) -> pd.DataFrame:
     return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
 
 
-def write_markdown(out: Path, command: str, df: pd.DataFrame, cis: pd.DataFrame | None) -> None:
+def render(df: pd.DataFrame, cis: pd.DataFrame | None) -> str:
+    """RESULTS.md from the rows of ``results.csv`` and ``cis.csv`` (nothing else is read)."""
     runs = sorted(set(df["command"].dropna()) if "command" in df else set())
     if cis is not None and "command" in cis:
         runs = sorted(set(runs) | set(cis["command"].dropna()))
     lines = ["# Counterfactual benchmark", "",
-             f"Written by `{command}` at commit `{_commit()}` ({time.strftime('%Y-%m-%d')}) "
-             "from `results.csv` and `cis.csv`; do not edit by hand. Rows made by: "
+             f"{provenance_line('results.csv', 'cis.csv')} Rows made by: "
              + "; ".join(f"`{r}`" for r in runs) + ".", "",
              "Scores (`SparseShiftVI.evaluate_predictions`): Pearson delta of the log fold "
              "changes against control on the 20 most changed genes (`pearson_delta_top`) and "
@@ -468,7 +463,7 @@ def write_markdown(out: Path, command: str, df: pd.DataFrame, cis: pd.DataFrame 
             lines[-1:] = [f"Own gene predicted down and among the perturbation's 10 most "
                           f"down-regulated genes: {int(top.sum())} of {len(cis)}.", ""]
     lines += ["![results](results.png)", ""]
-    (out / "RESULTS.md").write_text("\n".join(lines))
+    return "\n".join(lines)
 
 
 def plot(df: pd.DataFrame, path: Path) -> None:
@@ -496,10 +491,17 @@ def plot(df: pd.DataFrame, path: Path) -> None:
     plt.close(fig)
 
 
-def tabulate(out: Path, command: str) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+def read_csvs(out: Path) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """``results.csv`` (empty when absent) and ``cis.csv`` (None when absent) of ``out``."""
     df = pd.read_csv(out / "results.csv") if (out / "results.csv").exists() else pd.DataFrame()
     cis = pd.read_csv(out / "cis.csv") if (out / "cis.csv").exists() else None
-    write_markdown(out, command, df, cis)
+    return df, cis
+
+
+def tabulate(out: Path) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """Rewrite RESULTS.md and results.png from the CSVs in ``out``."""
+    df, cis = read_csvs(out)
+    (out / "RESULTS.md").write_text(render(df, cis))
     if len(df):
         plot(df, out / "results.png")
     return df, cis
@@ -521,21 +523,26 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     parser.add_argument("--threads", type=int, default=1, help="torch threads per worker")
     parser.add_argument("--model-kwargs", type=json.loads, default={},
                         help="JSON of SparseShiftVI arguments (ablations of the default model)")
-    parser.add_argument("--out", type=Path, default=Path("benchmark_output/counterfactual"),
-                        help="output folder (the committed tables: benchmarks/counterfactual)")
-    parser.add_argument("--tabulate", action="store_true",
+    add_output_args(parser, MODULE, HERE)
+    parser.add_argument("--render-only", "--tabulate", dest="render_only", action="store_true",
                         help="only rewrite RESULTS.md / results.png from the CSVs in --out")
     parser.add_argument("--append", action="store_true",
                         help="keep the rows of other tasks / seeds already in --out")
     args = parser.parse_args(argv)
-    args.out.mkdir(parents=True, exist_ok=True)
-    command = "python benchmarks/counterfactual/run.py " + " ".join(
-        argv if argv is not None else sys.argv[1:])
-    if args.tabulate:
-        return tabulate(args.out, command.strip())[0]
+    out = resolve_out(args, MODULE, HERE)
+    out.mkdir(parents=True, exist_ok=True)
+    command = command_line(MODULE, argv)
+    if args.render_only:
+        return tabulate(out)[0]
     if args.quick:
         args.seeds, args.zhao_folds = args.seeds[:1], args.zhao_folds[:1]
         args.max_epochs = args.max_epochs or 20
+    write_run_json(out, seeds=args.seeds, module=MODULE, argv=argv, append=args.append, extra={
+        "tasks": args.tasks, "zhao_folds": args.zhao_folds, "configs": args.configs,
+        "max_epochs": args.max_epochs, "workers": args.workers,
+        "torch_threads_per_worker": args.threads, "model_kwargs": args.model_kwargs,
+        "quick": args.quick,
+    })
     jobs = []
     for task in args.tasks:
         folds = args.zhao_folds if task == "zhao_patient" else [None]
@@ -543,39 +550,38 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         seeds = args.seeds[:1] if one_seed else args.seeds
         jobs += [(task, s, f) for s in seeds for f in folds]
     rows, cis = [], []
-    ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=args.workers, mp_context=ctx) as pool:
+    with process_pool(args.workers) as pool:
         futures = {pool.submit(_run_job, t, s, f, args.quick, args.max_epochs, args.configs,
                                args.threads, args.model_kwargs): (t, s, f)
                    for t, s, f in jobs}
         for fut in as_completed(futures):
-            out = fut.result()
+            result = fut.result()
             task, seed, fold = futures[fut]
-            if "rows" in out:
-                r = out["rows"].assign(command=command.strip())
+            if "rows" in result:
+                r = result["rows"].assign(command=command)
                 rows.append(r)
                 mean = r.groupby("method", sort=False)["pearson_delta_top"].mean()
                 print(f"  {task} seed {seed} fold {fold}: " + ", ".join(
                     f"{m} {v:.3f}" for m, v in mean.items()), flush=True)
-            if "cis" in out:
-                cis.append(out["cis"].assign(command=command.strip()))
-                print(out["cis"].to_string(index=False), flush=True)
+            if "cis" in result:
+                cis.append(result["cis"].assign(command=command))
+                print(result["cis"].to_string(index=False), flush=True)
     df = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
     cis_df = pd.concat(cis, ignore_index=True) if cis else None
     if args.append:
         done = {(t, s) for t, s, _ in jobs}
-        if (args.out / "results.csv").exists():
-            old = pd.read_csv(args.out / "results.csv")
+        if (out / "results.csv").exists():
+            old = pd.read_csv(out / "results.csv")
             old = old[[(t, s) not in done for t, s in zip(old["task"], old["seed"],
                                                            strict=True)]]
             df = pd.concat([old, df], ignore_index=True)
-        if (args.out / "cis.csv").exists() and cis_df is None:
-            cis_df = pd.read_csv(args.out / "cis.csv")
+        if (out / "cis.csv").exists() and cis_df is None:
+            cis_df = pd.read_csv(out / "cis.csv")
     if len(df):
-        df.to_csv(args.out / "results.csv", index=False)
+        df.to_csv(out / "results.csv", index=False)
     if cis_df is not None:
-        cis_df.to_csv(args.out / "cis.csv", index=False)
-    tabulate(args.out, command.strip())
+        cis_df.to_csv(out / "cis.csv", index=False)
+    tabulate(out)
     if len(df):
         print(summary_table(df).round(3).to_string(index=False))
     return df

@@ -2,8 +2,9 @@
 
 One command reproduces the tables (``make bench-images``)::
 
-    python benchmarks/images/run.py                    # full run (3 seeds), writes here
-    python benchmarks/images/run.py --quick --out /tmp/images   # tiny CI smoke run
+    python -m benchmarks.images.run --update                   # full run (3 seeds), committed
+    python -m benchmarks.images.run --quick --out /tmp/images  # tiny CI smoke run
+    python -m benchmarks.images.run --render-only --update     # RESULTS.md from results.csv
 
 The same convolutional VAE (:class:`scvi_causal.images.ImageVAE`) is trained with four latent
 priors from ``scvi_causal.core`` on interventional dSprites (an observational regime and K
@@ -23,27 +24,33 @@ targets), ranked by the learned shift (``dense``) or by the standardised shift o
 mean latent from the observational one (beta-VAE, beta-TCVAE).
 
 Writes ``results.csv``, ``RESULTS.md`` (mean +- sd over seeds, and whether MIG and DCI rank
-the methods alike), ``results.png`` and ``traversals.png`` (latent traversals of the first
-seed's models) into ``--out``.
+the methods alike; rendered from ``results.csv`` alone), ``results.png``, ``traversals.png``
+(latent traversals of the first seed's models) and ``run.json`` into ``--out`` (default: a
+scratch folder; ``--update``: this folder, whose results are committed).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
-import subprocess
-import sys
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from benchmarks._common import (
+    add_output_args,
+    map_threads,
+    provenance_line,
+    resolve_out,
+    run_worker,
+    write_run_json,
+)
+
 HERE = Path(__file__).resolve().parent
+MODULE = "benchmarks.images.run"
 CONFIGS = {
     "beta_vae": {"intervention_prior": "none", "beta": 4.0},
     "beta_tcvae": {"intervention_prior": "none", "tc_weight": 5.0},
@@ -144,21 +151,22 @@ def run_one(method: str, seed: int, quick: bool, settings: dict, model_dir: Path
         if "mask_density_train" in history else float("nan"),
         "n_images": len(data),
         "max_epochs": settings["max_epochs"],
+        "n_interventions": n_int,
+        "n_per_regime": settings["n_per_regime"],
+        "n_latent": settings["n_latent"],
+        "channels": settings.get("channels", 32),
         "train_seconds": train_seconds,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
 
 
 def _worker(args, method: str, seed: int) -> dict:
-    cmd = [sys.executable, __file__, "--worker", json.dumps([method, seed]),
+    """One run in a fresh process (one torch thread, its own peak-memory reading)."""
+    cmd = ["--worker", json.dumps([method, seed]),
            "--settings", json.dumps(args.settings), *(["--quick"] if args.quick else [])]
     if seed == args.seeds[0]:
-        cmd += ["--model-dir", str(args.out / "models")]
-    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{method}/seed {seed} failed:\n{proc.stderr[-3000:]}")
-    row = json.loads(proc.stdout.strip().splitlines()[-1])
+        cmd += ["--model-dir", str((args.out / "models").resolve())]
+    row = run_worker(MODULE, cmd)
     print(f"  {method:11s} seed {seed}: MCC {row['mcc_pearson']:.3f}, "
           f"DCI-D {row['dci_disentanglement']:.3f}, F1 {row['graph_f1']:.3f}, "
           f"{row['train_seconds']:.0f} s", flush=True)
@@ -251,26 +259,28 @@ def plot_traversals(model_dir: Path, seed: int, path: Path) -> None:
     plt.close(fig)
 
 
-def write_tables(df: pd.DataFrame, args, argv) -> pd.DataFrame:
-    order = {m: i for i, m in enumerate(args.methods)}
-    df = df.sort_values(["method", "seed"], key=lambda c: c.map(order) if c.name == "method"
-                        else c)
-    df.to_csv(args.out / "results.csv", index=False)
+def render(df: pd.DataFrame) -> str:
+    """RESULTS.md from the runs of ``results.csv``, in its order (nothing else is read)."""
     table = summarise(df)
     tau, by_mig, by_dci = ranking_agreement(df)
-    command = "python benchmarks/images/run.py " + " ".join(argv or sys.argv[1:])
-    s = args.settings
+    seeds = list(dict.fromkeys(int(s) for s in df["seed"]))
+    if {"n_interventions", "n_per_regime", "n_latent", "channels"} <= set(df):
+        s = df.iloc[0]
+        settings = (f"{s['n_interventions']} intervention regimes + observational, "
+                    f"{s['n_per_regime']} images per regime, {s['n_latent']} latent units, "
+                    f"{s['channels']} conv. channels, {s['max_epochs']} epochs")
+    else:  # rows written before the settings were columns
+        settings = (f"{df['n_images'].iloc[0]} images, {df['max_epochs'].iloc[0]} epochs (the "
+                    "other settings of these runs: `benchmarks/README.md`)")
     md = [
         "# Interventional dSprites: sparse mechanism shift vs unsupervised disentanglement",
         "",
-        f"Written by `{command.strip()}`; seeds {args.seeds}; mean ± sd over seeds. "
-        f"{s['n_interventions']} intervention regimes + observational, {s['n_per_regime']} "
-        f"images per regime, {s['n_latent']} latent units, {s.get('channels', 32)} conv. "
-        f"channels, {s['max_epochs']} epochs, batch 64, lr 5e-4. "
+        f"{provenance_line('results.csv')} Seeds {seeds}; mean ± sd over seeds. {settings}, "
+        "batch 64, lr 5e-4. "
         "Scores on held-out images drawn uniformly from the grid; MCC over the ordinal factors "
         "(scale, orientation, pos_x, pos_y); MIG, DCI, SAP over all five (shape discrete); "
         "graph: regimes x ordinal factors after matching units (see run.py). "
-        f"{args.workers} runs shared the machine at a time (one torch thread each).",
+        "Runs shared the machine, one torch thread each (how many at a time: `run.json`).",
         "",
         table.to_markdown(index=False),
         "",
@@ -282,9 +292,21 @@ def write_tables(df: pd.DataFrame, args, argv) -> pd.DataFrame:
         "![latent traversals](traversals.png)",
         "",
     ]
-    (args.out / "RESULTS.md").write_text("\n".join(md))
-    plot(df, args.out / "results.png")
-    return table
+    return "\n".join(md)
+
+
+def write_tables(df: pd.DataFrame, out: Path, methods: list[str] | None = None,
+                 csv: bool = True) -> pd.DataFrame:
+    """results.csv (rows in ``methods`` order; unless ``csv`` is False), RESULTS.md, plot."""
+    if methods is not None:
+        order = {m: i for i, m in enumerate(methods)}
+        df = df.sort_values(["method", "seed"],
+                            key=lambda c: c.map(order) if c.name == "method" else c)
+    if csv:
+        df.to_csv(out / "results.csv", index=False)
+    (out / "RESULTS.md").write_text(render(df))
+    plot(df, out / "results.png")
+    return summarise(df)
 
 
 def main(argv: list[str] | None = None) -> pd.DataFrame:
@@ -293,9 +315,11 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     parser.add_argument("--methods", nargs="+", default=METHODS)
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--out", type=Path, default=HERE)
+    add_output_args(parser, MODULE, HERE)
     parser.add_argument("--settings", type=json.loads, default=None,
                         help="JSON overriding n_interventions, n_per_regime, max_epochs, n_latent")
+    parser.add_argument("--render-only", action="store_true",
+                        help="rewrite RESULTS.md and results.png from --out's results.csv")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--model-dir", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -310,25 +334,23 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         print(json.dumps(row))
         return pd.DataFrame([row])
 
+    args.out = resolve_out(args, MODULE, HERE)
+    if args.render_only:
+        df = pd.read_csv(args.out / "results.csv")
+        write_tables(df, args.out, csv=False)
+        return df
     if args.quick:
         args.seeds = args.seeds[:1]
     jobs = [(m, s) for s in args.seeds for m in args.methods]
     print(f"{len(jobs)} runs on {args.workers} workers", flush=True)
-    args.out.mkdir(parents=True, exist_ok=True)
-    rows: list[dict] = []
-    lock = threading.Lock()
-
-    def job_done(job):
-        row = _worker(args, *job)
-        with lock:
-            rows.append(row)
-            write_tables(pd.DataFrame(rows), args, argv)
-        return row
-
-    with ThreadPoolExecutor(max_workers=args.workers) as pool:
-        list(pool.map(job_done, jobs))
+    write_run_json(args.out, seeds=args.seeds, module=MODULE, argv=argv, extra={
+        "methods": args.methods, "settings": args.settings, "workers": args.workers,
+        "torch_threads_per_run": 1, "quick": args.quick,
+    })
+    rows = map_threads(lambda *job: _worker(args, *job), jobs, args.workers,
+                       lambda rows: write_tables(pd.DataFrame(rows), args.out, args.methods))
     df = pd.DataFrame(rows)
-    table = write_tables(df, args, argv)
+    table = write_tables(df, args.out, args.methods)
     plot_traversals(args.out / "models", args.seeds[0], args.out / "traversals.png")
     print(table.to_string(index=False))
     return df

@@ -1,9 +1,10 @@
 """Real screens: held-out perturbations, target-graph stability and pathway coherence.
 
-One command reproduces the tables::
+One command reproduces the tables (``make bench-real``)::
 
-    python benchmarks/real/run.py --workers 2 --threads 1   # writes RESULTS.md here
-    python benchmarks/real/run.py --quick --out /tmp/real   # CI smoke run
+    python -m benchmarks.real.run --workers 2 --threads 1 --update   # the committed tables
+    python -m benchmarks.real.run --quick --out /tmp/real            # CI smoke run
+    python -m benchmarks.real.run --render-only --update             # RESULTS.md from the CSVs
 
 Papalexi et al. 2021 (ECCITE-seq, THP-1, confident cells):
 
@@ -32,24 +33,36 @@ Papalexi et al. 2021 (ECCITE-seq, THP-1, confident cells):
 Zhao et al. 2021 (glioblastoma slices, panobinostat vs vehicle, patients as batch):
 ``zhao``: the units the drug targets and their top genes (``target_report``).
 
-Writes ``heldout.csv``, ``fewshot.csv``, ``stability.csv``, ``pathway.csv``, ``RESULTS.md``
-and figures into ``--out``.
+Writes ``heldout.csv``, ``fewshot.csv``, ``stability.csv``, ``pathway.csv``,
+``zhao_targets.csv``, ``RESULTS.md`` (rendered from those CSVs alone), the two target reports,
+figures and ``run.json`` into ``--out`` (default: a scratch folder; ``--update``: this folder,
+whose results are committed).
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
-import multiprocessing
-import sys
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from benchmarks._common import (
+    add_output_args,
+    process_pool,
+    provenance_line,
+    resolve_out,
+    subset,
+    write_run_json,
+)
+
 HERE = Path(__file__).resolve().parent
+MODULE = "benchmarks.real.run"
+#: the CSVs of this benchmark, rendered into RESULTS.md
+TABLES = ("heldout", "stability", "pathway", "zhao_targets", "fewshot")
 CONFIGS = {
     "spike_slab": {},
     "l1": {"intervention_prior": "l1", "sparsity_penalty": 0.5},  # the cost it was measured with
@@ -60,12 +73,6 @@ CONFIGS = {
 FIXED_MASKS = "spike_slab_fixed_masks"
 PATHWAY = ["IFNGR1", "IFNGR2", "JAK2", "STAT1", "IRF1"]
 N_LATENT = 10
-
-
-def _subset(adata, mask):
-    sub = adata[mask].copy()
-    sub.obs["perturbation"] = sub.obs["perturbation"].cat.remove_unused_categories()
-    return sub
 
 
 def load_papalexi(quick: bool, seed: int = 0):
@@ -84,7 +91,7 @@ def load_papalexi(quick: bool, seed: int = 0):
                        replace=False)
             for p in [control, *keep_perts]
         ])
-        adata = _subset(adata, np.isin(np.arange(adata.n_obs), idx))
+        adata = subset(adata, np.isin(np.arange(adata.n_obs), idx))
     return adata, control
 
 
@@ -99,13 +106,6 @@ def _train(adata, control, config: str, seed: int, max_epochs):
     start = time.perf_counter()
     model.train(max_epochs=max_epochs, enable_progress_bar=False)
     return model, time.perf_counter() - start
-
-
-def _set_threads(threads: int) -> None:
-    """Worker-process initializer: torch threads per worker."""
-    import torch
-
-    torch.set_num_threads(threads)
 
 
 def heldout_folds(adata, control, n_folds: int, seed: int) -> list[list[str]]:
@@ -133,8 +133,8 @@ def heldout_job(adata, control, fold: int, held: list[str], config: str, seed: i
     from scvi_causal.model import SparseShiftVI
 
     labels = adata.obs["perturbation"].astype(str).to_numpy()
-    train = _subset(adata, ~np.isin(labels, held))
-    query_adata = _subset(adata, np.isin(labels, held + [control]))
+    train = subset(adata, ~np.isin(labels, held))
+    query_adata = subset(adata, np.isin(labels, held + [control]))
     model, seconds = _train(train, control, config, seed, max_epochs)
     rows = []
     for name, query_kwargs in _query_variants(config).items():
@@ -173,7 +173,7 @@ def fewshot_job(adata, control, fold: int, held: list[str], config: str, seed: i
     from scvi_causal.model import SparseShiftVI
 
     labels = adata.obs["perturbation"].astype(str).to_numpy()
-    model, seconds = _train(_subset(adata, ~np.isin(labels, held)), control, config, seed,
+    model, seconds = _train(subset(adata, ~np.isin(labels, held)), control, config, seed,
                             max_epochs)
     rng = np.random.default_rng(1000 + fold)
     test_idx, pool = [], {}
@@ -181,12 +181,12 @@ def fewshot_job(adata, control, fold: int, held: list[str], config: str, seed: i
         cells = rng.permutation(np.flatnonzero(labels == p))
         test_idx.append(cells[: len(cells) // 2])
         pool[p] = cells[len(cells) // 2:]
-    test = _subset(adata, np.isin(np.arange(adata.n_obs), np.concatenate(test_idx)))
+    test = subset(adata, np.isin(np.arange(adata.n_obs), np.concatenate(test_idx)))
     variants = _query_variants(config)
     rows = []
     for n in shots:
         fit_idx = np.concatenate([v if n is None else v[: max(n, 1)] for v in pool.values()])
-        fit = _subset(adata, np.isin(np.arange(adata.n_obs), fit_idx))
+        fit = subset(adata, np.isin(np.arange(adata.n_obs), fit_idx))
         n_fit = {p: 0 if n == 0 else len(v) if n is None else min(n, len(v))
                  for p, v in pool.items()}
         for name, query_kwargs in variants.items():
@@ -389,9 +389,11 @@ def paired_lines(heldout: pd.DataFrame, ref: str = "spike_slab") -> list[str]:
             ""]
 
 
-def write_markdown(out: Path, command: str, heldout, stability, pathway, zhao,
-                   fewshot=None) -> None:
-    lines = ["# Real screens", "", f"Written by `{command}`; do not edit by hand.", ""]
+def render(heldout, stability, pathway, zhao, fewshot=None) -> str:
+    """RESULTS.md from the tables of the CSVs (None or empty: that section is left out)."""
+    names = [f"{n}.csv" for n, t in zip(TABLES, (heldout, stability, pathway, zhao, fewshot),
+                                           strict=True) if t is not None]
+    lines = ["# Real screens", "", provenance_line(*names), ""]
     if heldout is not None and len(heldout):
         per_fold = heldout.groupby(["fold", "config"])["iwelbo"].mean().unstack("config")
         lines += ["## Papalexi 2021: held-out perturbations (mean per-cell IWELBO, higher is "
@@ -442,7 +444,17 @@ def write_markdown(out: Path, command: str, heldout, stability, pathway, zhao,
         lines += ["## Zhao 2021: units targeted by panobinostat (patients as batch)", "",
                   zhao.round(3).to_markdown(index=False) if len(zhao) else "No target.", "",
                   "Full report: [zhao_report/report.md](zhao_report/report.md).", ""]
-    (out / "RESULTS.md").write_text("\n".join(lines))
+    return "\n".join(lines)
+
+
+def read_tables(out: Path) -> dict[str, pd.DataFrame | None]:
+    """The CSVs of ``out`` by name (None when absent)."""
+    return {name: pd.read_csv(out / f"{name}.csv") if (out / f"{name}.csv").exists() else None
+            for name in TABLES}
+
+
+def write_markdown(out: Path, heldout, stability, pathway, zhao, fewshot=None) -> None:
+    (out / "RESULTS.md").write_text(render(heldout, stability, pathway, zhao, fewshot))
 
 
 def main(argv=None):
@@ -461,37 +473,32 @@ def main(argv=None):
     parser.add_argument("--workers", type=int, default=1,
                         help="trainings run in parallel processes (spawned)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads per worker")
-    parser.add_argument("--out", type=Path, default=HERE)
-    parser.add_argument("--tabulate", action="store_true",
+    add_output_args(parser, MODULE, HERE)
+    parser.add_argument("--render-only", "--tabulate", dest="render_only", action="store_true",
                         help="rewrite RESULTS.md from the CSVs in --out without training")
     args = parser.parse_args(argv)
-    command = ("python benchmarks/real/run.py " + " ".join(
-        argv if argv is not None else sys.argv[1:])).strip()
-    if args.tabulate:
-        tables = {}
-        for name in ("heldout", "stability", "pathway", "zhao_targets", "fewshot"):
-            path = args.out / f"{name}.csv"
-            tables[name] = pd.read_csv(path) if path.exists() else None
-        write_markdown(args.out, f"{command}` from the CSVs of this folder; they were "
-                       "written by `python benchmarks/real/run.py --workers 2 --threads 1",
-                       tables["heldout"], tables["stability"], tables["pathway"],
-                       tables["zhao_targets"], tables["fewshot"])
+    out = resolve_out(args, MODULE, HERE)
+    if args.render_only:
+        tables = read_tables(out)
+        write_markdown(out, *(tables[name] for name in TABLES))
         if tables["fewshot"] is not None:
-            fewshot_figure(tables["fewshot"], args.out)
+            fewshot_figure(tables["fewshot"], out)
         return
     if args.quick:
         args.folds, args.seeds = 1, args.seeds[:2]
         args.max_epochs = args.max_epochs or 3
-    args.out.mkdir(parents=True, exist_ok=True)
+    write_run_json(out, seeds=args.seeds, module=MODULE, argv=argv, extra={
+        "tasks": args.tasks, "configs": args.configs, "fewshot_configs": args.fewshot_configs,
+        "shots": args.shots, "folds": args.folds, "max_epochs": args.max_epochs,
+        "workers": args.workers, "torch_threads_per_worker": args.threads, "quick": args.quick,
+    })
     adata, control = load_papalexi(args.quick)
 
     jobs = {}  # future -> (task, key)
-    ctx = multiprocessing.get_context("spawn")
     heldout_rows, graphs, latents, pathway_rows = [], {}, {}, []
     heldout = stability = pathway = zhao = fewshot = None
     fewshot_rows = []
-    with ProcessPoolExecutor(max_workers=args.workers, mp_context=ctx,
-                             initializer=_set_threads, initargs=(args.threads,)) as pool:
+    with process_pool(args.workers, args.threads) as pool:
         if "heldout" in args.tasks:  # the long jobs first
             for fold, held in enumerate(heldout_folds(adata, control, args.folds,
                                                       args.seeds[0])):
@@ -509,10 +516,10 @@ def main(argv=None):
         if "stability" in args.tasks:
             for seed in args.seeds:
                 fut = pool.submit(stability_job, adata, control, seed, args.max_epochs,
-                                  args.out, seed == args.seeds[0])
+                                  out, seed == args.seeds[0])
                 jobs[fut] = ("stability", seed)
         if "zhao" in args.tasks:
-            jobs[pool.submit(zhao_job, args.quick, args.max_epochs, args.out)] = ("zhao", None)
+            jobs[pool.submit(zhao_job, args.quick, args.max_epochs, out)] = ("zhao", None)
         print(f"{len(jobs)} jobs on {args.workers} workers", flush=True)
         for fut in as_completed(jobs):
             task, key = jobs[fut]
@@ -521,26 +528,26 @@ def main(argv=None):
                 heldout_rows += result
                 heldout = pd.DataFrame(heldout_rows).sort_values(
                     ["fold", "config", "perturbation"])
-                heldout.to_csv(args.out / "heldout.csv", index=False)
+                heldout.to_csv(out / "heldout.csv", index=False)
             elif task == "fewshot":
                 fewshot_rows += result
                 fewshot = pd.DataFrame(fewshot_rows).sort_values(
                     ["fold", "config", "perturbation"], kind="stable")
-                fewshot.to_csv(args.out / "fewshot.csv", index=False)
-                fewshot_figure(fewshot, args.out)
+                fewshot.to_csv(out / "fewshot.csv", index=False)
+                fewshot_figure(fewshot, out)
             elif task == "stability":
                 graphs[key], latents[key], row = result
                 pathway_rows.append(row)
                 pathway = pd.DataFrame(pathway_rows).sort_values("seed")
-                pathway.to_csv(args.out / "pathway.csv", index=False)
+                pathway.to_csv(out / "pathway.csv", index=False)
                 if len(graphs) > 1:
                     stability = stability_table(graphs, latents)
-                    stability.to_csv(args.out / "stability.csv", index=False)
+                    stability.to_csv(out / "stability.csv", index=False)
             else:
                 zhao = result
-                zhao.to_csv(args.out / "zhao_targets.csv", index=False)
-            write_markdown(args.out, command, heldout, stability, pathway, zhao, fewshot)
-    write_markdown(args.out, command, heldout, stability, pathway, zhao, fewshot)
+                zhao.to_csv(out / "zhao_targets.csv", index=False)
+            write_markdown(out, heldout, stability, pathway, zhao, fewshot)
+    write_markdown(out, heldout, stability, pathway, zhao, fewshot)
 
 
 if __name__ == "__main__":

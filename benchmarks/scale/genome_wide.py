@@ -4,23 +4,36 @@ Trains the default SparseShiftVI with its default length and records, stage by s
 time and peak resident memory (simulation, set-up, training, target graph, report with its
 figures), and the target graph F1 and MCC against the simulated truth::
 
-    python benchmarks/scale/genome_wide.py --out benchmarks/scale/genome_wide
-    python benchmarks/scale/genome_wide.py --quick --out /tmp/gw     # CI smoke run
+    python -m benchmarks.scale.genome_wide --update            # benchmarks/scale/genome_wide
+    python -m benchmarks.scale.genome_wide --quick --out /tmp/gw   # CI smoke run
+    python -m benchmarks.scale.genome_wide --render-only --update  # RESULTS.md from the CSV
 
-Writes ``results.csv`` (one row per stage) and ``RESULTS.md`` into ``--out``, and the target
-report into ``--out/report`` (not committed: its gene-effect table alone is 5,000 x 2,000).
+Writes ``results.csv`` (one row per stage), ``RESULTS.md`` (rendered from it alone) and
+``run.json`` into ``--out`` (default: a scratch folder; ``--update``:
+``benchmarks/scale/genome_wide``), and the target report into ``--out/report`` (never
+committed: its gene-effect table alone is 5,000 x 2,000).
 """
 
 from __future__ import annotations
 
 import argparse
 import resource
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from benchmarks._common import (
+    add_output_args,
+    command_line,
+    resolve_out,
+    set_torch_threads,
+    write_run_json,
+)
+
+HERE = Path(__file__).resolve().parent
+MODULE = "benchmarks.scale.genome_wide"
 
 
 def _peak_gib() -> float:
@@ -36,36 +49,45 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="a small screen, 3 epochs (CI)")
-    parser.add_argument("--out", type=Path, default=Path("benchmark_output/genome_wide"))
+    parser.add_argument("--render-only", action="store_true",
+                        help="rewrite RESULTS.md from --out's results.csv")
+    add_output_args(parser, MODULE, HERE / "genome_wide")
     args = parser.parse_args(argv)
+    out = resolve_out(args, MODULE, HERE / "genome_wide")
+    if args.render_only:
+        df = pd.read_csv(out / "results.csv")
+        (out / "RESULTS.md").write_text(render(df))
+        return df
     if args.quick:
         args.n_perturbations, args.cells, args.n_genes = 40, 20, 100
-    command = "python benchmarks/scale/genome_wide.py " + " ".join(
-        argv if argv is not None else sys.argv[1:])
+    command = command_line(MODULE, argv)
 
     import scvi
-    import torch
 
     from scvi_causal.data import simulate_sparse_shift
     from scvi_causal.metrics import match_latents, mcc, target_graph_scores
     from scvi_causal.model import SparseShiftVI
 
-    torch.set_num_threads(args.threads)
-    args.out.mkdir(parents=True, exist_ok=True)
+    set_torch_threads(args.threads)
+    write_run_json(out, seeds=[args.seed], module=MODULE, argv=argv, extra={
+        "n_perturbations": args.n_perturbations, "cells_per_perturbation": args.cells,
+        "n_genes": args.n_genes, "n_latent": args.n_latent, "torch_threads": args.threads,
+        "quick": args.quick,
+    })
     rows = []
 
     def table() -> pd.DataFrame:
         return pd.DataFrame(rows).assign(n_perturbations=args.n_perturbations,
                                          cells_per_perturbation=args.cells,
                                          n_genes=args.n_genes, n_latent=args.n_latent,
-                                         threads=args.threads, command=command.strip())
+                                         threads=args.threads, command=command)
 
     def stage(name: str, start: float, **extra):
         rows.append({"stage": name, "seconds": time.perf_counter() - start,
                      "peak_rss_gib": _peak_gib(), **extra})
         print(f"{name}: {rows[-1]['seconds']:.1f} s, peak RSS {rows[-1]['peak_rss_gib']:.2f} "
               f"GiB {extra or ''}", flush=True)
-        table().to_csv(args.out / "results.csv", index=False)  # kept if a later stage fails
+        table().to_csv(out / "results.csv", index=False)  # kept if a later stage fails
 
     t = time.perf_counter()
     adata = simulate_sparse_shift(n_perturbations=args.n_perturbations,
@@ -95,20 +117,30 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
           graph_density=float((graph.to_numpy() > 0.5).mean()))
 
     t = time.perf_counter()
-    report = model.target_report(args.out / "report", max_cells=1000)
+    report = model.target_report(out / "report", max_cells=1000)
     stage("target report", t, n_figures=len(report.get("figures", {})))
 
     df = table()
+    (out / "RESULTS.md").write_text(render(df))
+    return df
+
+
+def render(df: pd.DataFrame) -> str:
+    """RESULTS.md from the rows of ``results.csv`` (nothing else is read)."""
+    first = df.iloc[0]
+    epochs = df["epochs"].dropna()
     lines = [
         "# Genome-wide size", "",
-        f"Written by `{command.strip()}` from `results.csv`. Simulated screen "
-        f"(`simulate_sparse_shift`, default protocol): {args.n_perturbations} perturbations x "
-        f"{args.cells} cells + controls ({rows[0]['n_cells']} cells), {args.n_genes} genes, "
-        f"n_latent {args.n_latent}; the default model and training length ({epochs} epochs), "
-        f"{args.threads} torch threads. Peak RSS is that of the whole process so far.", "",
+        f"Written by `{first['command']}`; rendered from `results.csv` alone "
+        "(`--render-only`). Simulated screen "
+        f"(`simulate_sparse_shift`, default protocol): {first['n_perturbations']} "
+        f"perturbations x {first['cells_per_perturbation']} cells + controls "
+        f"({int(first['n_cells'])} cells), {first['n_genes']} genes, n_latent "
+        f"{first['n_latent']}; the default model and training length "
+        f"({int(epochs.iloc[0]) if len(epochs) else '?'} epochs), {first['threads']} torch "
+        "threads. Peak RSS is that of the whole process so far.", "",
         df.drop(columns=["command"]).round(3).to_markdown(index=False), ""]
-    (args.out / "RESULTS.md").write_text("\n".join(lines))
-    return df
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """Profile one training step of SparseShiftVI against scvi-tools' SCVI (torch profiler).
 
-    python benchmarks/scale/profile_step.py                 # writes PROFILE.md here
-    python benchmarks/scale/profile_step.py --quick --out /tmp/profile
+    python -m benchmarks.scale.profile_step --update        # writes benchmarks/scale/PROFILE.md
+    python -m benchmarks.scale.profile_step --quick --out /tmp/profile
+    python -m benchmarks.scale.profile_step --render-only --update   # PROFILE.md from profile.csv
 
 On a simulated screen (``--n-cells`` x ``--n-genes``, 50 perturbations) both modules run
 forward + loss + backward on the same minibatch of 1024 cells, alternately, ``--repeats``
@@ -9,45 +10,65 @@ times (one torch thread, so the numbers are comparable). Reported: milliseconds 
 each module, the time spent inside the sparse-shift prior (``record_function`` regions around
 prior sampling, the sparsity cost and the global term), the torch ops that dominate, and the
 per-step overhead of the Lightning loop (epoch time divided by steps, minus the module step).
+Writes ``profile.csv`` (long format: section, name, metric, value), ``PROFILE.md`` (rendered
+from it alone) and ``run.json`` into ``--out`` (default: a scratch folder; ``--update``:
+``benchmarks/scale``).
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from benchmarks._common import (
+    add_output_args,
+    command_line,
+    resolve_out,
+    set_torch_threads,
+    write_run_json,
+)
+
 HERE = Path(__file__).resolve().parent
+MODULE = "benchmarks.scale.profile_step"
+STEP = "module step (ms, median)"
+LOOP = "Lightning loop per step (ms, incl. set-up)"
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> pd.DataFrame:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--n-cells", type=int, default=20_000)
     parser.add_argument("--n-genes", type=int, default=2000)
     parser.add_argument("--repeats", type=int, default=30)
-    parser.add_argument("--out", type=Path, default=HERE)
+    parser.add_argument("--render-only", action="store_true",
+                        help="rewrite PROFILE.md from --out's profile.csv")
+    add_output_args(parser, MODULE, HERE)
     args = parser.parse_args(argv)
+    out = resolve_out(args, MODULE, HERE)
+    if args.render_only:
+        df = pd.read_csv(out / "profile.csv")
+        (out / "PROFILE.md").write_text(render(df))
+        return df
     if args.quick:
         args.n_cells, args.n_genes, args.repeats = 2000, 200, 3
 
     import scvi
-    import torch
     from torch.profiler import ProfilerActivity, profile, record_function
 
-    sys.path.insert(0, str(HERE))
-    from run import write_screen  # the scale benchmark's simulator
-
+    from benchmarks.scale.run import write_screen  # the scale benchmark's simulator
     from scvi_causal.model import SparseShiftVI
 
-    torch.set_num_threads(1)
+    set_torch_threads(1)
     scvi.settings.seed = 0
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"_profile_{args.n_cells}x{args.n_genes}.h5ad"
+    write_run_json(out, seeds=[0], module=MODULE, argv=argv, extra={
+        "n_cells": args.n_cells, "n_genes": args.n_genes, "repeats": args.repeats,
+        "torch_threads": 1, "quick": args.quick,
+    })
+    path = out / f"_profile_{args.n_cells}x{args.n_genes}.h5ad"
     if not path.exists():
         write_screen(path, args.n_cells, args.n_genes)
     import anndata as ad
@@ -122,21 +143,56 @@ def main(argv: list[str] | None = None) -> None:
                     check_val_every_n_epoch=None)
         loop_ms[name] = 1000 * (time.perf_counter() - start) / (2 * n_steps)
 
-    command = "python benchmarks/scale/profile_step.py " + " ".join(argv or sys.argv[1:])
+    rows = [("settings", "run", k, v) for k, v in
+            (("n_cells", args.n_cells), ("n_genes", args.n_genes), ("repeats", args.repeats),
+             ("threads", 1))]
+    rows += [("step", name, STEP, ms[name]) for name in modules]
+    rows += [("step", name, LOOP, loop_ms[name]) for name in modules]
+    rows += [("prior", "total", "CPU % of the step", 100 * prior_us / total)]
+    rows += [("prior", r, "CPU % of the step", v)
+             for r, v in zip(prior_df["region"], prior_df["CPU % of the step"], strict=True)]
+    rows += [("ops", op, metric, v) for _, r in top_df.iterrows() for op in [r["op"]]
+             for metric, v in (("self CPU %", r["self CPU %"]), ("calls", r["calls"]))]
+    df = pd.DataFrame(rows, columns=["section", "name", "metric", "value"])
+    df["command"] = command_line(MODULE, argv)
+    df.to_csv(out / "profile.csv", index=False)
+    text = render(df)
+    (out / "PROFILE.md").write_text(text)
+    print(text)
+    return df
+
+
+def render(df: pd.DataFrame) -> str:
+    """PROFILE.md from the rows of ``profile.csv`` (nothing else is read)."""
+
+    def section(name: str) -> pd.DataFrame:
+        return df[df["section"] == name]
+
+    settings = section("settings").set_index("metric")["value"].astype(int)
+    step = section("step")
     summary = pd.DataFrame({
-        "module step (ms, median)": ms,
-        "Lightning loop per step (ms, incl. set-up)": loop_ms,
+        metric: dict(zip(sub["name"], sub["value"], strict=True))
+        for metric, sub in step.groupby("metric", sort=False)
     })
     summary.loc["ratio SparseShiftVI / SCVI"] = summary.loc["SparseShiftVI"] / summary.loc["SCVI"]
+    prior = section("prior")
+    share = prior.loc[prior["name"] == "total", "value"].item()
+    prior_df = pd.DataFrame({"region": prior.loc[prior["name"] != "total", "name"],
+                             "CPU % of the step": prior.loc[prior["name"] != "total", "value"]})
+    ops = section("ops").pivot_table(index="name", columns="metric", values="value", sort=False)
+    top_df = pd.DataFrame({"op": ops.index, "self CPU %": ops["self CPU %"].to_numpy(),
+                           "calls": ops["calls"].astype(int).to_numpy()})
     md = [
         "# Training-step profile: SparseShiftVI vs SCVI",
         "",
-        f"Written by `{command.strip()}`: {args.n_cells} cells x {args.n_genes} genes, "
-        f"minibatch 1024, 1 torch thread, {args.repeats} alternating repeats.",
+        f"Written by `{df['command'].iloc[0]}`; rendered from `profile.csv` alone "
+        f"(`--render-only`): {settings['n_cells']} cells x {settings['n_genes']} genes, "
+        f"minibatch 1024, {settings['threads']} torch thread, {settings['repeats']} alternating "
+        "repeats.",
         "",
         summary.to_markdown(floatfmt=".2f"),
         "",
-        f"Time inside the sparse-shift prior: {100 * prior_us / total:.1f}% of the step.",
+        f"Time inside the sparse-shift prior: {share:.1f}% of the step.",
         "",
         prior_df.to_markdown(index=False, floatfmt=".2f"),
         "",
@@ -145,8 +201,7 @@ def main(argv: list[str] | None = None) -> None:
         top_df.to_markdown(index=False, floatfmt=".1f"),
         "",
     ]
-    (args.out / "PROFILE.md").write_text("\n".join(md))
-    print("\n".join(md))
+    return "\n".join(md)
 
 
 if __name__ == "__main__":

@@ -2,10 +2,11 @@
 
 One command reproduces the table (``make bench-scale``)::
 
-    python benchmarks/scale/run.py                      # 1e4, 1e5, 1e6 cells x 2,000 genes
-    python benchmarks/scale/run.py --quick --out /tmp/scale   # tiny CI smoke run
-    python benchmarks/scale/run.py --accelerator gpu --sizes 100000 1000000 \
-        --out benchmarks/scale/gpu                          # whenever a GPU is at hand
+    python -m benchmarks.scale.run --update          # 1e4, 1e5, 1e6 cells x 2,000 genes
+    python -m benchmarks.scale.run --quick --out /tmp/scale   # tiny CI smoke run
+    python -m benchmarks.scale.run --accelerator gpu --sizes 100000 1000000 \
+        --out benchmarks/scale/gpu                   # whenever a GPU is at hand
+    python -m benchmarks.scale.run --render-only --update     # RESULTS.md from results.csv
 
 The script first writes simulated sparse screens (CSR counts, 50 perturbations + control,
 10 latent units, Poisson counts of a softmax decoder, about 800 counts per cell) to
@@ -22,17 +23,16 @@ Epoch time is measured by a Lightning callback from the start to the end of each
 epoch (trainer and data-loader set-up excluded); cells/s uses the median epoch. The ratio
 SparseShiftVI / SCVI is of cells/s in the same run, side by side.
 
-Writes ``results.csv`` and ``RESULTS.md`` into ``--out``.
+Writes ``results.csv``, ``RESULTS.md`` (rendered from ``results.csv`` alone) and ``run.json``
+into ``--out`` (default: a scratch folder; ``--update``: this folder, whose results are
+committed).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -40,7 +40,17 @@ import lightning.pytorch as pl
 import numpy as np
 import pandas as pd
 
+from benchmarks._common import (
+    add_output_args,
+    provenance_line,
+    resolve_out,
+    run_worker,
+    set_torch_threads,
+    write_run_json,
+)
+
 HERE = Path(__file__).resolve().parent
+MODULE = "benchmarks.scale.run"
 N_LATENT, N_PERT, CHUNK = 10, 50, 50_000
 
 
@@ -112,7 +122,7 @@ def run_one(path: Path, model_name: str, mode: str, epochs: int, threads: int,
 
     from scvi_causal.model import SparseShiftVI
 
-    torch.set_num_threads(threads)
+    set_torch_threads(threads)
     scvi.settings.seed = 0
     adata = ad.read_h5ad(path, backed="r" if mode == "backed" else None)
     timer = EpochTimer()
@@ -149,21 +159,17 @@ def run_one(path: Path, model_name: str, mode: str, epochs: int, threads: int,
 
 
 def _worker(args, path: Path, model_name: str, mode: str, epochs: int) -> dict:
-    cmd = [sys.executable, __file__, "--worker",
-           json.dumps([str(path), model_name, mode, epochs, args.threads, args.accelerator])]
-    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{model_name}/{mode}/{path.name} failed:\n{proc.stderr[-3000:]}")
-    row = json.loads(proc.stdout.strip().splitlines()[-1])
+    """One model on one file in a fresh process (its own peak-memory reading)."""
+    job = [str(path.resolve()), model_name, mode, epochs, args.threads, args.accelerator]
+    row = run_worker(MODULE, ["--worker", json.dumps(job)], threads=args.threads)
     print(f"  {row['n_cells']:>8d} cells {mode:6s} {model_name:13s}: "
           f"{row['cells_per_second']:.0f} cells/s, peak RSS {row['peak_rss_gib']:.2f} GiB",
           flush=True)
     return row
 
 
-def write_tables(df: pd.DataFrame, args, argv) -> pd.DataFrame:
-    df.to_csv(args.out / "results.csv", index=False)
+def render(df: pd.DataFrame) -> str:
+    """RESULTS.md from the rows of ``results.csv`` (nothing else is read)."""
     wide = df.pivot_table(index=["n_cells", "mode"], columns="model",
                           values=["cells_per_second", "peak_rss_gib"], sort=False)
     rows = []
@@ -177,21 +183,33 @@ def write_tables(df: pd.DataFrame, args, argv) -> pd.DataFrame:
         )
         rows.append(row)
     table = pd.DataFrame(rows)
-    command = "python benchmarks/scale/run.py " + " ".join(argv or sys.argv[1:])
+    genes = ", ".join(str(g) for g in dict.fromkeys(df["n_genes"]))
+    threads = ", ".join(str(t) for t in dict.fromkeys(df["threads"]))
+    device = ""
+    if {"accelerator", "device"} <= set(df):  # columns added after the first runs
+        device = (f", accelerator `{', '.join(dict.fromkeys(df['accelerator']))}` "
+                  f"({', '.join(sorted(set(df['device'])))})")
     md = [
         "# Scale: SparseShiftVI vs scvi-tools SCVI on sparse screens",
         "",
-        f"Written by `{command.strip()}`. {args.n_genes} genes, batch 1024, 10 latent units, "
-        f"NB likelihood, {args.threads} torch thread(s), accelerator `{args.accelerator}` "
-        f"({', '.join(sorted(set(df['device'])))}), one model at a time; cells/s from "
+        f"{provenance_line('results.csv')} {genes} genes, batch 1024, 10 latent units, "
+        f"NB likelihood, {threads} torch thread(s){device}, one model at a time; cells/s from "
         "the median training epoch (set-up excluded); peak RSS of the worker process (data, "
         "model and Python). `backed`: AnnData read with `backed='r'`, minibatches from disk.",
         "",
         table.to_markdown(index=False, floatfmt=".2f"),
         "",
     ]
-    (args.out / "RESULTS.md").write_text("\n".join(md))
-    return table
+    return "\n".join(md)
+
+
+def write_tables(df: pd.DataFrame, out: Path, csv: bool = True) -> pd.DataFrame:
+    """results.csv (unless ``csv`` is False) and RESULTS.md into ``out``."""
+    if csv:
+        df.to_csv(out / "results.csv", index=False)
+    text = render(df)
+    (out / "RESULTS.md").write_text(text)
+    return df
 
 
 def main(argv: list[str] | None = None) -> pd.DataFrame:
@@ -202,11 +220,13 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     parser.add_argument("--max-memory-cells", type=int, default=100_000,
                         help="largest screen also run with the matrix in memory")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--out", type=Path, default=HERE)
+    add_output_args(parser, MODULE, HERE)
     parser.add_argument("--data-dir", type=Path, default=None,
                         help="where the screens are written (default: ~/.cache/scvi_causal/scale)")
     parser.add_argument("--accelerator", default="cpu",
                         help="Lightning accelerator ('gpu' to measure GPU throughput)")
+    parser.add_argument("--render-only", action="store_true",
+                        help="rewrite RESULTS.md from --out's results.csv")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
@@ -216,11 +236,19 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         print(json.dumps(row))
         return pd.DataFrame([row])
 
+    out = resolve_out(args, MODULE, HERE)
+    if args.render_only:
+        df = pd.read_csv(out / "results.csv")
+        write_tables(df, out, csv=False)
+        return df
     if args.quick:
         args.sizes, args.n_genes = [3000], 200
     data_dir = args.data_dir or Path.home() / ".cache" / "scvi_causal" / "scale"
     data_dir.mkdir(parents=True, exist_ok=True)
-    args.out.mkdir(parents=True, exist_ok=True)
+    write_run_json(out, seeds=[0], module=MODULE, argv=argv, extra={
+        "sizes": args.sizes, "n_genes": args.n_genes, "max_memory_cells": args.max_memory_cells,
+        "torch_threads": args.threads, "accelerator": args.accelerator, "quick": args.quick,
+    })
     rows = []
     for n_cells in args.sizes:
         path = data_path(data_dir, n_cells, args.n_genes)
@@ -234,9 +262,10 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         for mode in modes:
             for model_name in ("SparseShiftVI", "SCVI"):
                 rows.append(_worker(args, path, model_name, mode, epochs))
-                table = write_tables(pd.DataFrame(rows), args, argv)
-    print(table.to_string(index=False))
-    return pd.DataFrame(rows)
+                write_tables(pd.DataFrame(rows), out)
+    df = pd.DataFrame(rows)
+    print(render(df))
+    return df
 
 
 if __name__ == "__main__":

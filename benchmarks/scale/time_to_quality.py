@@ -1,9 +1,12 @@
 """Time to quality: MCC and graph F1 against wall time during default training.
 
-One command writes ``TIME_TO_QUALITY.md`` and ``time_to_quality.csv`` here::
+One command writes ``time_to_quality.csv``, ``TIME_TO_QUALITY.md`` (rendered from the CSV
+alone), ``time_to_quality.png`` and ``run.json`` into ``--out`` (default: a scratch folder;
+``--update``: ``benchmarks/scale``)::
 
-    python benchmarks/scale/time_to_quality.py --seeds 101 --threads 2
-    python benchmarks/scale/time_to_quality.py --quick --out /tmp/ttq   # CI smoke run
+    python -m benchmarks.scale.time_to_quality --seeds 101 --threads 2 --update
+    python -m benchmarks.scale.time_to_quality --quick --out /tmp/ttq   # CI smoke run
+    python -m benchmarks.scale.time_to_quality --render-only --update   # tables from the CSV
 
 The screen is the sVAE protocol of the simulated benchmark (100 perturbations x 250 cells,
 perturbations 80-99 held out, Poisson counts) on which the SparseShiftVI issue sets its
@@ -16,14 +19,23 @@ which MCC first reached each threshold, or "not reached".
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 import lightning.pytorch as pl
 import pandas as pd
 
+from benchmarks._common import (
+    add_output_args,
+    provenance_line,
+    resolve_out,
+    set_torch_threads,
+    subset,
+    write_run_json,
+)
+
 HERE = Path(__file__).resolve().parent
+MODULE = "benchmarks.scale.time_to_quality"
 THRESHOLDS = [0.6, 0.7, 0.8, 0.9]
 
 
@@ -65,12 +77,11 @@ class QualityTracker(pl.Callback):
 def run_seed(seed: int, quick: bool, every: int, threads: int,
              max_epochs: int | None = None) -> pd.DataFrame:
     import scvi
-    import torch
 
     from scvi_causal.data import simulate_sparse_shift
     from scvi_causal.model import SparseShiftVI
 
-    torch.set_num_threads(threads)
+    set_torch_threads(threads)
     scvi.settings.seed = seed
     sim = {"protocol": "svae", "seed": seed}
     if quick:
@@ -80,8 +91,7 @@ def run_seed(seed: int, quick: bool, every: int, threads: int,
     train_perts = list(truth.index[: 4 if quick else 80])
     control = adata.uns["simulation"]["control_category"]
     keep = train_perts + ([control] if control else [])
-    adata = adata[adata.obs["perturbation"].isin(keep).to_numpy()].copy()
-    adata.obs["perturbation"] = adata.obs["perturbation"].cat.remove_unused_categories()
+    adata = subset(adata, adata.obs["perturbation"].isin(keep).to_numpy())
     SparseShiftVI.setup_anndata(adata, perturbation_key="perturbation", control_category=control)
     model = SparseShiftVI(adata, n_latent=adata.obsm["z_true"].shape[1],
                           gene_likelihood="poisson")
@@ -90,6 +100,8 @@ def run_seed(seed: int, quick: bool, every: int, threads: int,
                 callbacks=[tracker])
     out = pd.DataFrame(tracker.rows)
     out.insert(0, "seed", seed)
+    # the settings of the run, so that the table renders from the CSV alone
+    out = out.assign(threads=threads, every=every, max_epochs=3 if quick else max_epochs)
     print(out.tail(3).to_string(index=False), flush=True)
     return out
 
@@ -111,26 +123,7 @@ def summarise(df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def main(argv=None) -> pd.DataFrame:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--seeds", nargs="+", type=int, default=[101])
-    parser.add_argument("--every", type=int, default=20, help="epochs between scorings")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--max-epochs", type=int, default=None,
-                        help="default: the model's default training")
-    parser.add_argument("--out", type=Path, default=HERE)
-    args = parser.parse_args(argv)
-    if args.quick:
-        args.every = 1
-    args.out.mkdir(parents=True, exist_ok=True)
-    df = pd.concat([run_seed(s, args.quick, args.every, args.threads, args.max_epochs)
-                    for s in args.seeds])
-    df.to_csv(args.out / "time_to_quality.csv", index=False)
-    table = summarise(df)
-    command = "python benchmarks/scale/time_to_quality.py " + " ".join(
-        argv if argv is not None else sys.argv[1:])
-
+def plot(df: pd.DataFrame, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -144,16 +137,62 @@ def main(argv=None) -> pd.DataFrame:
     ax.set_xlabel("training wall time (s)")
     ax.set_ylim(0, 1)
     ax.legend(fontsize=7)
-    fig.savefig(args.out / "time_to_quality.png", dpi=120)
-    training = (f"max_epochs={args.max_epochs}, other settings default" if args.max_epochs
-                else "default training")
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def render(df: pd.DataFrame) -> str:
+    """TIME_TO_QUALITY.md from the rows of ``time_to_quality.csv`` (nothing else is read)."""
+    table = summarise(df)
+    if "max_epochs" in df:
+        epochs = df["max_epochs"].dropna()
+        training = (f"max_epochs={int(epochs.iloc[0])}, other settings default" if len(epochs)
+                    else "default training")
+        threads = ", ".join(str(t) for t in dict.fromkeys(df["threads"]))
+        every = ", ".join(str(e) for e in dict.fromkeys(df["every"]))
+        settings = f"{threads} torch thread(s); scored every {every} epochs"
+    else:  # rows written before the settings were columns
+        first = df.groupby("seed")["epoch"].min()
+        training = f"{int(df['epoch'].max())} epochs"
+        settings = (f"torch threads: `benchmarks/README.md`; scored every "
+                    f"{', '.join(str(e) for e in dict.fromkeys(first))} epochs")
     md = [f"# Time to quality (sVAE protocol, {training})", "",
-          f"Written by `{command.strip()}`; {args.threads} torch thread(s); scored every "
-          f"{args.every} epochs (scoring excluded from the clock). Quality figures of the "
-          "SparseShiftVI issue: MCC >= 0.90 and graph F1 >= 0.90.", "",
+          f"{provenance_line('time_to_quality.csv')} {settings} (scoring excluded from the "
+          "clock). Quality figures of the SparseShiftVI issue: MCC >= 0.90 and graph F1 >= "
+          "0.90.", "",
           table.to_markdown(index=False, floatfmt=".3f"), "",
           "![MCC and graph F1 against training time](time_to_quality.png)", ""]
-    (args.out / "TIME_TO_QUALITY.md").write_text("\n".join(md))
+    return "\n".join(md)
+
+
+def main(argv=None) -> pd.DataFrame:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[101])
+    parser.add_argument("--every", type=int, default=20, help="epochs between scorings")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--max-epochs", type=int, default=None,
+                        help="default: the model's default training")
+    parser.add_argument("--render-only", action="store_true",
+                        help="rewrite TIME_TO_QUALITY.md and the figure from --out's CSV")
+    add_output_args(parser, MODULE, HERE)
+    args = parser.parse_args(argv)
+    out = resolve_out(args, MODULE, HERE)
+    if args.render_only:
+        df = pd.read_csv(out / "time_to_quality.csv")
+    else:
+        if args.quick:
+            args.every = 1
+        write_run_json(out, seeds=args.seeds, module=MODULE, argv=argv, extra={
+            "every": args.every, "torch_threads": args.threads, "max_epochs": args.max_epochs,
+            "quick": args.quick,
+        })
+        df = pd.concat([run_seed(s, args.quick, args.every, args.threads, args.max_epochs)
+                        for s in args.seeds])
+        df.to_csv(out / "time_to_quality.csv", index=False)
+    plot(df, out / "time_to_quality.png")
+    (out / "TIME_TO_QUALITY.md").write_text(render(df))
+    table = summarise(df)
     print(table.to_string(index=False))
     return table
 

@@ -1,13 +1,15 @@
 """Consensus over seeds: precision of the edges that replicate across seeds of one screen.
 
-One command writes ``consensus.csv`` into ``--out`` and prints the table::
+One command writes ``consensus.csv`` and ``run.json`` into ``--out`` (default: a scratch
+folder; ``--update``: ``benchmarks/simulated``) and prints the table::
 
-    python benchmarks/simulated/consensus.py             # sVAE protocol, 5 seeds
-    python benchmarks/simulated/consensus.py --quick --out /tmp/consensus   # CI smoke run
+    python -m benchmarks.simulated.consensus --update        # sVAE protocol, 5 seeds
+    python -m benchmarks.simulated.consensus --quick --out /tmp/consensus   # CI smoke run
 
 One simulated screen (``--protocol``, default the published sVAE simulation, data seed
-``--data-seed``) is generated exactly as ``run.py`` does, and the default model (``spike_slab``,
-``run.py``'s configuration and the model's default training) is trained on its training
+``--data-seed``) is generated exactly as ``benchmarks.simulated.run`` (``run.py``) does, and
+the default model (``spike_slab``, ``run.py``'s configuration and the model's default
+training) is trained on its training
 perturbations (sVAE: p00-p79) once per model seed (``--seeds``). The units of every seed are
 matched to those of a reference seed with
 :func:`scvi_causal.model.consensus_target_graph` (latents of the training cells), and the edges
@@ -29,35 +31,31 @@ Rows of ``consensus.csv``:
 from __future__ import annotations
 
 import argparse
-import functools
-import importlib.util
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from benchmarks._common import (
+    add_output_args,
+    command_line,
+    resolve_out,
+    set_torch_threads,
+    subset,
+    write_run_json,
+)
+from benchmarks.simulated import run as bench
+
 HERE = Path(__file__).resolve().parent
-ROOT = HERE.parents[1]
+MODULE = "benchmarks.simulated.consensus"
 METHOD = "spike_slab"
-
-
-@functools.cache
-def _main_benchmark():
-    """``run.py`` next to this script (the main benchmark), loaded once."""
-    spec = importlib.util.spec_from_file_location("simulated_run", HERE / "run.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def simulate(protocol: str, data_seed: int, quick: bool):
     """The screen and its training perturbations, as ``run.py`` makes them."""
     from scvi_causal.data import simulate_sparse_shift
 
-    bench = _main_benchmark()
     spec = bench.PROTOCOLS[protocol]
     adata = simulate_sparse_shift(
         **dict(spec["sim"], seed=data_seed, **(bench.QUICK if quick else {}))
@@ -67,7 +65,7 @@ def simulate(protocol: str, data_seed: int, quick: bool):
     n_train = bench.QUICK_N_TRAIN if quick else spec["n_train"]
     train_perts = list(truth.index[:n_train])
     keep = adata.obs["perturbation"].isin(train_perts + ([control] if control else []))
-    return bench._subset(adata, keep.to_numpy()), truth.loc[train_perts], control, spec
+    return subset(adata, keep.to_numpy()), truth.loc[train_perts], control, spec
 
 
 def main(argv: list[str] | None = None) -> pd.DataFrame:
@@ -77,7 +75,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         "--data-seed",
         type=int,
         default=101,
-        help="seed of the simulated screen (run.py's first seed)",
+        help="seed of the simulated screen (benchmarks.simulated.run's first seed)",
     )
     parser.add_argument(
         "--seeds",
@@ -85,30 +83,33 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         type=int,
         default=[101, 102, 103, 104, 105],
         help="model seeds (scvi.settings.seed), at least 2; the first equals "
-        "run.py's run of --data-seed",
+        "benchmarks.simulated.run's run of --data-seed",
     )
     parser.add_argument("--min-stability", type=float, default=0.8)
     parser.add_argument("--max-epochs", type=int, default=None, help="default: the model's")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--quick", action="store_true", help="tiny screen, few epochs (CI)")
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmark_output" / "consensus")
+    add_output_args(parser, MODULE, HERE)
     args = parser.parse_args(argv)
     if len(args.seeds) < 2:
         parser.error("--seeds needs at least 2 seeds")
-    command = "python benchmarks/simulated/consensus.py " + " ".join(
-        argv if argv is not None else sys.argv[1:]
-    )
+    command = command_line(MODULE, argv)
+    out = resolve_out(args, MODULE, HERE)
 
     import scvi
-    import torch
 
     from scvi_causal.metrics import match_latents, mcc, target_graph_scores
     from scvi_causal.model import SparseShiftVI, consensus_target_graph
 
-    torch.set_num_threads(args.threads)
+    set_torch_threads(args.threads)
     if args.quick:
         args.seeds = args.seeds[:3]
         args.max_epochs = args.max_epochs or 3
+    write_run_json(out, seeds=args.seeds, module=MODULE, argv=argv, extra={
+        "protocol": args.protocol, "data_seed": args.data_seed,
+        "min_stability": args.min_stability, "max_epochs": args.max_epochs,
+        "quick": args.quick, "torch_threads": args.threads,
+    })
     adata, truth, control, spec = simulate(args.protocol, args.data_seed, args.quick)
     true_graph = truth.to_numpy()
     z_true = adata.obsm["z_true"]
@@ -127,7 +128,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
             adata,
             n_latent=z_true.shape[1],
             gene_likelihood=spec["likelihood"],
-            **_main_benchmark().CONFIGS[METHOD],
+            **bench.CONFIGS[METHOD],
         )
         start = time.perf_counter()
         model.train(max_epochs=args.max_epochs, enable_progress_bar=False)
@@ -176,11 +177,11 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
             )
 
     df = pd.DataFrame(rows)
-    args.out.mkdir(parents=True, exist_ok=True)
-    df.to_csv(args.out / "consensus.csv", index=False)
+    out.mkdir(parents=True, exist_ok=True)
+    df.to_csv(out / "consensus.csv", index=False)
     print(
-        f"\n{command.strip()} (commit {_commit()}); seeds {args.seeds}, data seed "
-        f"{args.data_seed}, {args.protocol} protocol; written to {args.out / 'consensus.csv'}"
+        f"\n{command}; seeds {args.seeds}, data seed {args.data_seed}, {args.protocol} "
+        f"protocol; written to {out / 'consensus.csv'}"
     )
     cols = [
         "kind",
@@ -212,19 +213,6 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
 def _scores(scores: dict) -> dict:
     keys = ("precision", "recall", "f1", "n_est_edges", "n_true_edges")
     return {k: float(scores[k]) for k in keys}
-
-
-def _commit() -> str:
-    try:
-        return subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 if __name__ == "__main__":

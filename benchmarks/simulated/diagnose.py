@@ -1,12 +1,16 @@
 """Where the MCC is lost on the sVAE protocol: geometry of the latent space and folded targets.
 
-One command writes ``DIAGNOSIS.md`` and ``diagnosis.csv`` (into ``--out``)::
+One command writes ``diagnosis.csv``, ``DIAGNOSIS.md`` (rendered from ``diagnosis.csv``
+alone) and ``run.json`` into ``--out`` (default: a scratch folder; ``--update``:
+``benchmarks/simulated/diagnosis/<method>``; ``make bench-diagnose`` updates both)::
 
-    python benchmarks/simulated/diagnose.py --seeds 101 102 103 --workers 2
+    python -m benchmarks.simulated.diagnose --seeds 101 102 103 --workers 2 --update
+    python -m benchmarks.simulated.diagnose --method dense --update
+    python -m benchmarks.simulated.diagnose --render-only --update   # tables from the CSV
 
 For every seed the script trains one configuration (default: ``spike_slab`` with default
 training) on the training perturbations p00-p79 of the published sVAE simulation, exactly as
-``run.py`` does, and measures:
+``benchmarks.simulated.run`` does, and measures:
 
 * **an information ceiling**: a supervised MLP (scikit-learn) regressing the true latents on
   the standardised log counts, scored on 20 % held-out cells. It tells how much of ``z_true``
@@ -32,18 +36,24 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from benchmarks._common import (
+    add_output_args,
+    provenance_line,
+    resolve_out,
+    run_worker,
+    subset,
+    write_run_json,
+)
+from benchmarks.simulated.run import CONFIGS, PROTOCOLS
+
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-from run import CONFIGS, PROTOCOLS, _subset  # noqa: E402
+MODULE = "benchmarks.simulated.diagnose"
 
 
 def supervised_ceiling(adata, seed: int) -> dict:
@@ -111,7 +121,7 @@ def diagnose_one(seed: int, method: str, model_kwargs: dict, train_kwargs: dict,
     truth = adata.uns["true_graph"]
     n_train = 8 if quick else spec["n_train"]
     perts = list(truth.index[:n_train])
-    adata = _subset(adata, adata.obs["perturbation"].isin(perts).to_numpy())
+    adata = subset(adata, adata.obs["perturbation"].isin(perts).to_numpy())
     row = {"seed": seed, "method": method, "model_kwargs": json.dumps(model_kwargs),
            "train_kwargs": json.dumps(train_kwargs)}
     row.update(supervised_ceiling(adata, seed))
@@ -192,16 +202,36 @@ def diagnose_one(seed: int, method: str, model_kwargs: dict, train_kwargs: dict,
 
 
 def _worker(args, seed: int) -> dict:
-    cmd = [sys.executable, __file__, "--worker", str(seed), "--method", args.method,
-           "--model-kwargs", json.dumps(args.model_kwargs),
-           "--train-kwargs", json.dumps(args.train_kwargs), *(["--quick"] if args.quick else [])]
-    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    if proc.returncode != 0:
-        raise RuntimeError(f"seed {seed} failed:\n{proc.stderr[-3000:]}")
-    row = json.loads(proc.stdout.strip().splitlines()[-1])
+    """One seed in a fresh process (one torch thread)."""
+    row = run_worker(MODULE, [
+        "--worker", str(seed), "--method", args.method,
+        "--model-kwargs", json.dumps(args.model_kwargs),
+        "--train-kwargs", json.dumps(args.train_kwargs), *(["--quick"] if args.quick else []),
+    ])
     print(f"  seed {seed}: MCC {row['mcc']:.3f}, R2 {row['r2']:.3f}", flush=True)
     return row
+
+
+def render(df: pd.DataFrame) -> str:
+    """DIAGNOSIS.md from the rows of ``diagnosis.csv`` (nothing else is read)."""
+    numeric = df.select_dtypes("number").drop(columns="seed")
+    summary = pd.DataFrame({"mean": numeric.mean(), "sd": numeric.std(ddof=1)})
+    per_seed = numeric.set_axis(df["seed"].astype(str)).T
+    methods = ", ".join(f"`{m}`" for m in dict.fromkeys(df["method"]))
+    model_kwargs = ", ".join(f"`{k}`" for k in dict.fromkeys(df["model_kwargs"].astype(str)))
+    train_kwargs = ", ".join(f"`{k}`" for k in dict.fromkeys(df["train_kwargs"].astype(str)))
+    text = [
+        "# sVAE protocol: where the MCC is lost",
+        "",
+        f"{provenance_line('diagnosis.csv')} Method {methods}, model kwargs {model_kwargs}, "
+        f"train kwargs {train_kwargs}; seeds {df['seed'].astype(int).tolist()}; the training "
+        "perturbations of `benchmarks.simulated.run` (p00-p79). See the docstring of "
+        "`benchmarks/simulated/diagnose.py` for each quantity.",
+        "",
+        pd.concat([per_seed, summary], axis=1).round(3).to_markdown(),
+        "",
+    ]
+    return "\n".join(text)
 
 
 def main(argv: list[str] | None = None) -> pd.DataFrame:
@@ -212,8 +242,11 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     parser.add_argument("--train-kwargs", type=json.loads, default={})
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="tiny screen, 5 epochs (CI)")
-    parser.add_argument("--out", type=Path, default=HERE)
+    parser.add_argument("--render-only", action="store_true",
+                        help="rewrite DIAGNOSIS.md from --out's diagnosis.csv")
     parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)
+    args, _ = parser.parse_known_args(argv)  # the committed folder depends on --method
+    add_output_args(parser, MODULE, HERE / "diagnosis" / args.method)
     args = parser.parse_args(argv)
     if args.worker is not None:
         row = diagnose_one(args.worker, args.method, args.model_kwargs, args.train_kwargs,
@@ -221,28 +254,23 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         print(json.dumps(row))
         return pd.DataFrame([row])
 
+    out = resolve_out(args, MODULE, HERE / "diagnosis" / args.method)
+    if args.render_only:
+        df = pd.read_csv(out / "diagnosis.csv")
+        (out / "DIAGNOSIS.md").write_text(render(df))
+        return df
+    write_run_json(out, seeds=args.seeds, module=MODULE, argv=argv, extra={
+        "method": args.method, "model_kwargs": args.model_kwargs,
+        "train_kwargs": args.train_kwargs, "workers": args.workers, "quick": args.quick,
+        "torch_threads_per_run": 1,
+    })
     with ThreadPoolExecutor(max_workers=args.workers) as pool:
         rows = list(pool.map(lambda s: _worker(args, s), args.seeds))
     df = pd.DataFrame(rows)
-    args.out.mkdir(parents=True, exist_ok=True)
-    df.to_csv(args.out / "diagnosis.csv", index=False)
-    numeric = df.select_dtypes("number").drop(columns="seed")
-    summary = pd.DataFrame({"mean": numeric.mean(), "sd": numeric.std(ddof=1)})
-    per_seed = numeric.set_axis(df["seed"].astype(str)).T
-    command = "python benchmarks/simulated/diagnose.py " + " ".join(argv or sys.argv[1:])
-    text = [
-        "# sVAE protocol: where the MCC is lost",
-        "",
-        f"Written by `{command.strip()}`; method `{args.method}`, model kwargs "
-        f"`{json.dumps(args.model_kwargs)}`, train kwargs `{json.dumps(args.train_kwargs)}`; "
-        f"seeds {args.seeds}; the training perturbations of `run.py` (p00-p79). See the module "
-        "docstring for each quantity.",
-        "",
-        pd.concat([per_seed, summary], axis=1).round(3).to_markdown(),
-        "",
-    ]
-    (args.out / "DIAGNOSIS.md").write_text("\n".join(text))
-    print("\n".join(text))
+    df.to_csv(out / "diagnosis.csv", index=False)
+    text = render(df)
+    (out / "DIAGNOSIS.md").write_text(text)
+    print(text)
     return df
 
 

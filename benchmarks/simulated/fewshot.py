@@ -1,9 +1,10 @@
 """Few-shot transfer curve: new perturbations mapped with few cells onto a frozen model.
 
-One command::
+One command (``make bench-fewshot``)::
 
-    python benchmarks/simulated/fewshot.py               # sVAE protocol, writes FEWSHOT.md here
-    python benchmarks/simulated/fewshot.py --quick --out /tmp/fewshot   # CI smoke run
+    python -m benchmarks.simulated.fewshot --update        # sVAE protocol, committed FEWSHOT.md
+    python -m benchmarks.simulated.fewshot --quick --out /tmp/fewshot   # CI smoke run
+    python -m benchmarks.simulated.fewshot --render-only --update       # from fewshot.csv
 
 A reference SparseShiftVI is trained on the training perturbations of a simulated screen
 (sVAE protocol: p00-p79). Each held-out perturbation (p80-p99) keeps ``n_test`` cells for
@@ -12,7 +13,9 @@ scoring; ``n`` of its other cells (``--shots``, e.g. 10, 30, 100 and all) are ma
 ``n`` and seed: held-out IWELBO / ELBO of the test cells (per cell, 100 importance samples),
 target-graph F1 / AUPRC of the held-out perturbations after matching latent units, and the
 same for the frozen model without any fitted shift (``n = 0``: the new perturbations scored
-as if they were controls). Writes ``fewshot.csv``, ``FEWSHOT.md`` and ``fewshot.png``.
+as if they were controls). Writes ``fewshot.csv``, ``FEWSHOT.md`` (rendered from
+``fewshot.csv`` alone), ``fewshot.png`` and ``run.json`` into ``--out`` (default: a scratch
+folder; ``--update``: ``benchmarks/simulated``).
 
 ``--methods`` (default ``spike_slab`` and ``dense``) trains one reference per method on the
 same screen and maps the same cells. ``spike_slab`` is also mapped with its query masks
@@ -24,34 +27,25 @@ merged with ``--from-csv a.csv b.csv``.
 from __future__ import annotations
 
 import argparse
-import functools
-import importlib.util
 import itertools
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from benchmarks._common import (
+    add_output_args,
+    provenance_line,
+    resolve_out,
+    set_torch_threads,
+    subset,
+    write_run_json,
+)
+from benchmarks.simulated import run as simulated
+
 HERE = Path(__file__).resolve().parent
-
-
-@functools.cache
-def _main_benchmark():
-    """``run.py`` next to this script (the main benchmark), loaded once."""
-    spec = importlib.util.spec_from_file_location("simulated_run", HERE / "run.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def _subset(adata, mask):
-    sub = adata[mask].copy()
-    sub.obs["perturbation"] = sub.obs["perturbation"].cat.remove_unused_categories()
-    return sub
-
-
+MODULE = "benchmarks.simulated.fewshot"
 METHODS = {"spike_slab": {}, "dense": {"intervention_prior": "dense"}}
 FIXED_MASKS = "spike_slab_fixed_masks"
 
@@ -76,7 +70,7 @@ def run_seed(seed: int, shots: list[int], quick: bool, n_test: int, max_epochs, 
     control = adata.uns["simulation"]["control_category"]
     train_perts, held_out = list(truth.index[:n_train]), list(truth.index[n_train:])
     labels = adata.obs["perturbation"].astype(str).to_numpy()
-    ref = _subset(adata, np.isin(labels, train_perts + ([control] if control else [])))
+    ref = subset(adata, np.isin(labels, train_perts + ([control] if control else [])))
     SparseShiftVI.setup_anndata(ref, perturbation_key="perturbation", control_category=control)
     model = SparseShiftVI(ref, n_latent=adata.obsm["z_true"].shape[1],
                           gene_likelihood="poisson" if protocol == "svae" else "nb",
@@ -96,7 +90,7 @@ def run_seed(seed: int, shots: list[int], quick: bool, n_test: int, max_epochs, 
     test_mask = np.zeros(adata.n_obs, dtype=bool)
     test_mask[np.concatenate(test_idx)] = True
     controls = np.flatnonzero(labels == control) if control else np.array([], dtype=int)
-    test = _subset(adata, test_mask)
+    test = subset(adata, test_mask)
     variants = {method: {}}
     if method == "spike_slab":
         variants[FIXED_MASKS] = {"fix_masks": True}
@@ -108,7 +102,7 @@ def run_seed(seed: int, shots: list[int], quick: bool, n_test: int, max_epochs, 
         fit_idx = np.concatenate([v[: max(n_fit, 1)] for v in pool.values()] + [controls])
         fit_mask = np.zeros(adata.n_obs, dtype=bool)
         fit_mask[fit_idx] = True
-        query_adata = _subset(adata, fit_mask)
+        query_adata = subset(adata, fit_mask)
         query = SparseShiftVI.load_query_data(query_adata, model, **query_kwargs)
         start = time.perf_counter()
         if n_fit > 0:
@@ -119,8 +113,8 @@ def run_seed(seed: int, shots: list[int], quick: bool, n_test: int, max_epochs, 
         if name == "spike_slab":  # inclusion probabilities
             est = query.get_target_graph().loc[held_out].to_numpy()
         else:  # no sparse mask: top-k shifts (k = true number of targets), as published
-            est = _main_benchmark()._topk_graph(query, "dense", held_out, matching,
-                                                held_true.to_numpy())
+            est = simulated._topk_graph(query, "dense", held_out, matching,
+                                        held_true.to_numpy())
         graph = target_graph_scores(held_true.to_numpy(), est, matching)
         rows.append({
             "protocol": protocol, "method": name, "seed": seed, "cells_per_perturbation": n_fit,
@@ -136,8 +130,8 @@ def run_seed(seed: int, shots: list[int], quick: bool, n_test: int, max_epochs, 
     return rows
 
 
-def write(df: pd.DataFrame, out: Path, command: str) -> None:
-    df.to_csv(out / "fewshot.csv", index=False)
+def render(df: pd.DataFrame) -> str:
+    """FEWSHOT.md from the rows of ``fewshot.csv`` (nothing else is read)."""
     cols = ["heldout_iwelbo", "heldout_elbo", "heldout_graph_f1", "heldout_graph_auprc",
             "transfer_seconds"]
     g = df.groupby(["protocol", "method", "cells_per_perturbation"])[cols]
@@ -145,7 +139,7 @@ def write(df: pd.DataFrame, out: Path, command: str) -> None:
     table = mean.round(3).astype(str) + " ± " + sd.round(3).astype(str)
     table.insert(0, "n_seeds", g.size())
     md = ["# Few-shot transfer of held-out perturbations", "",
-          f"Written by `{command}`; mean ± sd over seeds "
+          f"{provenance_line('fewshot.csv')} Mean ± sd over seeds "
           f"{sorted(df['seed'].unique().tolist())}. Reference MCC "
           + ", ".join(f"{m} {v:.3f}" for m, v in
                       df.groupby("method")["reference_mcc"].mean().items())
@@ -155,7 +149,15 @@ def write(df: pd.DataFrame, out: Path, command: str) -> None:
           table.reset_index().to_markdown(index=False), ""]
     md += paired_lines(df)
     md += ["![few-shot](fewshot.png)", ""]
-    (out / "FEWSHOT.md").write_text("\n".join(md))
+    return "\n".join(md)
+
+
+def write(df: pd.DataFrame, out: Path, csv: bool = True) -> None:
+    """fewshot.csv (unless ``csv`` is False), FEWSHOT.md and fewshot.png into ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    if csv:
+        df.to_csv(out / "fewshot.csv", index=False)
+    (out / "FEWSHOT.md").write_text(render(df))
 
     import matplotlib
 
@@ -204,31 +206,37 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--from-csv", nargs="+", type=Path, default=None,
                         help="merge these fewshot.csv files and rewrite the table, no training")
-    parser.add_argument("--out", type=Path, default=HERE)
+    parser.add_argument("--render-only", action="store_true",
+                        help="rewrite FEWSHOT.md and fewshot.png from --out's fewshot.csv")
+    add_output_args(parser, MODULE, HERE)
     args = parser.parse_args(argv)
-    command = "python benchmarks/simulated/fewshot.py " + " ".join(
-        argv if argv is not None else sys.argv[1:])
+    out = resolve_out(args, MODULE, HERE)
+    if args.render_only:
+        df = pd.read_csv(out / "fewshot.csv")
+        write(df, out, csv=False)
+        return df
     if args.from_csv:
-        args.out.mkdir(parents=True, exist_ok=True)
         frames = [pd.read_csv(p) for p in args.from_csv]
         # runs made before the column existed: spike_slab only
         frames = [f if "method" in f else f.assign(method="spike_slab") for f in frames]
         df = pd.concat(frames, ignore_index=True)
-        write(df, args.out, command.strip())
+        write(df, out)
         return df
-    import torch
-
-    torch.set_num_threads(args.threads)
+    set_torch_threads(args.threads)
     if args.quick:
         args.seeds, args.n_test = args.seeds[:1], 20
         args.shots = [0, 10, 1000]
         args.max_epochs = args.max_epochs or 3
-    args.out.mkdir(parents=True, exist_ok=True)
+    write_run_json(out, seeds=args.seeds, module=MODULE, argv=argv, extra={
+        "protocol": args.protocol, "methods": args.methods, "shots": args.shots,
+        "n_test": args.n_test, "max_epochs": args.max_epochs, "quick": args.quick,
+        "torch_threads": args.threads,
+    })
     rows = []
     for seed, method in itertools.product(args.seeds, args.methods):
         rows += run_seed(seed, args.shots, args.quick, args.n_test, args.max_epochs,
                          args.protocol, method)
-        write(pd.DataFrame(rows), args.out, command.strip())
+        write(pd.DataFrame(rows), out)
     return pd.DataFrame(rows)
 
 

@@ -2,8 +2,9 @@
 
 One command reproduces the tables (``make bench-sim``)::
 
-    python benchmarks/simulated/run.py                  # full run, writes results here
-    python benchmarks/simulated/run.py --quick --out /tmp/bench   # tiny CI smoke run
+    python -m benchmarks.simulated.run --protocols svae --update   # full run, committed table
+    python -m benchmarks.simulated.run --quick --out /tmp/bench    # tiny CI smoke run
+    python -m benchmarks.simulated.run --render-only --update      # tables from results.csv
 
 Each (protocol, seed, method) run happens in a fresh subprocess (clean peak-memory reading,
 one torch thread per worker). For every run the script records identifiability of the latent
@@ -18,27 +19,35 @@ probabilities (>= 0.5);
 perturbation with k its true number of targets, as in the published sVAE protocol
 (``dense``: learned shifts; ``none``: mean latent of the perturbation's cells minus controls).
 
-Writes ``results.csv`` (one row per run), ``RESULTS.md`` (mean +- sd over seeds) and
-``results.png`` into ``--out``.
+Writes ``results.csv`` (one row per run), ``RESULTS.md`` (mean +- sd over seeds, rendered
+from ``results.csv`` alone), ``results.png`` and ``run.json`` into ``--out`` (default: a scratch
+folder; ``--update``: this folder, whose ``svae`` results are committed; the committed
+``default`` protocol results are in ``default_protocol/``).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
-import subprocess
-import sys
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from benchmarks._common import (
+    add_output_args,
+    map_threads,
+    provenance_line,
+    resolve_out,
+    run_worker,
+    subset,
+    write_run_json,
+)
+
 HERE = Path(__file__).resolve().parent
+MODULE = "benchmarks.simulated.run"
 #: configurations compared, as SparseShiftVI arguments (all share one module)
 CONFIGS = {
     "spike_slab": {},  # sVAE+ (the default)
@@ -92,7 +101,7 @@ def run_one(
     held_out = [p for p in truth.index if p not in train_perts]
     full = adata
     keep = adata.obs["perturbation"].isin(train_perts + ([control] if control else []))
-    adata = _subset(full, keep.to_numpy())
+    adata = subset(full, keep.to_numpy())
 
     SparseShiftVI.setup_anndata(adata, perturbation_key="perturbation", control_category=control)
     model = SparseShiftVI(
@@ -119,7 +128,7 @@ def run_one(
     if held_out:  # map the held-out perturbations onto the frozen model
         # with the controls, when the screen has them (the reference of latent shifts)
         query_cells = full.obs["perturbation"].isin(held_out + ([control] if control else []))
-        query_adata = _subset(full, query_cells.to_numpy())
+        query_adata = subset(full, query_cells.to_numpy())
         query = SparseShiftVI.load_query_data(query_adata, model)
         start = time.perf_counter()
         query.train(max_epochs=max_epochs, enable_progress_bar=False)
@@ -171,12 +180,6 @@ def run_one(
     }
 
 
-def _subset(adata, mask: np.ndarray):
-    sub = adata[mask].copy()
-    sub.obs["perturbation"] = sub.obs["perturbation"].cat.remove_unused_categories()
-    return sub
-
-
 def _estimated_graph(model, method: str, perts: list[str], matching, true_graph) -> np.ndarray:
     """Estimated perturbation x latent graph (rows ``perts``, model's latent order).
 
@@ -208,18 +211,14 @@ def _topk_graph(model, method: str, perts: list[str], matching, true_graph) -> n
 
 
 def _worker(args: argparse.Namespace, protocol: str, method: str, seed: int) -> dict:
-    cmd = [
-        sys.executable, __file__, "--worker", json.dumps([protocol, method, seed]),
+    """One run in a fresh process (one torch thread, its own peak-memory reading)."""
+    row = run_worker(MODULE, [
+        "--worker", json.dumps([protocol, method, seed]),
         *(["--quick"] if args.quick else []),
         *(["--max-epochs", str(args.max_epochs)] if args.max_epochs else []),
         "--model-kwargs", json.dumps(args.model_kwargs),
         "--train-kwargs", json.dumps(args.train_kwargs),
-    ]
-    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{protocol}/{method}/seed {seed} failed:\n{proc.stderr[-3000:]}")
-    row = json.loads(proc.stdout.strip().splitlines()[-1])
+    ])
     print(f"  {protocol:8s} {method:10s} seed {seed}: MCC {row['mcc_pearson']:.3f}, "
           f"F1 {row['graph_f1']:.3f}, {row['train_seconds']:.0f} s", flush=True)
     return row
@@ -327,23 +326,18 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     parser.add_argument("--seeds", nargs="+", type=int, default=[101, 102, 103, 104, 105])
     parser.add_argument("--max-epochs", type=int, default=None, help="default: the model's")
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--out", type=Path, default=HERE)
+    add_output_args(parser, MODULE, HERE)
     parser.add_argument("--model-kwargs", type=json.loads, default={},
                         help="JSON of extra SparseShiftVI arguments (ablations)")
     parser.add_argument("--train-kwargs", type=json.loads, default={},
                         help="JSON of extra SparseShiftVI.train arguments (ablations)")
     parser.add_argument("--from-csv", type=Path, default=None,
-                        help="rewrite RESULTS.md and results.png from this results.csv, no runs")
+                        help="rewrite results.csv, RESULTS.md and results.png in --out from "
+                             "this results.csv, no runs")
+    parser.add_argument("--render-only", action="store_true",
+                        help="rewrite RESULTS.md and results.png from --out's results.csv")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-
-    if args.from_csv:
-        df = pd.read_csv(args.from_csv)
-        args.seeds = sorted(df["seed"].unique().tolist())
-        args.methods = [m for m in METHODS if m in set(df["method"])]
-        args.out.mkdir(parents=True, exist_ok=True)
-        write_tables(df, args, argv)
-        return df
 
     if args.worker:
         protocol, method, seed = json.loads(args.worker)
@@ -352,45 +346,52 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         print(json.dumps(row))
         return pd.DataFrame([row])
 
+    out = resolve_out(args, MODULE, HERE)
+    if args.render_only:
+        df = pd.read_csv(out / "results.csv")
+        write_tables(df, out, csv=False)
+        return df
+    if args.from_csv:
+        df = pd.read_csv(args.from_csv)
+        write_tables(df, out)
+        return df
+
     if args.quick:
         args.seeds = args.seeds[:1]
         args.max_epochs = args.max_epochs or 3
     jobs = [(p, m, s) for p in args.protocols for s in args.seeds for m in args.methods]
     print(f"{len(jobs)} runs on {args.workers} workers", flush=True)
-    args.out.mkdir(parents=True, exist_ok=True)
-    rows: list[dict] = []
-    lock = threading.Lock()
-
-    def job_done(job):
-        row = _worker(args, *job)
-        with lock:  # tables are rewritten after every run, so partial results survive
-            rows.append(row)
-            write_tables(pd.DataFrame(rows), args, argv)
-        return row
-
-    with ThreadPoolExecutor(max_workers=args.workers) as pool:
-        list(pool.map(job_done, jobs))
+    write_run_json(out, seeds=args.seeds, module=MODULE, argv=argv, extra={
+        "protocols": args.protocols, "methods": args.methods, "quick": args.quick,
+        "max_epochs": args.max_epochs, "workers": args.workers,
+        "torch_threads_per_run": 1, "model_kwargs": args.model_kwargs,
+        "train_kwargs": args.train_kwargs,
+    })
+    # tables are rewritten after every run, so partial results survive
+    rows = map_threads(lambda *job: _worker(args, *job), jobs, args.workers,
+                       lambda rows: write_tables(pd.DataFrame(rows), out))
     df = pd.DataFrame(rows)
-    table = write_tables(df, args, argv)
+    table = write_tables(df, out)
     print(table.to_string(index=False))
     return df
 
 
-def write_tables(df: pd.DataFrame, args: argparse.Namespace, argv: list[str] | None):
-    """Write results.csv, RESULTS.md and results.png from the runs so far."""
-    order = {m: i for i, m in enumerate(args.methods)}
-    df = df.sort_values(["protocol", "method", "seed"], key=lambda c: c.map(order).fillna(c)
-                        if c.name == "method" else c)
-    df.to_csv(args.out / "results.csv", index=False)
+def sort_runs(df: pd.DataFrame) -> pd.DataFrame:
+    """Rows by protocol, method (in ``METHODS`` order) and seed."""
+    order = {m: i for i, m in enumerate(METHODS)}
+    return df.sort_values(["protocol", "method", "seed"],
+                          key=lambda c: c.map(order) if c.name == "method" else c)
+
+
+def render(df: pd.DataFrame) -> str:
+    """RESULTS.md from the runs of ``results.csv`` (nothing else is read)."""
+    df = sort_runs(df)
     table = summarise(df)
-    command = "python benchmarks/simulated/run.py " + " ".join(argv or sys.argv[1:])
-    written = f"Written by `{command.strip()}`"
-    if args.from_csv:
-        written = f"Tabulated by `{command.strip()}` from the runs in `{args.from_csv.name}`"
+    seeds = sorted(int(s) for s in df["seed"].unique())
     md = [
         "# Simulated screens: SparseShiftVI vs baselines",
         "",
-        f"{written}; seeds {args.seeds}; mean ± sd over seeds. "
+        f"{provenance_line('results.csv')} Seeds {seeds}; mean ± sd over seeds. "
         "Graph scores are on the training perturbations after matching latent units to the "
         "true factors (Hungarian on |Pearson r|). `dense`/`none` graphs: top-k shifts "
         "(k = true number of targets), as in the published protocol; `spike_slab` graphs: "
@@ -400,9 +401,8 @@ def write_tables(df: pd.DataFrame, args: argparse.Namespace, argv: list[str] | N
         "k = true number of targets (empty in runs made before the column existed). "
         "`heldout_iwelbo_fixed_masks` (spike_slab only): the same reference with the held-out "
         "perturbations' masks fixed to all ones in the query, as in the published sVAE+ "
-        "transfer protocol. "
-        f"{args.workers} runs shared the machine at a time (one torch thread each); "
-        "`train_seconds` includes that sharing.",
+        "transfer protocol. Runs shared the machine, one torch thread each (how many at a "
+        "time: `run.json`); `train_seconds` includes that sharing.",
         "",
         table.to_markdown(index=False),
         "",
@@ -410,9 +410,18 @@ def write_tables(df: pd.DataFrame, args: argparse.Namespace, argv: list[str] | N
         "![results](results.png)",
         "",
     ]
-    (args.out / "RESULTS.md").write_text("\n".join(md))
-    plot(df, args.out / "results.png")
-    return table
+    return "\n".join(md)
+
+
+def write_tables(df: pd.DataFrame, out: Path, csv: bool = True) -> pd.DataFrame:
+    """Write results.csv (unless ``csv`` is False), RESULTS.md and results.png into ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    df = sort_runs(df)
+    if csv:
+        df.to_csv(out / "results.csv", index=False)
+    (out / "RESULTS.md").write_text(render(df))
+    plot(df, out / "results.png")
+    return summarise(df)
 
 
 if __name__ == "__main__":

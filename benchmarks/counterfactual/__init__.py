@@ -1,0 +1,1 @@
+"""Counterfactual prediction against the baselines the field checks first."""

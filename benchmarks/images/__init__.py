@@ -1,0 +1,1 @@
+"""Interventional dSprites: the same priors on a convolutional VAE."""

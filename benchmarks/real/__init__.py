@@ -1,0 +1,1 @@
+"""Real screens: held-out perturbations, few-shot transfer, graph stability, pathways."""

@@ -1,0 +1,1 @@
+"""Scale: throughput, memory, time to quality and genome-wide sizes."""

@@ -1,0 +1,1 @@
+"""Simulated screens with known truth: identifiability, target graph, transfer."""
