@@ -4,6 +4,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import require_data
 from scipy import sparse
 
 from scvi_causal.data import (
@@ -20,8 +21,7 @@ DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 def _require(name):
-    if not (DATA / name).exists():
-        pytest.fail(f"Real data missing: {DATA / name} (see ../shared/data/README.md)")
+    require_data(name)
 
 
 def _is_counts(x):
@@ -30,6 +30,7 @@ def _is_counts(x):
 
 
 def test_data_dirs_include_the_shared_folder():
+    require_data("README.md")
     assert any(d.resolve() == DATA.resolve() for d in data_dirs() if d.exists())
 
 

@@ -7,6 +7,7 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import require_data
 from scipy import sparse
 from scipy.stats import poisson
 
@@ -328,8 +329,7 @@ def test_read_condition_rejects_a_plus_inside_a_token():
 @pytest.fixture(scope="module")
 def gasperini():
     path = DATA / GASPERINI_FILE
-    if not path.exists():
-        pytest.skip(f"Real data missing: {path} (see ../shared/data/README.md)")
+    require_data(path.name)
     return ad.read_h5ad(path)
 
 

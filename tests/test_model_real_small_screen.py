@@ -13,6 +13,7 @@ import anndata as ad
 import numpy as np
 import pytest
 import scvi
+from conftest import require_data
 
 from scvi_causal.model import SparseShiftVI
 
@@ -23,8 +24,7 @@ PATHWAY = ["IFNGR1", "IFNGR2", "JAK2", "STAT1"]
 
 @pytest.fixture(scope="module")
 def small_papalexi():
-    if not PAPALEXI.exists():
-        pytest.fail(f"Real data missing: {PAPALEXI} (see ../shared/data/README.md)")
+    require_data(PAPALEXI.name)
     adata = ad.read_h5ad(PAPALEXI)
     adata = adata[adata.obs["confident"].astype(bool).to_numpy()]
     rng = np.random.default_rng(0)

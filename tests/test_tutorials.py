@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import TUTORIAL_DATA, require_data
 
 jupytext = pytest.importorskip("jupytext")
 nbclient = pytest.importorskip("nbclient")
@@ -48,6 +49,7 @@ def test_tutorials_found():
 
 @pytest.mark.parametrize("path", TUTORIALS, ids=[p.name for p in TUTORIALS])
 def test_tutorial_runs(path, kernel_env):
+    require_data(*TUTORIAL_DATA.get(path.name, []))
     nb = jupytext.read(path, fmt="py:percent")
     client = nbclient.NotebookClient(
         nb,
