@@ -40,8 +40,12 @@ def require_data(*names: str) -> list[Path]:
 
 
 def pytest_addoption(parser):
-    parser.addoption("--internet", action="store_true", default=False,
-                     help="run tests that download the original public data sources")
+    parser.addoption(
+        "--internet",
+        action="store_true",
+        default=False,
+        help="run tests that download the original public data sources",
+    )
 
 
 def pytest_collection_modifyitems(config, items):

@@ -19,8 +19,9 @@ def _sparse_effects(n=60, k=5, seed=0):
     for p in range(n):
         targets = torch.randperm(k, generator=gen)[: 1 + p % 2]
         signs = torch.randint(0, 2, (len(targets),), generator=gen) * 2 - 1
-        effects[p, targets] = signs * (4.0 + torch.rand(len(targets), generator=gen,
-                                                        dtype=torch.float64))
+        effects[p, targets] = signs * (
+            4.0 + torch.rand(len(targets), generator=gen, dtype=torch.float64)
+        )
     return effects
 
 
@@ -129,12 +130,12 @@ def test_prior_reset_in_frame_and_edge_threshold():
     with torch.no_grad():
         prior.shifts[1] = torch.tensor([0.0, 3.0, 0.0])
         prior.mask.logits[1] = torch.tensor([-20.0, 20.0, -20.0])
-    changed = prior.reset_in_frame(torch.eye(3), effects=effects, threshold=0.5,
-                                   min_shift=torch.tensor([3.0, 0.0]))
+    changed = prior.reset_in_frame(
+        torch.eye(3), effects=effects, threshold=0.5, min_shift=torch.tensor([3.0, 0.0])
+    )
     assert len(changed) == 2
     # row 0: above half the largest AND above the floor 3; row 1 (NaN) keeps its masked shift
     on = prior.inclusion_probs() > 0.5
     assert on.tolist() == [[True, False, False], [False, True, False]]
     torch.testing.assert_close(prior.shifts[0], effects[0])
-    torch.testing.assert_close(prior.shifts[1], torch.tensor([0.0, 3.0, 0.0]), atol=1e-6,
-                               rtol=0)
+    torch.testing.assert_close(prior.shifts[1], torch.tensor([0.0, 3.0, 0.0]), atol=1e-6, rtol=0)

@@ -65,10 +65,12 @@ def test_subsampled_queries_match_the_exact_estimate_in_expectation():
     assert sub.shape == (50,)
     # every subsampled estimate is one of the exact per-sample estimates
     assert all(torch.isclose(exact, v, atol=1e-5).any() for v in sub)
-    means = torch.stack([
-        total_correlation(loc, loc, scale, 4000, n_query=50, generator=gen).mean()
-        for _ in range(200)
-    ])
+    means = torch.stack(
+        [
+            total_correlation(loc, loc, scale, 4000, n_query=50, generator=gen).mean()
+            for _ in range(200)
+        ]
+    )
     assert abs(means.mean() - exact.mean()) < 3 * means.std() / 200**0.5 + 1e-3
     assert means.std() > 0  # the subsample does change
     # n_query >= M scores everything, in order

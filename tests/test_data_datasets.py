@@ -55,8 +55,10 @@ def test_zhao_layout():
     adata = zhao_2021()
     assert adata.shape == (5_000, 300)
     assert _is_counts(adata.X)
-    assert adata.obs["perturbation"].value_counts().to_dict() == {"ctrl": 2500,
-                                                                  "panobinostat": 2500}
+    assert adata.obs["perturbation"].value_counts().to_dict() == {
+        "ctrl": 2500,
+        "panobinostat": 2500,
+    }
     assert adata.obs["patient_id"].nunique() == 5
     assert adata.uns["perturbation_screen"]["control_category"] == "ctrl"
 
@@ -87,15 +89,17 @@ def test_loader_path_errors(tmp_path):
 
 
 def test_prepare_screen_filters_and_reports():
-    adata = simulate_sparse_shift(n_perturbations=3, n_cells_per_perturbation=30,
-                                  n_control_cells=50, n_genes=60, seed=0)
+    adata = simulate_sparse_shift(
+        n_perturbations=3, n_cells_per_perturbation=30, n_control_cells=50, n_genes=60, seed=0
+    )
     # make p02 rare
     keep = np.ones(adata.n_obs, dtype=bool)
     keep[np.flatnonzero(adata.obs["perturbation"] == "p02")[10:]] = False
     adata = adata[keep].copy()
     before = adata.copy()
-    out = prepare_screen(adata, control_category="control", min_cells_per_perturbation=20,
-                         n_top_genes=25)
+    out = prepare_screen(
+        adata, control_category="control", min_cells_per_perturbation=20, n_top_genes=25
+    )
     assert set(out.obs["perturbation"].cat.categories) == {"control", "p00", "p01"}
     assert out.uns["prepare_screen"]["removed_perturbations"] == {"p02": 10}
     assert out.uns["prepare_screen"]["n_genes_kept"] == out.n_vars == 25
@@ -108,8 +112,9 @@ def test_prepare_screen_filters_and_reports():
 
 
 def test_prepare_screen_keeps_perturbed_and_requested_genes():
-    adata = simulate_sparse_shift(n_perturbations=3, n_cells_per_perturbation=30,
-                                  n_control_cells=50, n_genes=60, seed=0)
+    adata = simulate_sparse_shift(
+        n_perturbations=3, n_cells_per_perturbation=30, n_control_cells=50, n_genes=60, seed=0
+    )
     hvg = prepare_screen(adata, n_top_genes=25).var_names
     outside = [g for g in adata.var_names if g not in hvg]
     # a perturbation's own gene (named like it) and a requested gene, both not highly variable
@@ -117,8 +122,7 @@ def test_prepare_screen_keeps_perturbed_and_requested_genes():
     out = prepare_screen(adata, n_top_genes=25, keep_genes=[outside[1]])
     assert {"p01", outside[1]} <= set(out.var_names)
     assert out.n_vars == 27
-    assert sorted(out.uns["prepare_screen"]["genes_kept_beyond_hvg"]) == sorted(
-        ["p01", outside[1]])
+    assert sorted(out.uns["prepare_screen"]["genes_kept_beyond_hvg"]) == sorted(["p01", outside[1]])
     plain = prepare_screen(adata, n_top_genes=25, keep_perturbed_genes=False)
     assert plain.n_vars == 25 and "p01" not in plain.var_names
 
@@ -137,7 +141,6 @@ def test_prepare_screen_errors():
 @pytest.mark.parametrize("url", [PAPALEXI_URL, ZHAO_URL, GASPERINI_URL])
 def test_original_sources_download(url, tmp_path):
     path = download(url, tmp_path / "screen.h5ad")
-    loader = {PAPALEXI_URL: papalexi_2021, ZHAO_URL: zhao_2021,
-              GASPERINI_URL: gasperini_2019}[url]
+    loader = {PAPALEXI_URL: papalexi_2021, ZHAO_URL: zhao_2021, GASPERINI_URL: gasperini_2019}[url]
     adata = loader(path)
     assert adata.n_obs > 1000 and "perturbation" in adata.obs

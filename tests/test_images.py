@@ -89,8 +89,14 @@ def test_interventional_dsprites_seeds_and_errors():
 def test_image_vae_trains_saves_and_loads(small_data, tmp_path, monkeypatch):
     torch.manual_seed(0)
     vae = ImageVAE(n_latent=4, n_interventions=3, channels=8, hidden=32)
-    vae.train(small_data.images, small_data.regimes, max_epochs=4, batch_size=64,
-              enable_progress_bar=False, seed=0)
+    vae.train(
+        small_data.images,
+        small_data.regimes,
+        max_epochs=4,
+        batch_size=64,
+        enable_progress_bar=False,
+        seed=0,
+    )
     hist = vae.history
     assert len(hist) == 4
     assert {"loss_train", "mask_density_train", "mask_temperature_train"} <= set(hist.columns)
@@ -146,8 +152,9 @@ def test_image_vae_rotation_is_a_change_of_coordinates(small_data):
     assert np.array_equal(on, (rotated >= 0.5 * rotated.max(-1, keepdim=True).values).numpy())
     with pytest.raises(ValueError, match="orthogonal"):
         module.rotate_latent_space(2 * q)
-    dense = ImageVAE(n_latent=4, n_interventions=3, intervention_prior="dense", channels=8,
-                     hidden=32)
+    dense = ImageVAE(
+        n_latent=4, n_interventions=3, intervention_prior="dense", channels=8, hidden=32
+    )
     assert not dense.module.can_rotate_latent_space()
     with pytest.raises(ValueError, match="spike_slab"):
         dense.module.rotate_latent_space(q)
@@ -155,14 +162,16 @@ def test_image_vae_rotation_is_a_change_of_coordinates(small_data):
 
 def test_image_vae_alignment_steps(small_data):
     vae = ImageVAE(n_latent=4, n_interventions=3, channels=8, hidden=32)
-    vae.train(small_data.images, small_data.regimes, max_epochs=4, enable_progress_bar=False,
-              seed=0)
+    vae.train(
+        small_data.images, small_data.regimes, max_epochs=4, enable_progress_bar=False, seed=0
+    )
     ratios = vae.history["alignment_l1_ratio_train"].dropna()
     assert list(ratios.index) == [0, 1, 2]  # after 30 %, 50 % and 70 % of 4 epochs
     assert ((ratios > 0) & (ratios <= 1)).all()
     off = ImageVAE(n_latent=4, n_interventions=3, channels=8, hidden=32)
-    off.train(small_data.images, small_data.regimes, max_epochs=1, enable_progress_bar=False,
-              align_at=())
+    off.train(
+        small_data.images, small_data.regimes, max_epochs=1, enable_progress_bar=False, align_at=()
+    )
     assert "alignment_l1_ratio_train" not in off.history
     with pytest.raises(ValueError, match="align_at"):
         off.train(small_data.images, small_data.regimes, max_epochs=1, align_at=(1.5,))
@@ -178,11 +187,13 @@ def test_image_vae_baselines_share_the_core_priors(small_data):
     tc.train(small_data.images, max_epochs=1, enable_progress_bar=False)
     assert tc.history["total_correlation_train"].iloc[-1] != 0
     assert (tc.get_target_graph() == 0).all()
-    dense = ImageVAE(n_latent=3, n_interventions=3, intervention_prior="dense", channels=8,
-                     hidden=32)
+    dense = ImageVAE(
+        n_latent=3, n_interventions=3, intervention_prior="dense", channels=8, hidden=32
+    )
     assert isinstance(dense.module.prior, SparseShiftPrior)
-    dense.train(small_data.images, small_data.interventions, max_epochs=1,
-                enable_progress_bar=False)
+    dense.train(
+        small_data.images, small_data.interventions, max_epochs=1, enable_progress_bar=False
+    )
     assert (dense.get_target_graph() == 1).all()
     assert np.abs(dense.get_shifts()).sum() > 0  # the shifts moved
 

@@ -24,8 +24,12 @@ N_SAMPLES = 200
 @pytest.fixture(scope="module")
 def screen():
     return simulate_sparse_shift(
-        n_perturbations=4, n_cells_per_perturbation=40, n_control_cells=60, n_genes=40,
-        n_latent=3, seed=5,
+        n_perturbations=4,
+        n_cells_per_perturbation=40,
+        n_control_cells=60,
+        n_genes=40,
+        n_latent=3,
+        seed=5,
     )
 
 
@@ -47,14 +51,18 @@ def _manual_iwelbo(model, adata, n_samples: int) -> torch.Tensor:
     out = []
     for tensors in model._make_data_loader(adata=adata, batch_size=128):
         with torch.no_grad():
-            inf, gen = module.forward(tensors, inference_kwargs={"n_samples": n_samples},
-                                      compute_loss=False)
+            inf, gen = module.forward(
+                tensors, inference_kwargs={"n_samples": n_samples}, compute_loss=False
+            )
         z, qz = inf[MODULE_KEYS.Z_KEY], inf[MODULE_KEYS.QZ_KEY]
         intervention = module.intervention_matrix[tensors["perturbation"].long().view(-1)]
         prior = Normal(intervention @ effects, 1.0)
         x = tensors[REGISTRY_KEYS.X_KEY]
-        log_w = (gen[MODULE_KEYS.PX_KEY].log_prob(x).sum(-1) + prior.log_prob(z).sum(-1)
-                 - qz.log_prob(z).sum(-1))
+        log_w = (
+            gen[MODULE_KEYS.PX_KEY].log_prob(x).sum(-1)
+            + prior.log_prob(z).sum(-1)
+            - qz.log_prob(z).sum(-1)
+        )
         out.append(torch.logsumexp(log_w, 0) - np.log(n_samples))
     return torch.cat(out)
 
@@ -62,8 +70,7 @@ def _manual_iwelbo(model, adata, n_samples: int) -> torch.Tensor:
 @pytest.mark.parametrize("prior", ["spike_slab", "l1", "dense", "none"])
 def test_get_marginal_ll_is_the_perturbation_aware_iwelbo(screen, prior):
     adata = screen.copy()
-    SparseShiftVI.setup_anndata(adata, perturbation_key="perturbation",
-                                control_category="control")
+    SparseShiftVI.setup_anndata(adata, perturbation_key="perturbation", control_category="control")
     scvi.settings.seed = 0
     model = SparseShiftVI(adata, n_latent=3, n_hidden=32, intervention_prior=prior)
     model.train(max_epochs=60, batch_size=64, accelerator="cpu", enable_progress_bar=False)
@@ -80,8 +87,10 @@ def test_get_marginal_ll_is_the_perturbation_aware_iwelbo(screen, prior):
     loader = model._make_data_loader(adata=adata, batch_size=128)
     plain = torch.cat([VAE.marginal_ll(model.module, t, n_mc_samples=N_SAMPLES) for t in loader])
     gap = float((plain - manual)[perturbed].mean())
-    print(f"{prior}: |get_marginal_ll - IWELBO| {float((ours - manual).abs().mean()):.3f} nats "
-          f"per cell; N(0, I) estimate - IWELBO on perturbed cells {gap:.2f}")
+    print(
+        f"{prior}: |get_marginal_ll - IWELBO| {float((ours - manual).abs().mean()):.3f} nats "
+        f"per cell; N(0, I) estimate - IWELBO on perturbed cells {gap:.2f}"
+    )
     if prior == "none":  # the same N(0, I) prior: the same estimate
         assert abs(gap) < 1.0
     else:  # N(0, I) misplaces perturbed cells' prior: the old bug, by several nats per cell

@@ -24,8 +24,7 @@ def test_backed_training_and_outputs_match_in_memory(screen_file):
     backed = ad.read_h5ad(path, backed="r")
     assert backed.isbacked and not isinstance(backed.X, np.ndarray)
     scvi.settings.seed = 0
-    SparseShiftVI.setup_anndata(backed, perturbation_key="perturbation",
-                                control_category=control)
+    SparseShiftVI.setup_anndata(backed, perturbation_key="perturbation", control_category=control)
     model = SparseShiftVI(backed, n_latent=4)
     model.train(max_epochs=2, batch_size=128, enable_progress_bar=False)
     z_backed = model.get_latent_representation()
@@ -48,5 +47,8 @@ def test_backed_setup_rejects_non_counts(tmp_path):
     adata.write_h5ad(tmp_path / "bad.h5ad")
     backed = ad.read_h5ad(tmp_path / "bad.h5ad", backed="r")
     with pytest.raises(ValueError, match="negative"):
-        SparseShiftVI.setup_anndata(backed, perturbation_key="perturbation",
-                                    control_category=adata.uns["simulation"]["control_category"])
+        SparseShiftVI.setup_anndata(
+            backed,
+            perturbation_key="perturbation",
+            control_category=adata.uns["simulation"]["control_category"],
+        )

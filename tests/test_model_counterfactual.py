@@ -91,7 +91,7 @@ def test_direct_effects_reweight_the_prediction(model):
         prior.shifts.data.copy_(saved[0])
         direct.effects.data.copy_(saved[1])
     n = pred.n_obs // 3
-    single, pair, control = pred.X[:n], pred.X[n:2 * n], pred.X[2 * n:]
+    single, pair, control = pred.X[:n], pred.X[n : 2 * n], pred.X[2 * n :]
     for x, k in ((single, 1.0), (pair, 2.0)):
         expected = control * np.exp(k * effect)
         expected /= expected.sum(1, keepdims=True)
@@ -102,8 +102,7 @@ def test_direct_effects_reweight_the_prediction(model):
 def test_abduction_removes_the_source_shift(model, screen):
     """From p00 cells, predicting p00 decodes their posterior mean with p00's direct effects,
     and predicting control decodes the posterior mean minus p00's expected masked shift."""
-    pred = model.predict(perturbations=["p00", "control"], source_category="p00",
-                         shift="model")
+    pred = model.predict(perturbations=["p00", "control"], source_category="p00", shift="model")
     idx = np.flatnonzero(screen.obs["perturbation"].to_numpy() == "p00")
     prior = model.module.prior
     shift = (prior.inclusion_probs() * prior.shifts).detach()[0]
@@ -175,8 +174,12 @@ def test_predict_plain_vae_uses_latent_arithmetic(screen):
 
 def test_predict_without_controls_needs_a_source():
     adata = simulate_sparse_shift(
-        n_perturbations=3, n_cells_per_perturbation=20, n_control_cells=0, n_genes=30,
-        n_latent=3, seed=0,
+        n_perturbations=3,
+        n_cells_per_perturbation=20,
+        n_control_cells=0,
+        n_genes=30,
+        n_latent=3,
+        seed=0,
     )
     SparseShiftVI.setup_anndata(adata, perturbation_key="perturbation", control_category=None)
     model = SparseShiftVI(adata, n_latent=3, n_hidden=16)
@@ -203,8 +206,9 @@ def test_predict_latent_shift_is_latent_arithmetic(model, screen):
     tensors = next(iter(model._make_data_loader(adata=screen, indices=idx, batch_size=len(idx))))
     with torch.no_grad():
         inf = module.inference(**module._get_inference_input(tensors))
-        gen = module._get_generative_input(tensors, {"z": inf["qz"].loc + shift,
-                                                     "library": inf["library"]})
+        gen = module._get_generative_input(
+            tensors, {"z": inf["qz"].loc + shift, "library": inf["library"]}
+        )
         rows = torch.zeros(len(idx), len(model.perturbation_names_))
         rows[:, [0, 1]] = 1.0
         gen["direct_intervention"] = rows
@@ -242,8 +246,14 @@ def test_predict_latent_shift_needs_single_cells(screen):
 
 def test_predict_context_carries_effects_to_unobserved_batches():
     """A perturbation observed only in batch b0: b1 cells get b0's effect, not an extrapolation."""
-    adata = simulate_sparse_shift(n_perturbations=2, n_cells_per_perturbation=60,
-                                  n_control_cells=120, n_genes=40, n_latent=4, seed=5)
+    adata = simulate_sparse_shift(
+        n_perturbations=2,
+        n_cells_per_perturbation=60,
+        n_control_cells=120,
+        n_genes=40,
+        n_latent=4,
+        seed=5,
+    )
     labels = adata.obs["perturbation"].astype(str).to_numpy()
     batch = np.where(np.arange(adata.n_obs) % 2 == 0, "b0", "b1")
     batch[labels == "p00"] = "b0"  # p00 never seen in b1; p01 seen in both

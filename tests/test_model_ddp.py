@@ -12,8 +12,11 @@ SCRIPT = Path(__file__).resolve().parent / "scripts" / "ddp_train.py"
 
 def test_ddp_two_cpu_processes_keep_masks_and_shifts_in_sync(tmp_path):
     proc = subprocess.run(
-        [sys.executable, str(SCRIPT), str(tmp_path)], capture_output=True, text=True,
-        timeout=600, cwd=tmp_path,
+        [sys.executable, str(SCRIPT), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]

@@ -13,9 +13,16 @@ TRAIN_KWARGS = {"accelerator": "cpu", "enable_progress_bar": False}
 
 @pytest.fixture(scope="module")
 def split():
-    adata = simulate_sparse_shift(protocol="hard", n_perturbations=5, n_pairs=3, n_genes=60,
-                                  n_latent=4, n_control_cells=300,
-                                  n_cells_per_perturbation=(60, 80), seed=1)
+    adata = simulate_sparse_shift(
+        protocol="hard",
+        n_perturbations=5,
+        n_pairs=3,
+        n_genes=60,
+        n_latent=4,
+        n_control_cells=300,
+        n_cells_per_perturbation=(60, 80),
+        seed=1,
+    )
     labels = adata.obs["perturbation"].astype(str).to_numpy()
     pairs = sorted(p for p in set(labels) if "+" in p)
     held = pairs[:2]
@@ -36,12 +43,21 @@ def split():
 
 def test_table_holds_every_method_and_perturbation(split):
     model, heldout, held = split
-    table = model.evaluate_predictions(heldout, energy=False, extra_shifts=("model",),
-                                       baselines=("control", "additive", "linear",
-                                                  "latent_additive"))
+    table = model.evaluate_predictions(
+        heldout,
+        energy=False,
+        extra_shifts=("model",),
+        baselines=("control", "additive", "linear", "latent_additive"),
+    )
     labels = sorted(set(heldout.obs["perturbation"].astype(str)) - {"control"})
-    assert set(table["method"]) == {"SparseShiftVI", "SparseShiftVI-model", "control",
-                                    "additive", "linear", "latent_additive"}
+    assert set(table["method"]) == {
+        "SparseShiftVI",
+        "SparseShiftVI-model",
+        "control",
+        "additive",
+        "linear",
+        "latent_additive",
+    }
     # every member has cells of its own: the default reading is latent arithmetic
     default = table[table["method"] == "SparseShiftVI"].set_index("perturbation")
     latent = table[table["method"] == "latent_additive"].set_index("perturbation")
@@ -56,12 +72,12 @@ def test_table_holds_every_method_and_perturbation(split):
     assert (table.loc[table["method"] == "SparseShiftVI", "predicted_delta_norm"] > 0.01).all()
     assert (table["observed_delta_norm"] > 0).all()
     # seen singles: the model's change tracks the observed one far better than no change
-    singles = table[(table["method"] == "SparseShiftVI") & ~table["perturbation"].str.contains(
-        "+", regex=False)]
+    singles = table[
+        (table["method"] == "SparseShiftVI") & ~table["perturbation"].str.contains("+", regex=False)
+    ]
     assert singles["pearson_delta_all"].mean() > 0.5
     assert (table["n_test_cells"] > 0).all()
-    summary = compare_methods(table, reference="SparseShiftVI",
-                              metrics=("pearson_delta_all",))
+    summary = compare_methods(table, reference="SparseShiftVI", metrics=("pearson_delta_all",))
     row = summary[summary["baseline"] == "control"].iloc[0]
     assert row["mean_difference"] > 0.5
 
@@ -70,9 +86,14 @@ def test_unseen_pairs_extra_predictions_source_and_energy(split):
     model, heldout, held = split
     zero = np.zeros(heldout.n_vars)
     source = model.adata[(model.adata.obs["perturbation"] == "control").to_numpy()][:50]
-    table = model.evaluate_predictions(heldout, perturbations=held, baselines=("additive",),
-                                       extra_predictions={"mine": {held[0]: zero}},
-                                       source=source, max_source_cells=50)
+    table = model.evaluate_predictions(
+        heldout,
+        perturbations=held,
+        baselines=("additive",),
+        extra_predictions={"mine": {held[0]: zero}},
+        source=source,
+        max_source_cells=50,
+    )
     assert set(table["method"]) == {"SparseShiftVI", "additive", "mine"}
     assert set(table.loc[table["method"] == "mine", "perturbation"]) == {held[0]}
     model_rows = table[table["method"] == "SparseShiftVI"]

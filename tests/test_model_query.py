@@ -16,8 +16,12 @@ NEW = ["p04", "p05"]
 @pytest.fixture(scope="module")
 def screen():
     return simulate_sparse_shift(
-        n_perturbations=6, n_cells_per_perturbation=50, n_control_cells=100, n_genes=50,
-        n_latent=4, seed=1,
+        n_perturbations=6,
+        n_cells_per_perturbation=50,
+        n_control_cells=100,
+        n_genes=50,
+        n_latent=4,
+        seed=1,
     )
 
 
@@ -66,20 +70,17 @@ def test_query_trains_only_new_perturbations(reference, query_adata):
     query.train(max_epochs=30, batch_size=64, **TRAIN_KWARGS)
     after = _snapshot(query.module)
     for k, v in start.items():
-        if k in ("prior.shifts", "prior.mask.logits", "prior.mask.temperature",
-                 "direct.effects"):
+        if k in ("prior.shifts", "prior.mask.logits", "prior.mask.temperature", "direct.effects"):
             continue
         torch.testing.assert_close(after[k], v, msg=f"{k} changed during query training")
     torch.testing.assert_close(after["prior.shifts"][ref_rows], start["prior.shifts"][ref_rows])
     torch.testing.assert_close(
         after["prior.mask.logits"][ref_rows], start["prior.mask.logits"][ref_rows]
     )
-    torch.testing.assert_close(after["direct.effects"][ref_rows],
-                               start["direct.effects"][ref_rows])
+    torch.testing.assert_close(after["direct.effects"][ref_rows], start["direct.effects"][ref_rows])
     new_rows = slice(len(REF), None)
     assert not torch.allclose(after["prior.shifts"][new_rows], start["prior.shifts"][new_rows])
-    assert not torch.allclose(after["direct.effects"][new_rows],
-                              start["direct.effects"][new_rows])
+    assert not torch.allclose(after["direct.effects"][new_rows], start["direct.effects"][new_rows])
     # reference masks are held at their mode
     ref_graph = (reference.get_target_graph() > 0.5).astype(float)
     np.testing.assert_array_equal(query.get_target_graph().loc[REF].to_numpy(), ref_graph)
@@ -107,7 +108,9 @@ def test_query_learns_an_effect_that_improves_the_fit(reference, query_adata):
 def test_query_fixed_masks_and_save_load(reference, query_adata, tmp_path):
     query = SparseShiftVI.load_query_data(query_adata, reference, fix_masks=True)
     assert {n for n, p in query.module.named_parameters() if p.requires_grad} == {
-        "prior.shifts", "direct.effects"}
+        "prior.shifts",
+        "direct.effects",
+    }
     query.train(max_epochs=2, **TRAIN_KWARGS)
     graph = query.get_target_graph()
     assert (graph.loc[NEW] == 1.0).all().all()

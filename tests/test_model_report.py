@@ -15,8 +15,14 @@ TRAIN_KWARGS = {"accelerator": "cpu", "enable_progress_bar": False}
 
 @pytest.fixture(scope="module")
 def model():
-    adata = simulate_sparse_shift(n_perturbations=4, n_cells_per_perturbation=50,
-                                  n_control_cells=100, n_genes=40, n_latent=4, seed=2)
+    adata = simulate_sparse_shift(
+        n_perturbations=4,
+        n_cells_per_perturbation=50,
+        n_control_cells=100,
+        n_genes=40,
+        n_latent=4,
+        seed=2,
+    )
     SparseShiftVI.setup_anndata(adata, perturbation_key="perturbation", control_category="control")
     scvi.settings.seed = 0
     model = SparseShiftVI(adata, n_latent=4, n_hidden=32)
@@ -60,20 +66,33 @@ def test_target_report_tables_figures_and_files(model, tmp_path):
     assert (targets["probability"] >= 0.5).all()
     ug = report["unit_genes"]
     assert len(ug) == 4 * 2 * 3 and set(ug["direction"]) == {"up", "down"}
-    assert (ug.loc[ug["direction"] == "up", "lfc"].to_numpy()
-            >= ug.loc[ug["direction"] == "down", "lfc"].to_numpy()).all()
+    assert (
+        ug.loc[ug["direction"] == "up", "lfc"].to_numpy()
+        >= ug.loc[ug["direction"] == "down", "lfc"].to_numpy()
+    ).all()
     assert len(report["perturbation_genes"]) == 4 * 3
     assert all(isinstance(f, Figure) for f in report["figures"].values())
     pd.testing.assert_frame_equal(report["off_mask"], model.get_off_mask_shifts())
-    for name in ["report.md", "target_graph.png", "unit_genes.png", "targets.csv",
-                 "unit_genes.csv", "perturbation_genes.csv", "graph.csv", "off_mask.csv"]:
+    for name in [
+        "report.md",
+        "target_graph.png",
+        "unit_genes.png",
+        "targets.csv",
+        "unit_genes.csv",
+        "perturbation_genes.csv",
+        "graph.csv",
+        "off_mask.csv",
+    ]:
         assert (tmp_path / "report" / name).exists(), name
     md = (tmp_path / "report" / "report.md").read_text()
     assert "![target graph](target_graph.png)" in md and "p00" in md
     assert "off-mask (largest unit)" in md
     pd.testing.assert_frame_equal(
-        pd.read_csv(tmp_path / "report" / "graph.csv", index_col=0), graph, check_dtype=False,
-        check_names=False, atol=1e-6,
+        pd.read_csv(tmp_path / "report" / "graph.csv", index_col=0),
+        graph,
+        check_dtype=False,
+        check_names=False,
+        atol=1e-6,
     )
 
 
@@ -98,8 +117,9 @@ def test_report_without_any_edge(model, tmp_path):
     row = next(line for line in md.splitlines() if line.startswith("| p00 |"))
     # no unit targeted: the whole displacement is off the mask
     assert row.startswith("| p00 | none | 100% (z")
-    assert row.endswith("| none | none (no targeted unit, no direct effect: predicted as "
-                        "control) |")
+    assert row.endswith(
+        "| none | none (no targeted unit, no direct effect: predicted as control) |"
+    )
 
 
 def test_report_lists_direct_effects(model, tmp_path):
@@ -125,8 +145,14 @@ def test_report_lists_direct_effects(model, tmp_path):
 
 
 def test_report_needs_a_sparse_prior():
-    adata = simulate_sparse_shift(n_perturbations=2, n_cells_per_perturbation=20,
-                                  n_control_cells=20, n_genes=20, n_latent=3, seed=0)
+    adata = simulate_sparse_shift(
+        n_perturbations=2,
+        n_cells_per_perturbation=20,
+        n_control_cells=20,
+        n_genes=20,
+        n_latent=3,
+        seed=0,
+    )
     SparseShiftVI.setup_anndata(adata, perturbation_key="perturbation", control_category="control")
     vae = SparseShiftVI(adata, n_latent=3, n_hidden=8, intervention_prior="none")
     with pytest.raises(ValueError, match="not defined"):

@@ -11,14 +11,22 @@ TRAIN = {"accelerator": "cpu", "enable_progress_bar": False}
 
 
 def test_select_n_latent_table_and_rule():
-    adata = simulate_sparse_shift(n_perturbations=4, n_latent=3, n_genes=40,
-                                  n_cells_per_perturbation=40, n_control_cells=80, seed=0)
+    adata = simulate_sparse_shift(
+        n_perturbations=4,
+        n_latent=3,
+        n_genes=40,
+        n_cells_per_perturbation=40,
+        n_control_cells=80,
+        seed=0,
+    )
     SparseShiftVI.setup_anndata(adata)
-    table = select_n_latent(adata, n_latents=(1, 3), seeds=(0, 1), max_epochs=15,
-                            train_kwargs=TRAIN, n_hidden=16)
+    table = select_n_latent(
+        adata, n_latents=(1, 3), seeds=(0, 1), max_epochs=15, train_kwargs=TRAIN, n_hidden=16
+    )
     assert list(table.index) == [1, 3]
-    assert {"heldout_elbo", "heldout_elbo_sd", "se_to_best", "graph_stability",
-            "chosen"} <= set(table.columns)
+    assert {"heldout_elbo", "heldout_elbo_sd", "se_to_best", "graph_stability", "chosen"} <= set(
+        table.columns
+    )
     assert np.isfinite(table[["heldout_elbo", "se_to_best"]].to_numpy()).all()
     assert ((table["graph_stability"] >= 0) & (table["graph_stability"] <= 1)).all()
     # the one-standard-error rule: the smallest value within one SE of the best

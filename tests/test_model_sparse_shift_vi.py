@@ -140,7 +140,8 @@ def test_off_mask_shifts(trained):
         assert off.loc[name, "shift_norm"] == pytest.approx(np.linalg.norm(d), rel=1e-5)
         assert off.loc[name, "off_mask_norm"] == pytest.approx(np.linalg.norm(outside), rel=1e-5)
         assert off.loc[name, "off_mask_fraction"] == pytest.approx(
-            np.sum(outside**2) / np.sum(d**2), rel=1e-5)
+            np.sum(outside**2) / np.sum(d**2), rel=1e-5
+        )
         if (~on[i]).any():
             top = int(np.argmax(np.abs(outside)))
             assert off.loc[name, "top_off_mask_unit"] == f"z{top}"
@@ -520,14 +521,14 @@ def test_latent_alignment_moves_onto_sparse_effects(adata):
     model = SparseShiftVI(adata, n_latent=N_LATENT, **SMALL_NET)
     model.train(max_epochs=4, align_at=(), **TRAIN_KWARGS)
     before = model.get_perturbation_shifts(source="latent").to_numpy()
-    model.train(max_epochs=1, align_at=(1.0,), lr=1e-12, intervention_lr_factor=1.0,
-                **TRAIN_KWARGS)
+    model.train(max_epochs=1, align_at=(1.0,), lr=1e-12, intervention_lr_factor=1.0, **TRAIN_KWARGS)
     after = model.get_perturbation_shifts(source="latent").to_numpy()
     l1 = lambda x: np.abs(x).sum()  # noqa: E731
     assert l1(after) < l1(before)
     # a rotation: the norms of the effects are kept
-    np.testing.assert_allclose(np.linalg.norm(after, axis=1), np.linalg.norm(before, axis=1),
-                               rtol=0.05)
+    np.testing.assert_allclose(
+        np.linalg.norm(after, axis=1), np.linalg.norm(before, axis=1), rtol=0.05
+    )
 
 
 def test_latent_alignment_noise_floor(adata):
@@ -535,14 +536,13 @@ def test_latent_alignment_noise_floor(adata):
     SparseShiftVI.setup_anndata(adata, perturbation_key="perturbation", control_category="control")
     scvi.settings.seed = 0
     model = SparseShiftVI(adata, n_latent=N_LATENT, **SMALL_NET)
-    model.train(max_epochs=2, align_at=(1.0,), plan_kwargs={"align_noise_z": 1e6},
-                **TRAIN_KWARGS)
+    model.train(max_epochs=2, align_at=(1.0,), plan_kwargs={"align_noise_z": 1e6}, **TRAIN_KWARGS)
     assert (model.get_target_graph().to_numpy() < 0.5).all()  # the reset is the last step
-    model.train(max_epochs=2, align_at=(1.0,), plan_kwargs={"align_noise_z": 0.0},
-                **TRAIN_KWARGS)
+    model.train(max_epochs=2, align_at=(1.0,), plan_kwargs={"align_noise_z": 0.0}, **TRAIN_KWARGS)
     assert (model.get_target_graph().to_numpy() >= 0.5).any(axis=1).all()  # largest unit on
-    model.train(max_epochs=2, align_at=(1.0,), plan_kwargs={"align_noise_z": None},
-                **TRAIN_KWARGS)  # no floor
+    model.train(
+        max_epochs=2, align_at=(1.0,), plan_kwargs={"align_noise_z": None}, **TRAIN_KWARGS
+    )  # no floor
     assert (model.get_target_graph().to_numpy() >= 0.5).any(axis=1).all()
     with pytest.raises(ValueError, match="align_noise_z"):
         model.train(max_epochs=1, plan_kwargs={"align_noise_z": -1.0}, **TRAIN_KWARGS)

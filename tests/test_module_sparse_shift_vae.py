@@ -132,13 +132,18 @@ def test_direct_effects_in_the_module():
     assert module.direct_effects()[0, 4] == -2.0
     codes = torch.tensor(CODES)
     has_a = (codes == 1) | (codes == 3)  # A and A+B
-    base = module.generative(**{**module._get_generative_input(tensors, inf),
-                                "direct_intervention": torch.zeros(len(CODES), 2)})["px"]
+    base = module.generative(
+        **{
+            **module._get_generative_input(tensors, inf),
+            "direct_intervention": torch.zeros(len(CODES), 2),
+        }
+    )["px"]
     ratio = gen_on["px"].scale / base.scale
     assert (ratio[has_a, 4] < ratio[has_a, 5]).all()
     torch.testing.assert_close(ratio[~has_a], torch.ones_like(ratio[~has_a]))
-    torch.testing.assert_close(gen_on["px"].mu / gen_on["px"].scale,
-                               base.mu / base.scale)  # same library size
+    torch.testing.assert_close(
+        gen_on["px"].mu / gen_on["px"].scale, base.mu / base.scale
+    )  # same library size
     expected = float(loss_off.kl_global_sum) + 2.0 * 2.0  # penalty 2 x |-2|
     assert float(loss_on.kl_global_sum) == pytest.approx(expected, rel=1e-4)
     with pytest.raises(ValueError, match="Direct effects need"):
@@ -311,7 +316,8 @@ def test_marginal_ll_uses_the_perturbation_prior():
     codes = torch.tensor(CODES)
     assert not torch.allclose(ours[codes != 0], plain[codes != 0], atol=1e-2)
     assert module.marginal_ll(tensors, 4, return_mean=True) == pytest.approx(
-        float(ours.mean()), abs=5.0)
+        float(ours.mean()), abs=5.0
+    )
 
 
 def test_importance_weights_use_each_cells_prior():
@@ -414,8 +420,9 @@ def test_rotate_latent_space_is_a_change_of_coordinates():
     tensors = _tensors()
     inf_old, _ = _outputs(module, tensors)
     before = copy.deepcopy(module)
-    q = torch.linalg.qr(torch.randn(N_LATENT, N_LATENT, generator=torch.Generator()
-                                    .manual_seed(3))).Q
+    q = torch.linalg.qr(
+        torch.randn(N_LATENT, N_LATENT, generator=torch.Generator().manual_seed(3))
+    ).Q
     effects = torch.tensor([[4.0, 0.1, -0.2], [float("nan")] * 3])
     expected_b = (module.prior.inclusion_probs() * module.prior.shifts)[1] @ q
     changed = module.rotate_latent_space(q, effects=effects, threshold=0.5)
@@ -463,8 +470,9 @@ def test_rotate_latent_space_bad_rotation_and_frozen_masks():
 def test_rotate_latent_space_noise_floor():
     module = _module()
     effects = torch.tensor([[4.0, 3.0, 0.1], [0.3, 0.2, 0.0]])
-    module.rotate_latent_space(torch.eye(N_LATENT), effects=effects, threshold=0.5,
-                               min_shift=torch.tensor([1.0, 1.0]))
+    module.rotate_latent_space(
+        torch.eye(N_LATENT), effects=effects, threshold=0.5, min_shift=torch.tensor([1.0, 1.0])
+    )
     on = module.prior.mask.logits > 0
     assert on[0].tolist() == [True, True, False]  # both large shifts pass the floor
     assert not on[1].any()  # a displacement below the floor gets no edge

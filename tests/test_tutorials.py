@@ -71,7 +71,9 @@ def test_tutorial_runs(path, kernel_env):
         # Figures must reach the notebook (a library that switches the backend to Agg at
         # import would silently drop them).
         images = [
-            out for cell in code for out in cell.get("outputs", [])
+            out
+            for cell in code
+            for out in cell.get("outputs", [])
             if "image/png" in out.get("data", {})
         ]
         assert images, f"{path.name} calls plt.show() but no figure was displayed"

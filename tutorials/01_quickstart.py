@@ -151,7 +151,10 @@ scores = target_graph_scores(true_graph.to_numpy(), graph.to_numpy(), matching=m
 
 # %%
 fig = scvi_causal.pl.target_graph_heatmap(
-    graph, true_graph=true_graph, matching=matching, max_rows=30,
+    graph,
+    true_graph=true_graph,
+    matching=matching,
+    max_rows=30,
     title=f"MCC {mcc(z_true, z):.2f}, graph F1 {scores['f1']:.2f}",
 )
 plt.show()

@@ -131,8 +131,10 @@ fig = scvi_causal.pl.target_graph_heatmap(
 plt.show()
 
 # %%
-print("mean IWELBO gain of the new perturbations:",
-      float(np.mean(comparison.loc[new, "iwelbo_after"] - comparison.loc[new, "iwelbo_before"])))
+print(
+    "mean IWELBO gain of the new perturbations:",
+    float(np.mean(comparison.loc[new, "iwelbo_after"] - comparison.loc[new, "iwelbo_before"])),
+)
 
 # %% [markdown]
 # ## Scoring cells the query never saw
@@ -157,9 +159,9 @@ unseen = {}
 for name, kwargs in {"sparse masks": {}, "all-ones masks": {"fix_masks": True}}.items():
     few_shot = SparseShiftVI.load_query_data(fit_adata, reference, **kwargs)
     few_shot.train(max_epochs=3 if FAST else None)
-    unseen[name] = few_shot.get_perturbation_scores(
-        test_adata, n_mc_samples=20 if FAST else 100
-    )["iwelbo"]
+    unseen[name] = few_shot.get_perturbation_scores(test_adata, n_mc_samples=20 if FAST else 100)[
+        "iwelbo"
+    ]
 unseen = pd.DataFrame(unseen)
 print(f"IWELBO of unseen cells, queries fitted on {n_fit} cells per new perturbation:")
 unseen.round(2)

@@ -75,8 +75,9 @@ query.obs["perturbation"] = query.obs["perturbation"].cat.remove_unused_categori
 # as in scVI. The perturbation label never is: it acts only through the sparse shifts.
 
 # %%
-SparseShiftVI.setup_anndata(reference, perturbation_key="perturbation",
-                            control_category=control, batch_key="bio_rep")
+SparseShiftVI.setup_anndata(
+    reference, perturbation_key="perturbation", control_category=control, batch_key="bio_rep"
+)
 model = SparseShiftVI(reference, n_latent=10)
 model.train(max_epochs=5 if FAST else None)
 fig = __import__("scvi_causal").pl.training_history(model.history)

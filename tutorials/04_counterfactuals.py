@@ -65,8 +65,11 @@ scvi.settings.seed = 0
 # noise with the baselines.
 
 # %%
-size = (dict(n_perturbations=6, n_pairs=4, n_control_cells=200, n_genes=80) if FAST
-        else dict(n_perturbations=20, n_pairs=20))
+size = (
+    dict(n_perturbations=6, n_pairs=4, n_control_cells=200, n_genes=80)
+    if FAST
+    else dict(n_perturbations=20, n_pairs=20)
+)
 adata = scvi_causal.data.simulate_sparse_shift(protocol="hard", seed=0, **size)
 labels = adata.obs["perturbation"].astype(str).to_numpy()
 pairs = sorted(p for p in set(labels) if "+" in p)
@@ -127,8 +130,11 @@ table.groupby("method")[metrics].mean().round(3)
 # how often it wins, and a Wilcoxon signed-rank p-value.
 
 # %%
-compare_methods(table, reference="SparseShiftVI",
-                metrics=("pearson_delta_top", "pearson_delta_all", "cosine_all")).round(3)
+compare_methods(
+    table,
+    reference="SparseShiftVI",
+    metrics=("pearson_delta_top", "pearson_delta_all", "cosine_all"),
+).round(3)
 
 # %% [markdown]
 # Predicted against observed log fold change of one held-out pair:

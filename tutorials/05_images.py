@@ -70,8 +70,9 @@ data.graph.astype(int)
 # default is 32 (Burgess et al. 2018).
 
 # %%
-sparse = ImageVAE(n_latent=N_LATENT, n_interventions=6, intervention_prior="spike_slab",
-                  channels=16)
+sparse = ImageVAE(
+    n_latent=N_LATENT, n_interventions=6, intervention_prior="spike_slab", channels=16
+)
 sparse.train(data.images, data.regimes, max_epochs=MAX_EPOCHS, seed=0)
 beta_vae = ImageVAE(n_latent=N_LATENT, intervention_prior="none", beta=4.0, channels=16)
 beta_vae.train(data.images, max_epochs=MAX_EPOCHS, seed=0)
@@ -125,8 +126,11 @@ pd.DataFrame(rows).T.round(3)
 z = sparse.get_latent_representation(images[idx])
 matching, _ = match_latents(factors[idx][:, ordinal].astype(float), z)
 probs = sparse.get_target_graph()
-est = pd.DataFrame(probs[:, matching], index=data.regime_names[1:],
-                   columns=["scale", "orientation", "pos_x", "pos_y"])
+est = pd.DataFrame(
+    probs[:, matching],
+    index=data.regime_names[1:],
+    columns=["scale", "orientation", "pos_x", "pos_y"],
+)
 truth = data.graph[["scale", "orientation", "pos_x", "pos_y"]].astype(int)
 print(target_graph_scores(truth.to_numpy(), probs, matching))
 est.round(2)

@@ -60,17 +60,20 @@ scvi.settings.seed = 0
 adata = gasperini_2019()
 positive = adata.uns["positive_controls"]  # TSS group -> Ensembl id of its gene
 calls = {
-    method: assign_guides(adata, "grna_ids", "grna_groups", method=method,
-                          unassigned="control")
+    method: assign_guides(adata, "grna_ids", "grna_groups", method=method, unassigned="control")
     for method in ("threshold", "mixture")
 }
 provider = assign_guides(adata, "grna_ids", "grna_groups", threshold=1, unassigned="control")
-pd.DataFrame({
-    method: {"cells with a target": float((m.sum(1) > 0).mean()),
-             "mean targets per cell": float(m.sum(1).mean()),
-             "agreement with the provider's calls": float((m == provider).all(1).mean())}
-    for method, m in calls.items()
-}).round(3)
+pd.DataFrame(
+    {
+        method: {
+            "cells with a target": float((m.sum(1) > 0).mean()),
+            "mean targets per cell": float(m.sum(1).mean()),
+            "agreement with the provider's calls": float((m == provider).all(1).mean()),
+        }
+        for method, m in calls.items()
+    }
+).round(3)
 
 # %% [markdown]
 # The model is trained on the provider's calls (any UMI), as sceptre and the loader do; the
@@ -111,21 +114,29 @@ plt.show()
 # effect (the part of the knockdown that no latent unit carries).
 
 # %%
-effects = model.get_perturbation_gene_effects(perturbations=list(positive),
-                                              max_cells=300 if FAST else 1000)
+effects = model.get_perturbation_gene_effects(
+    perturbations=list(positive), max_cells=300 if FAST else 1000
+)
 direct = model.get_direct_effects()
-check = pd.DataFrame([
-    {"group": g, "gene": gene,
-     "predicted_lfc": effects.loc[g, gene],
-     "rank_down": int((effects.loc[g] < effects.loc[g, gene]).sum()) + 1,
-     "direct_effect": direct.loc[g, gene]}
-    for g, gene in positive.items()
-])
+check = pd.DataFrame(
+    [
+        {
+            "group": g,
+            "gene": gene,
+            "predicted_lfc": effects.loc[g, gene],
+            "rank_down": int((effects.loc[g] < effects.loc[g, gene]).sum()) + 1,
+            "direct_effect": direct.loc[g, gene],
+        }
+        for g, gene in positive.items()
+    ]
+)
 check.round(3)
 
 # %%
-print(f"own gene predicted down: {(check['predicted_lfc'] < 0).sum()} of {len(check)}; "
-      f"among the 10 most down-regulated: {(check['rank_down'] <= 10).sum()}")
+print(
+    f"own gene predicted down: {(check['predicted_lfc'] < 0).sum()} of {len(check)}; "
+    f"among the 10 most down-regulated: {(check['rank_down'] <= 10).sum()}"
+)
 
 # %% [markdown]
 # ## 4. How many latent units?
@@ -137,8 +148,13 @@ print(f"own gene predicted down: {(check['predicted_lfc'] < 0).sum()} of {len(ch
 
 # %%
 if FAST:
-    grid = select_n_latent(adata, n_latents=(2, 4), seeds=(0, 1), max_epochs=2,
-                           train_kwargs={"enable_progress_bar": False})
+    grid = select_n_latent(
+        adata,
+        n_latents=(2, 4),
+        seeds=(0, 1),
+        max_epochs=2,
+        train_kwargs={"enable_progress_bar": False},
+    )
 else:
     grid = select_n_latent(adata, n_latents=(5, 10, 15), seeds=(0, 1), max_epochs=100)
 grid.round(3)

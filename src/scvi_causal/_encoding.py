@@ -113,8 +113,9 @@ class PerturbationEncoding:
 
     def extend(self, labels: Iterable[str]) -> PerturbationEncoding:
         """This encoding with the perturbations of ``labels`` it does not know appended."""
-        return PerturbationEncoding.from_labels(labels, self.controls, self.delimiter,
-                                                known=self.names)
+        return PerturbationEncoding.from_labels(
+            labels, self.controls, self.delimiter, known=self.names
+        )
 
     # ------------------------------------------------------------------ reading labels
     @property
@@ -135,8 +136,9 @@ class PerturbationEncoding:
         label = str(label)
         if label in self.controls:
             return []
-        parts = [label] if self.delimiter is None else [
-            s.strip() for s in label.split(self.delimiter)]
+        parts = (
+            [label] if self.delimiter is None else [s.strip() for s in label.split(self.delimiter)]
+        )
         parts = [s for s in parts if s and s not in self.controls]
         if not parts:
             raise ValueError(f"Perturbation label {label!r} has no perturbation in it.")

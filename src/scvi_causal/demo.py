@@ -27,8 +27,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--output", default="demo_output", help="folder for PNGs and CSVs")
     parser.add_argument("--n-perturbations", type=int, default=30)
     parser.add_argument("--n-cells-per-perturbation", type=int, default=150)
-    parser.add_argument("--max-epochs", type=int, default=300,
-                        help="training epochs (300 keeps the demo under 5 minutes on 2 cores)")
+    parser.add_argument(
+        "--max-epochs",
+        type=int,
+        default=300,
+        help="training epochs (300 keeps the demo under 5 minutes on 2 cores)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     out = Path(args.output)
@@ -40,8 +44,10 @@ def main(argv: list[str] | None = None) -> dict:
         n_cells_per_perturbation=args.n_cells_per_perturbation,
         seed=args.seed,
     )
-    print(f"Simulated screen: {adata.n_obs} cells x {adata.n_vars} genes, "
-          f"{args.n_perturbations} perturbations + controls")
+    print(
+        f"Simulated screen: {adata.n_obs} cells x {adata.n_vars} genes, "
+        f"{args.n_perturbations} perturbations + controls"
+    )
     SparseShiftVI.setup_anndata(adata, perturbation_key="perturbation", control_category="control")
     model = SparseShiftVI(adata, n_latent=adata.obsm["z_true"].shape[1])
     start = time.perf_counter()
@@ -64,8 +70,12 @@ def main(argv: list[str] | None = None) -> dict:
     graph.to_csv(out / "target_graph.csv")
     model.get_perturbation_shifts().to_csv(out / "perturbation_shifts.csv")
     (out / "scores.json").write_text(json.dumps(result, indent=2))
-    fig = target_graph_heatmap(graph, true_graph=true_graph, matching=matching,
-                               title=f"MCC {result['mcc']:.2f}, graph F1 {result['graph_f1']:.2f}")
+    fig = target_graph_heatmap(
+        graph,
+        true_graph=true_graph,
+        matching=matching,
+        title=f"MCC {result['mcc']:.2f}, graph F1 {result['graph_f1']:.2f}",
+    )
     fig.savefig(out / "target_graph.png", dpi=120)
     training_history(model.history).savefig(out / "training_history.png", dpi=120)
     print(f"Wrote {sorted(p.name for p in out.iterdir())} to {out}/")

@@ -227,15 +227,17 @@ def sparse_alignment(
         return None
     control = ~intervened & (counts > 0)
     reference = (
-        sums[control].sum(0) / counts[control].sum() if bool(control.any())
+        sums[control].sum(0) / counts[control].sum()
+        if bool(control.any())
         else sums.new_zeros(sums.shape[1])
     )
     means = sums[keep] / counts[keep].unsqueeze(-1) - reference
     rotation, before, after = sparse_rotation(
         means, weights=counts[keep] / (counts[keep] + prior_count)
     )
-    effects = torch.full((matrix.shape[1], sums.shape[1]), float("nan"), device=sums.device,
-                         dtype=sums.dtype)
+    effects = torch.full(
+        (matrix.shape[1], sums.shape[1]), float("nan"), device=sums.device, dtype=sums.dtype
+    )
     single = (matrix.sum(-1) == 1) & (matrix.max(-1).values == 1) & (counts > 0)
     for cat in torch.nonzero(single).view(-1).tolist():
         effects[int(matrix[cat].argmax())] = sums[cat] / counts[cat] - reference
@@ -243,8 +245,13 @@ def sparse_alignment(
     if noise_z is not None:
         n_cells = (matrix != 0).to(counts.dtype).T @ counts
         min_shift = noise_z / n_cells.clamp_min(1.0).sqrt()
-    return {"rotation": rotation, "effects": effects, "min_shift": min_shift,
-            "l1_before": before, "l1_after": after}
+    return {
+        "rotation": rotation,
+        "effects": effects,
+        "min_shift": min_shift,
+        "l1_before": before,
+        "l1_after": after,
+    }
 
 
 def forget_optimizer_state(optimizers, params) -> None:
@@ -369,8 +376,9 @@ class LatentRotationMixin:
                 "Gaussian latents, trainable networks and no frozen masks."
             )
         mean_head, decoder_input, log_scale_head = self._latent_layers()
-        changed = rotate_latent_layers(rotation, mean_head, decoder_input,
-                                       log_scale_head=log_scale_head)
+        changed = rotate_latent_layers(
+            rotation, mean_head, decoder_input, log_scale_head=log_scale_head
+        )
         changed += self.prior.reset_in_frame(
             rotation, effects=effects, threshold=threshold, logit=logit, min_shift=min_shift
         )

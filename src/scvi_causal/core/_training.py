@@ -188,7 +188,9 @@ class InterventionScheduleMixin:
         if threshold is None:
             threshold = module.prior.edge_threshold()
         changed = module.rotate_latent_space(
-            rotation, effects=found["effects"], threshold=threshold,
+            rotation,
+            effects=found["effects"],
+            threshold=threshold,
             min_shift=found["min_shift"],
         )
         forget_optimizer_state(self.trainer.optimizers, changed)

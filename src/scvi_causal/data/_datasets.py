@@ -224,8 +224,7 @@ def gasperini_2019(path: str | Path | None = None) -> ad.AnnData:
     >>> adata.uns["positive_controls"]["MRPL9_TSS"]  # doctest: +SKIP
     'ENSG00000143436'
     """
-    adata, file = _read(path, GASPERINI_FILE, "GasperiniShendure2019_highMOI.h5ad",
-                        GASPERINI_URL)
+    adata, file = _read(path, GASPERINI_FILE, "GasperiniShendure2019_highMOI.h5ad", GASPERINI_URL)
     if "grna_groups" in adata.obs:  # sceptre layout: groups joined by '+'
         raw, sep = adata.obs["grna_groups"].astype(str), "+"
     elif "perturbation" in adata.obs:  # scPerturb layout: targets joined by '_' or '+'
@@ -313,14 +312,15 @@ def prepare_screen(
         raise KeyError(f"perturbation_key {perturbation_key!r} is not a column of adata.obs.")
     if batch_key is not None and batch_key not in adata.obs:
         raise KeyError(f"batch_key {batch_key!r} is not a column of adata.obs.")
-    controls = [control_category] if isinstance(control_category, str) else list(
-        control_category)
+    controls = [control_category] if isinstance(control_category, str) else list(control_category)
     labels = adata.obs[perturbation_key].astype(str)
     counts = labels.value_counts()
     missing = [c for c in controls if c not in counts.index]
     if missing:
-        raise ValueError(f"Control label(s) {missing} not found in adata.obs[{perturbation_key!r}]"
-                         f" (labels: {sorted(counts.index)[:10]} ...).")
+        raise ValueError(
+            f"Control label(s) {missing} not found in adata.obs[{perturbation_key!r}]"
+            f" (labels: {sorted(counts.index)[:10]} ...)."
+        )
     if min_cells_per_perturbation < 1:
         raise ValueError("`min_cells_per_perturbation` must be >= 1.")
     rare = counts[(counts < min_cells_per_perturbation) & ~counts.index.isin(controls)]
@@ -333,8 +333,9 @@ def prepare_screen(
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
-            hvg = sc.pp.highly_variable_genes(out, flavor="seurat_v3", n_top_genes=n_top_genes,
-                                              batch_key=batch_key, inplace=False)
+            hvg = sc.pp.highly_variable_genes(
+                out, flavor="seurat_v3", n_top_genes=n_top_genes, batch_key=batch_key, inplace=False
+            )
         selected = hvg["highly_variable"].to_numpy()
         wanted = set(map(str, keep_genes or []))
         if keep_perturbed_genes:
@@ -354,6 +355,10 @@ def prepare_screen(
     }
     out.uns["prepare_screen"] = summary
     if rare.size:
-        logger.info("prepare_screen removed %d perturbations with < %d cells: %s",
-                    rare.size, min_cells_per_perturbation, dict(rare))
+        logger.info(
+            "prepare_screen removed %d perturbations with < %d cells: %s",
+            rare.size,
+            min_cells_per_perturbation,
+            dict(rare),
+        )
     return out

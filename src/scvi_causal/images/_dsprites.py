@@ -114,7 +114,10 @@ class InterventionalImages:
     def subset(self, index) -> InterventionalImages:
         """The images at ``index`` (same graph and regime names)."""
         return InterventionalImages(
-            self.images[index], self.regimes[index], self.factors[index], self.graph,
+            self.images[index],
+            self.regimes[index],
+            self.factors[index],
+            self.graph,
             list(self.regime_names),
         )
 

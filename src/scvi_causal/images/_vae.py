@@ -47,13 +47,20 @@ class ConvEncoder(nn.Module):
     def __init__(self, n_latent: int, channels: int = 32, hidden: int = 256):
         super().__init__()
         self.convs = nn.Sequential(
-            nn.Conv2d(1, channels, 4, 2, 1), nn.ReLU(),
-            nn.Conv2d(channels, channels, 4, 2, 1), nn.ReLU(),
-            nn.Conv2d(channels, channels, 4, 2, 1), nn.ReLU(),
-            nn.Conv2d(channels, channels, 4, 2, 1), nn.ReLU(),
+            nn.Conv2d(1, channels, 4, 2, 1),
+            nn.ReLU(),
+            nn.Conv2d(channels, channels, 4, 2, 1),
+            nn.ReLU(),
+            nn.Conv2d(channels, channels, 4, 2, 1),
+            nn.ReLU(),
+            nn.Conv2d(channels, channels, 4, 2, 1),
+            nn.ReLU(),
         )
         self.dense = nn.Sequential(
-            nn.Flatten(), nn.Linear(channels * 16, hidden), nn.ReLU(), nn.Linear(hidden, hidden),
+            nn.Flatten(),
+            nn.Linear(channels * 16, hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, hidden),
             nn.ReLU(),
         )
         self.loc = nn.Linear(hidden, n_latent)
@@ -72,13 +79,20 @@ class ConvDecoder(nn.Module):
         super().__init__()
         self.channels = channels
         self.dense = nn.Sequential(
-            nn.Linear(n_latent, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
-            nn.Linear(hidden, channels * 16), nn.ReLU(),
+            nn.Linear(n_latent, hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, channels * 16),
+            nn.ReLU(),
         )
         self.deconvs = nn.Sequential(
-            nn.ConvTranspose2d(channels, channels, 4, 2, 1), nn.ReLU(),
-            nn.ConvTranspose2d(channels, channels, 4, 2, 1), nn.ReLU(),
-            nn.ConvTranspose2d(channels, channels, 4, 2, 1), nn.ReLU(),
+            nn.ConvTranspose2d(channels, channels, 4, 2, 1),
+            nn.ReLU(),
+            nn.ConvTranspose2d(channels, channels, 4, 2, 1),
+            nn.ReLU(),
+            nn.ConvTranspose2d(channels, channels, 4, 2, 1),
+            nn.ReLU(),
             nn.ConvTranspose2d(channels, 1, 4, 2, 1),
         )
 
@@ -144,8 +158,15 @@ class ImageVAEModule(LatentRotationMixin, nn.Module):
             tc = total_correlation(z, qz.loc, qz.scale, max(int(n_obs), x.shape[0]))
         kl_global = self.prior.kl_global()
         loss, _ = negative_elbo(
-            recon, kl_z, kl_global, beta=self.beta, sparsity=self.prior.local_penalty(use_a),
-            total_correlation=tc, tc_weight=self.tc_weight, kl_weight=kl_weight, n_obs=n_obs,
+            recon,
+            kl_z,
+            kl_global,
+            beta=self.beta,
+            sparsity=self.prior.local_penalty(use_a),
+            total_correlation=tc,
+            tc_weight=self.tc_weight,
+            kl_weight=kl_weight,
+            n_obs=n_obs,
         )
         return {
             "loss": loss,
@@ -231,13 +252,18 @@ class _ImageTrainingPlan(InterventionScheduleMixin, pl.LightningModule):
         module.eval()
         try:
             batches = (
-                (module.encoder(x[start : start + batch_size].to(device, torch.float32)
-                                .unsqueeze(1)).loc,
-                 codes[start : start + batch_size])
+                (
+                    module.encoder(
+                        x[start : start + batch_size].to(device, torch.float32).unsqueeze(1)
+                    ).loc,
+                    codes[start : start + batch_size],
+                )
                 for start in range(0, len(x), batch_size)
             )
             sums, counts = category_latent_sums(
-                batches, len(categories), module.encoder.loc.out_features,
+                batches,
+                len(categories),
+                module.encoder.loc.out_features,
                 module.encoder.loc.weight,
             )
         finally:
@@ -446,8 +472,11 @@ class ImageVAE:
         if n_epochs_kl_warmup is None:
             n_epochs_kl_warmup = max(max_epochs // 5, 0)
         loader = DataLoader(
-            TensorDataset(x, a), batch_size=min(batch_size, len(x)), shuffle=True,
-            drop_last=len(x) > batch_size, num_workers=num_workers,
+            TensorDataset(x, a),
+            batch_size=min(batch_size, len(x)),
+            shuffle=True,
+            drop_last=len(x) > batch_size,
+            num_workers=num_workers,
         )
         if align_at is None:
             sparse = self.init_params_["intervention_prior"] == "spike_slab"
@@ -456,20 +485,32 @@ class ImageVAE:
         if any(not 0.0 < f <= 1.0 for f in align_at):
             raise ValueError(f"`align_at` fractions must be in (0, 1], got {align_at}.")
         if align_at and not self.module.can_rotate_latent_space():
-            logger.warning("`align_at` is ignored: only sparse priors with interventions and "
-                           "trainable networks rotate their latent space.")
+            logger.warning(
+                "`align_at` is ignored: only sparse priors with interventions and "
+                "trainable networks rotate their latent space."
+            )
             align_at = ()
         if align_noise_z is not None and align_noise_z < 0:
             raise ValueError(f"`align_noise_z` must be >= 0, got {align_noise_z}.")
         plan = _ImageTrainingPlan(
-            self.module, n_obs=len(x), lr=lr, intervention_lr_factor=intervention_lr_factor,
-            n_epochs_kl_warmup=n_epochs_kl_warmup, temperature_start=temperature_start,
-            temperature_end=temperature_end, align_at=align_at, align_noise_z=align_noise_z,
+            self.module,
+            n_obs=len(x),
+            lr=lr,
+            intervention_lr_factor=intervention_lr_factor,
+            n_epochs_kl_warmup=n_epochs_kl_warmup,
+            temperature_start=temperature_start,
+            temperature_end=temperature_end,
+            align_at=align_at,
+            align_noise_z=align_noise_z,
             data=(x, a),
         )
         trainer = pl.Trainer(
-            max_epochs=max_epochs, accelerator=accelerator, devices=devices, logger=False,
-            enable_checkpointing=False, enable_progress_bar=enable_progress_bar,
+            max_epochs=max_epochs,
+            accelerator=accelerator,
+            devices=devices,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=enable_progress_bar,
             enable_model_summary=False,
         )
         self.module.train()

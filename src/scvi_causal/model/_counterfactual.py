@@ -98,8 +98,13 @@ class CounterfactualMixin:
         prior = self.module.prior
         return (prior.inclusion_probs() * prior.shifts).detach()
 
-    def _decode(self, tensors: dict, z: torch.Tensor, library: torch.Tensor,
-                direct: torch.Tensor | None = None):
+    def _decode(
+        self,
+        tensors: dict,
+        z: torch.Tensor,
+        library: torch.Tensor,
+        direct: torch.Tensor | None = None,
+    ):
         """Likelihood of latents ``z`` decoded with the cells' own library size and covariates.
 
         The prior is left unshifted: the perturbation acts through ``z`` and, if the model has
@@ -113,7 +118,8 @@ class CounterfactualMixin:
         if direct is not None:
             # one row is broadcast over the cells (its offset computed once, not per cell)
             gen_input[DIRECT_INTERVENTION_KEY] = (
-                direct if direct.shape[0] == 1 else direct.expand(z.shape[-2], -1))
+                direct if direct.shape[0] == 1 else direct.expand(z.shape[-2], -1)
+            )
         return self.module.generative(**gen_input)[MODULE_KEYS.PX_KEY]
 
     def _observed_batches(self) -> np.ndarray | None:
@@ -160,8 +166,16 @@ class CounterfactualMixin:
             codes = tensors[PERTURBATION_KEY].view(-1).long().to(category_shift.device)
             yield tensors, z - category_shift[codes], inference_outputs[MODULE_KEYS.LIBRARY_KEY]
 
-    def _carried_offsets(self, dl, category_shift, target_shift, target_rows, n_samples,
-                         effect_batches, carry_all: bool) -> list[torch.Tensor | None]:
+    def _carried_offsets(
+        self,
+        dl,
+        category_shift,
+        target_shift,
+        target_rows,
+        n_samples,
+        effect_batches,
+        carry_all: bool,
+    ) -> list[torch.Tensor | None]:
         """Per requested label, ``(n_batch, G)`` log-offsets for the cells it is carried to.
 
         For the source cells of batch ``a`` that are carried over (their batch is not among
@@ -181,16 +195,24 @@ class CounterfactualMixin:
                 if batches is None:
                     continue
                 observed = torch.as_tensor(batches, device=u.device)
-                carried = torch.ones_like(own, dtype=torch.bool) if carry_all else ~torch.isin(
-                    own, observed)
+                carried = (
+                    torch.ones_like(own, dtype=torch.bool)
+                    if carry_all
+                    else ~torch.isin(own, observed)
+                )
                 if not carried.any():
                     continue
                 cells = torch.nn.functional.one_hot(own, n_batch).float() * carried[:, None]
                 for b in batches:
-                    in_b = {**tensors, REGISTRY_KEYS.BATCH_KEY:
-                            torch.full_like(tensors[REGISTRY_KEYS.BATCH_KEY], int(b))}
-                    treated = self._decode(in_b, u + target_shift[t], library,
-                                           direct=target_rows[t : t + 1]).scale
+                    in_b = {
+                        **tensors,
+                        REGISTRY_KEYS.BATCH_KEY: torch.full_like(
+                            tensors[REGISTRY_KEYS.BATCH_KEY], int(b)
+                        ),
+                    }
+                    treated = self._decode(
+                        in_b, u + target_shift[t], library, direct=target_rows[t : t + 1]
+                    ).scale
                     if int(b) not in untreated_in:
                         untreated_in[int(b)] = self._decode(in_b, u, library).scale
                     untreated = untreated_in[int(b)]
@@ -207,8 +229,9 @@ class CounterfactualMixin:
                 if (t, int(b)) in sums:
                     treated, untreated, n = sums[(t, int(b))]
                     n = n[:, None]
-                    ratio = (torch.log(treated / n.clamp_min(1) + CARRY_PSEUDOCOUNT)
-                             - torch.log(untreated / n.clamp_min(1) + CARRY_PSEUDOCOUNT))
+                    ratio = torch.log(treated / n.clamp_min(1) + CARRY_PSEUDOCOUNT) - torch.log(
+                        untreated / n.clamp_min(1) + CARRY_PSEUDOCOUNT
+                    )
                     ratios.append(torch.where(n > 0, ratio, torch.nan))
             offsets.append(torch.stack(ratios).mean(0) if ratios else None)
         return offsets
@@ -344,8 +367,8 @@ class CounterfactualMixin:
                 )
             sources = list(self.control_categories_)
         else:
-            sources = [source_category] if isinstance(source_category, str) else list(
-                source_category
+            sources = (
+                [source_category] if isinstance(source_category, str) else list(source_category)
             )
             sources = [str(s) for s in sources]
         source_mask = labels.isin(sources).to_numpy()
@@ -369,8 +392,15 @@ class CounterfactualMixin:
 
         self.module.eval()
         dl = self._make_data_loader(adata=adata, indices=indices, batch_size=batch_size)
-        offsets = self._carried_offsets(dl, category_shift, target_shift, target_rows,
-                                        n_samples, effect_batches, context == "observed")
+        offsets = self._carried_offsets(
+            dl,
+            category_shift,
+            target_shift,
+            target_rows,
+            n_samples,
+            effect_batches,
+            context == "observed",
+        )
         blocks: list[list[np.ndarray]] = [[] for _ in perturbations]
         for tensors, u, library in self._abducted(dl, category_shift, n_samples):
             own = tensors[REGISTRY_KEYS.BATCH_KEY].view(-1).long().to(u.device)
@@ -439,12 +469,17 @@ def _select_likelihood(px, other, where: torch.Tensor):
 
     if isinstance(px, ZeroInflatedNegativeBinomial):
         return ZeroInflatedNegativeBinomial(
-            mu=pick(px.mu, other.mu), theta=pick(px.theta, other.theta),
-            zi_logits=pick(px.zi_logits, other.zi_logits), scale=pick(px.scale, other.scale),
+            mu=pick(px.mu, other.mu),
+            theta=pick(px.theta, other.theta),
+            zi_logits=pick(px.zi_logits, other.zi_logits),
+            scale=pick(px.scale, other.scale),
         )
     if isinstance(px, NegativeBinomial):
-        return NegativeBinomial(mu=pick(px.mu, other.mu), theta=pick(px.theta, other.theta),
-                                scale=pick(px.scale, other.scale))
+        return NegativeBinomial(
+            mu=pick(px.mu, other.mu),
+            theta=pick(px.theta, other.theta),
+            scale=pick(px.scale, other.scale),
+        )
     if isinstance(px, Poisson):
         return Poisson(rate=pick(px.rate, other.rate), scale=pick(px.scale, other.scale))
     raise TypeError(f"Cannot combine {type(px).__name__} likelihoods.")

@@ -151,8 +151,9 @@ class EvaluationMixin:
         if key not in adata_test.obs:
             raise KeyError(f"perturbation_key {key!r} is not a column of adata_test.obs.")
         if not np.array_equal(np.asarray(adata_test.var_names), np.asarray(self.adata.var_names)):
-            raise ValueError("adata_test must hold the model's genes in the same order "
-                             "(model.adata.var_names).")
+            raise ValueError(
+                "adata_test must hold the model's genes in the same order (model.adata.var_names)."
+            )
         controls = list(self.control_categories_)
         test_labels = adata_test.obs[key].astype(str).to_numpy()
         if perturbations is None:
@@ -192,8 +193,11 @@ class EvaluationMixin:
         observed = {}
         for p in perturbations:
             cells = test_expr[test_labels == p]
-            observed[p] = {"delta": log_fold_change(cells, obs_control),
-                           "mean": _log_expr(cells.mean(0)), "cells": cells}
+            observed[p] = {
+                "delta": log_fold_change(cells, obs_control),
+                "mean": _log_expr(cells.mean(0)),
+                "cells": cells,
+            }
 
         train_deltas = {
             label: log_fold_change(train_expr[train_labels == label], train_control)
@@ -213,15 +217,24 @@ class EvaluationMixin:
         if "control" in baselines:
             zero = np.zeros(self.adata.n_vars)
             predicted["control"] = {
-                p: {"delta": zero, "mean": base_mean,
+                p: {
+                    "delta": zero,
+                    "mean": base_mean,
                     "energy_distance": _energy(train_control, observed[p]["cells"], seed)
-                    if energy else np.nan}
+                    if energy
+                    else np.nan,
+                }
                 for p in perturbations
             }
         for method, by_label in (extra_predictions or {}).items():
-            predicted[method] = {p: {"delta": np.asarray(d, dtype=np.float64),
-                                     "mean": base_mean + np.asarray(d, dtype=np.float64)}
-                                 for p, d in by_label.items() if p in observed}
+            predicted[method] = {
+                p: {
+                    "delta": np.asarray(d, dtype=np.float64),
+                    "mean": base_mean + np.asarray(d, dtype=np.float64),
+                }
+                for p, d in by_label.items()
+                if p in observed
+            }
         if "additive" in baselines:
             predicted["additive"] = {}
             for p in perturbations:
@@ -233,15 +246,18 @@ class EvaluationMixin:
         if "linear" in baselines:
             encoding = self.perturbation_encoding
             members = {m for label in train_deltas for m in encoding.members(label)}
-            predictable = [p for p in perturbations
-                           if all(m in members for m in encoding.members(p))]
+            predictable = [
+                p for p in perturbations if all(m in members for m in encoding.members(p))
+            ]
             if predictable:
                 linear = linear_baseline(train_deltas, predictable, delimiter=delimiter)
-                predicted["linear"] = {p: {"delta": d, "mean": base_mean + d}
-                                       for p, d in linear.items()}
+                predicted["linear"] = {
+                    p: {"delta": d, "mean": base_mean + d} for p, d in linear.items()
+                }
         table = score_predictions(
-            predicted, {p: {k: v for k, v in o.items() if k != "cells"}
-                        for p, o in observed.items()}, top_k=top_k
+            predicted,
+            {p: {k: v for k, v in o.items() if k != "cells"} for p, o in observed.items()},
+            top_k=top_k,
         )
         n_cells = {p: int(len(o["cells"])) for p, o in observed.items()}
         table["n_test_cells"] = table["perturbation"].map(n_cells)
@@ -250,8 +266,9 @@ class EvaluationMixin:
             float(np.linalg.norm(predicted[m][p]["delta"]))
             for m, p in zip(table["method"], table["perturbation"], strict=True)
         ]
-        table["observed_delta_norm"] = [float(np.linalg.norm(observed[p]["delta"]))
-                                        for p in table["perturbation"]]
+        table["observed_delta_norm"] = [
+            float(np.linalg.norm(observed[p]["delta"])) for p in table["perturbation"]
+        ]
         return table
 
 
@@ -259,8 +276,16 @@ def _energy(cells: np.ndarray, observed: np.ndarray, seed: int) -> float:
     return energy_distance(_log_expr(cells), _log_expr(observed), max_cells=500, seed=seed)
 
 
-def _model_predictions(model, source: AnnData, perturbations: list[str], control: str,
-                       shift: str, energy: bool, observed: dict, seed: int) -> dict:
+def _model_predictions(
+    model,
+    source: AnnData,
+    perturbations: list[str],
+    control: str,
+    shift: str,
+    energy: bool,
+    observed: dict,
+    seed: int,
+) -> dict:
     """Predicted log fold change (and mean, energy distance) of every label by one model."""
     out = {}
     try:
@@ -272,14 +297,14 @@ def _model_predictions(model, source: AnnData, perturbations: list[str], control
     base = pred.X[labels == control]
     sampled = None
     if energy:
-        counts = model.predict(source, perturbations=perturbations, shift=shift,
-                               return_counts=True)
+        counts = model.predict(source, perturbations=perturbations, shift=shift, return_counts=True)
         sampled = (normalize_counts(counts.X), counts.obs["perturbation"].astype(str).to_numpy())
     for p in perturbations:
         x = pred.X[labels == p]
         entry = {"delta": log_fold_change(x, base), "mean": _log_expr(x.mean(0))}
         if sampled is not None:
-            entry["energy_distance"] = _energy(sampled[0][sampled[1] == p], observed[p]["cells"],
-                                               seed)
+            entry["energy_distance"] = _energy(
+                sampled[0][sampled[1] == p], observed[p]["cells"], seed
+            )
         out[p] = entry
     return out

@@ -80,11 +80,12 @@ class QueryMixin:
         """
         from scvi.model._utils import parse_device_args
 
-
         if not isinstance(adata, AnnData):
             raise TypeError("`adata` must be an AnnData.")
         _, _, torch_device = parse_device_args(
-            accelerator=accelerator, devices=device, return_device="torch",
+            accelerator=accelerator,
+            devices=device,
+            return_device="torch",
             validate_single_device=True,
         )
         if isinstance(reference_model, PathLike):
@@ -115,8 +116,14 @@ class QueryMixin:
         if batch_key is not None:
             if batch_key not in adata.obs:
                 raise KeyError(f"batch_key {batch_key!r} is not a column of adata.obs.")
-            known = set(map(str, registry["field_registries"][REGISTRY_KEYS.BATCH_KEY][
-                "state_registry"]["categorical_mapping"]))
+            known = set(
+                map(
+                    str,
+                    registry["field_registries"][REGISTRY_KEYS.BATCH_KEY]["state_registry"][
+                        "categorical_mapping"
+                    ],
+                )
+            )
             unknown = sorted(set(map(str, adata.obs[batch_key].unique())) - known)
             if unknown:
                 raise ValueError(
@@ -124,17 +131,17 @@ class QueryMixin:
                     "has no parameters for them."
                 )
 
-        cls.setup_anndata(adata, source_registry=registry, extend_categories=True,
-                          **setup_args)
+        cls.setup_anndata(adata, source_registry=registry, extend_categories=True, **setup_args)
         ref_names = list(attr_dict.pop("perturbation_names_"))
         attr_dict.pop("control_categories_", None)
         model = _initialize_model(cls, adata, registry, attr_dict, None)
         model.to_device(torch_device)
         _append_new_perturbations(model, ref_names)
-        new_names = model.perturbation_names_[len(ref_names):]
+        new_names = model.perturbation_names_[len(ref_names) :]
         if not new_names:
-            logger.warning("The query holds no perturbation unseen by the reference; nothing "
-                           "will be trained.")
+            logger.warning(
+                "The query holds no perturbation unseen by the reference; nothing will be trained."
+            )
         model.new_perturbations_ = new_names
         model.reference_perturbations_ = ref_names
         _load_reference_state(model.module, state, len(ref_names))
@@ -187,8 +194,10 @@ def _append_new_perturbations(model, ref_names: list[str]) -> None:
     """
     categories = model.adata_manager.get_state_registry(PERTURBATION_KEY).categorical_mapping
     encoding = PerturbationEncoding.from_labels(
-        list(categories), model.control_categories_,
-        model.adata_manager.registry["setup_args"]["perturbation_delimiter"], known=ref_names,
+        list(categories),
+        model.control_categories_,
+        model.adata_manager.registry["setup_args"]["perturbation_delimiter"],
+        known=ref_names,
     )
     matrix = model.module.intervention_matrix
     matrix.copy_(torch.as_tensor(encoding.encode(categories)).to(matrix))

@@ -17,7 +17,6 @@ from scvi_causal.metrics._counterfactual import log_fold_change
 logger = logging.getLogger(__name__)
 
 
-
 class ReportMixin:
     """Latent-unit gene effects and the target-identification report.
 
@@ -30,8 +29,9 @@ class ReportMixin:
         if source_category is None:
             sources = list(self.control_categories_) or sorted(labels.unique())
         else:
-            sources = [source_category] if isinstance(source_category, str) else list(
-                source_category)
+            sources = (
+                [source_category] if isinstance(source_category, str) else list(source_category)
+            )
         idx = np.flatnonzero(labels.isin(sources).to_numpy())
         if len(idx) == 0:
             raise ValueError(f"No cells with source_category {sources} in adata.")
@@ -153,8 +153,9 @@ class ReportMixin:
         # screen would need cells x perturbations x genes at once)
         for start in range(0, len(perturbations), EFFECTS_CHUNK):
             chunk = perturbations[start : start + EFFECTS_CHUNK]
-            pred = self.predict(source, perturbations=chunk + [control],
-                                batch_size=batch_size, shift=shift)
+            pred = self.predict(
+                source, perturbations=chunk + [control], batch_size=batch_size, shift=shift
+            )
             labels = pred.obs["perturbation"].astype(str).to_numpy()
             base = pred.X[labels == control]
             rows += [log_fold_change(pred.X[labels == p], base) for p in chunk]
@@ -227,9 +228,15 @@ class ReportMixin:
         graph = self.get_target_graph()
         shifts = self.get_perturbation_shifts(masked=False)
         targets = [
-            {"perturbation": p, "unit": u, "probability": float(graph.loc[p, u]),
-             "shift": float(shifts.loc[p, u])}
-            for p in graph.index for u in graph.columns if graph.loc[p, u] >= threshold
+            {
+                "perturbation": p,
+                "unit": u,
+                "probability": float(graph.loc[p, u]),
+                "shift": float(shifts.loc[p, u]),
+            }
+            for p in graph.index
+            for u in graph.columns
+            if graph.loc[p, u] >= threshold
         ]
         targets = pd.DataFrame(
             targets, columns=["perturbation", "unit", "probability", "shift"]
@@ -238,8 +245,9 @@ class ReportMixin:
         unit_genes = _top_genes(unit_effects, n_top_genes, "unit", both_directions=True)
         pert_effects = pert_genes = None
         if self.control_categories_:
-            pert_effects = self.get_perturbation_gene_effects(max_cells=max_cells, seed=seed,
-                                                              shift="model")
+            pert_effects = self.get_perturbation_gene_effects(
+                max_cells=max_cells, seed=seed, shift="model"
+            )
             pert_genes = _top_genes(pert_effects, n_top_genes, "perturbation")
         figures = {
             "target_graph": target_graph_heatmap(
@@ -248,12 +256,17 @@ class ReportMixin:
             "unit_genes": unit_gene_heatmap(unit_effects, n_top=max(1, min(n_top_genes, 5))),
         }
         report = {
-            "graph": graph, "targets": targets, "unit_effects": unit_effects,
-            "unit_genes": unit_genes, "perturbation_effects": pert_effects,
+            "graph": graph,
+            "targets": targets,
+            "unit_effects": unit_effects,
+            "unit_genes": unit_genes,
+            "perturbation_effects": pert_effects,
             "perturbation_genes": pert_genes,
-            "direct_genes": _direct_genes(self.get_direct_effects(), n_top_genes,
-                                          min_direct_effect),
-            "off_mask": self.get_off_mask_shifts(threshold=threshold), "figures": figures,
+            "direct_genes": _direct_genes(
+                self.get_direct_effects(), n_top_genes, min_direct_effect
+            ),
+            "off_mask": self.get_off_mask_shifts(threshold=threshold),
+            "figures": figures,
         }
         if output_dir is not None:
             _write_report(report, Path(output_dir))
@@ -298,49 +311,73 @@ def _write_report(report: dict, out: Path) -> None:
     targets = report["targets"]
     per_pert = (
         targets.assign(t=lambda d: d["unit"] + " (" + d["probability"].round(2).astype(str) + ")")
-        .groupby("perturbation")["t"].apply(", ".join)
-        .reindex(report["graph"].index).fillna("none")
+        .groupby("perturbation")["t"]
+        .apply(", ".join)
+        .reindex(report["graph"].index)
+        .fillna("none")
     )
     unit_genes = report["unit_genes"]
-    lines = ["# Target-identification report", "",
-             f"{len(report['graph'])} perturbations, {report['graph'].shape[1]} latent units, "
-             f"{len(targets)} edges.", "", "![target graph](target_graph.png)", "",
-             "## Latent units: top genes (effect of increasing the unit)", "",
-             "![unit genes](unit_genes.png)", "",
-             "| unit | up | down |", "|---|---|---|"]
+    lines = [
+        "# Target-identification report",
+        "",
+        f"{len(report['graph'])} perturbations, {report['graph'].shape[1]} latent units, "
+        f"{len(targets)} edges.",
+        "",
+        "![target graph](target_graph.png)",
+        "",
+        "## Latent units: top genes (effect of increasing the unit)",
+        "",
+        "![unit genes](unit_genes.png)",
+        "",
+        "| unit | up | down |",
+        "|---|---|---|",
+    ]
     for unit in report["unit_effects"].index:
         sub = unit_genes[unit_genes["unit"] == unit]
         up = ", ".join(sub.loc[sub["direction"] == "up", "gene"].astype(str))
         down = ", ".join(sub.loc[sub["direction"] == "down", "gene"].astype(str))
         lines.append(f"| {unit} | {up} | {down} |")
-    lines += ["", "## Perturbations: targeted units and predicted top genes", "",
-              "Off-mask: the share of the perturbation's mean latent displacement that falls on "
-              "units it does not target, and the largest such unit (a large share flags a "
-              "possibly missed target). Direct effects: genes the perturbation moves without "
-              "a latent unit (log scale), e.g. a guide's own gene.", "",
-              "| perturbation | targets (probability) | off-mask (largest unit) | "
-              "direct effects | top genes (targets and direct effects) |", "|---|---|---|---|---|"]
+    lines += [
+        "",
+        "## Perturbations: targeted units and predicted top genes",
+        "",
+        "Off-mask: the share of the perturbation's mean latent displacement that falls on "
+        "units it does not target, and the largest such unit (a large share flags a "
+        "possibly missed target). Direct effects: genes the perturbation moves without "
+        "a latent unit (log scale), e.g. a guide's own gene.",
+        "",
+        "| perturbation | targets (probability) | off-mask (largest unit) | "
+        "direct effects | top genes (targets and direct effects) |",
+        "|---|---|---|---|---|",
+    ]
     pg = report["perturbation_genes"]
     off = report["off_mask"]
     direct = report["direct_genes"]
     for pert in report["graph"].index:
         genes = ""
         sub_direct = direct[direct["perturbation"] == pert]
-        direct_text = ", ".join(f"{g} ({v:+.2f})" for g, v in zip(
-            sub_direct["gene"], sub_direct["effect"], strict=True)) or "none"
+        direct_text = (
+            ", ".join(
+                f"{g} ({v:+.2f})"
+                for g, v in zip(sub_direct["gene"], sub_direct["effect"], strict=True)
+            )
+            or "none"
+        )
         if pg is not None:
             sub = pg[pg["perturbation"] == pert]
             if pert not in set(targets["perturbation"]) and sub_direct.empty:
                 # no targeted unit, no direct effect: decoded expression equals control
                 genes = "none (no targeted unit, no direct effect: predicted as control)"
             else:
-                genes = ", ".join(f"{g} ({v:+.2f})" for g, v in zip(sub["gene"], sub["lfc"],
-                                                                      strict=True))
+                genes = ", ".join(
+                    f"{g} ({v:+.2f})" for g, v in zip(sub["gene"], sub["lfc"], strict=True)
+                )
         off_text = ""
         if isinstance(off.loc[pert, "top_off_mask_unit"], str):
-            off_text = (f"{off.loc[pert, 'off_mask_fraction']:.0%} "
-                        f"({off.loc[pert, 'top_off_mask_unit']} "
-                        f"{off.loc[pert, 'top_off_mask_shift']:+.2f})")
-        lines.append(f"| {pert} | {per_pert.loc[pert]} | {off_text} | {direct_text} | "
-                     f"{genes} |")
+            off_text = (
+                f"{off.loc[pert, 'off_mask_fraction']:.0%} "
+                f"({off.loc[pert, 'top_off_mask_unit']} "
+                f"{off.loc[pert, 'top_off_mask_shift']:+.2f})"
+            )
+        lines.append(f"| {pert} | {per_pert.loc[pert]} | {off_text} | {direct_text} | {genes} |")
     (out / "report.md").write_text("\n".join(lines) + "\n")

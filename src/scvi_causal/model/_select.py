@@ -134,22 +134,39 @@ def select_n_latent(
                     total = edges.sum()
                     scores.append(float((edges == 1).sum() / total) if total > 0 else 1.0)
             stability = float(np.mean(scores))
-        rows.append({"n_latent": k, "heldout_elbo": float(elbo[k].mean()),
-                     "heldout_elbo_sd": float(np.std([e.mean() for e in per_seed],
-                                                     ddof=1)) if len(seeds) > 1 else 0.0,
-                     "graph_stability": stability})
-        logger.info("n_latent=%d: held-out ELBO %.2f, graph stability %.3f", k,
-                    rows[-1]["heldout_elbo"], stability)
+        rows.append(
+            {
+                "n_latent": k,
+                "heldout_elbo": float(elbo[k].mean()),
+                "heldout_elbo_sd": float(np.std([e.mean() for e in per_seed], ddof=1))
+                if len(seeds) > 1
+                else 0.0,
+                "graph_stability": stability,
+            }
+        )
+        logger.info(
+            "n_latent=%d: held-out ELBO %.2f, graph stability %.3f",
+            k,
+            rows[-1]["heldout_elbo"],
+            stability,
+        )
     table = pd.DataFrame(rows).set_index("n_latent")
     best = int(table["heldout_elbo"].idxmax())
     sd = table["heldout_elbo_sd"]
     seed_var = (sd**2 + sd[best] ** 2) / len(seeds)
-    se = {k: float(np.sqrt(np.var(elbo[k] - elbo[best], ddof=1) / len(elbo[k])
-                           + (seed_var[k] if k != best else 0.0)))
-          for k in n_latents}
+    se = {
+        k: float(
+            np.sqrt(
+                np.var(elbo[k] - elbo[best], ddof=1) / len(elbo[k])
+                + (seed_var[k] if k != best else 0.0)
+            )
+        )
+        for k in n_latents
+    }
     table["se_to_best"] = pd.Series(se)
-    within = table.index[table["heldout_elbo"] >= table.loc[best, "heldout_elbo"]
-                         - table["se_to_best"]]
+    within = table.index[
+        table["heldout_elbo"] >= table.loc[best, "heldout_elbo"] - table["se_to_best"]
+    ]
     chosen = int(min(within))
     table["chosen"] = table.index == chosen
     table.attrs["n_latent"] = chosen

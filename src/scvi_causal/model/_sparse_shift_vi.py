@@ -323,11 +323,19 @@ class SparseShiftVI(
         query = kwargs.get("source_registry") is not None
         if perturbation_obsm_key is not None:
             if perturbation_key not in (None, MATRIX_LABEL_KEY):
-                raise ValueError("Pass either perturbation_key (labels) or "
-                                 "perturbation_obsm_key (a matrix), not both.")
+                raise ValueError(
+                    "Pass either perturbation_key (labels) or "
+                    "perturbation_obsm_key (a matrix), not both."
+                )
             perturbation_key = MATRIX_LABEL_KEY
-            _write_matrix_labels(adata, perturbation_obsm_key, perturbation_names,
-                                 control_category, perturbation_delimiter, query)
+            _write_matrix_labels(
+                adata,
+                perturbation_obsm_key,
+                perturbation_names,
+                control_category,
+                perturbation_delimiter,
+                query,
+            )
         elif perturbation_names is not None:
             raise ValueError("perturbation_names goes with perturbation_obsm_key.")
         perturbation_key = perturbation_key or "perturbation"
@@ -345,7 +353,8 @@ class SparseShiftVI(
         # the arguments as resolved above (e.g. the derived label column), nothing else
         params = inspect.signature(cls.setup_anndata).parameters
         setup_method_args = cls._get_setup_method_args(
-            **{k: v for k, v in locals().items() if k in params or k == "cls"})
+            **{k: v for k, v in locals().items() if k in params or k == "cls"}
+        )
         anndata_fields = [
             LayerField(REGISTRY_KEYS.X_KEY, layer, is_count_data=True),
             CategoricalObsField(REGISTRY_KEYS.BATCH_KEY, batch_key),
@@ -465,7 +474,10 @@ class SparseShiftVI(
             # scVI's library-size encoder has no gradient with observed library sizes
             kwargs["strategy"] = "ddp_find_unused_parameters_true"
         return super().train(
-            max_epochs=max_epochs, batch_size=batch_size, plan_kwargs=plan, ckpt_path=ckpt_path,
+            max_epochs=max_epochs,
+            batch_size=batch_size,
+            plan_kwargs=plan,
+            ckpt_path=ckpt_path,
             **kwargs,
         )
 
@@ -477,8 +489,9 @@ class SparseShiftVI(
             if key not in adata.obs:
                 raise KeyError(f"perturbation_key {key!r} is not a column of adata.obs.")
             known = set(
-                map(str, self.adata_manager.get_state_registry(PERTURBATION_KEY)
-                    .categorical_mapping)
+                map(
+                    str, self.adata_manager.get_state_registry(PERTURBATION_KEY).categorical_mapping
+                )
             )
             unseen = sorted(set(map(str, adata.obs[key].unique())) - known)
             if unseen:
@@ -503,9 +516,14 @@ class SparseShiftVI(
         key = setup_args.get("perturbation_obsm_key")
         if key is None or (key not in adata.obsm and MATRIX_LABEL_KEY in adata.obs):
             return
-        _write_matrix_labels(adata, key, setup_args.get("perturbation_names"),
-                             setup_args["control_category"],
-                             setup_args["perturbation_delimiter"], allow_unused=True)
+        _write_matrix_labels(
+            adata,
+            key,
+            setup_args.get("perturbation_names"),
+            setup_args["control_category"],
+            setup_args["perturbation_delimiter"],
+            allow_unused=True,
+        )
 
     @property
     def perturbation_encoding(self) -> PerturbationEncoding:
@@ -631,8 +649,7 @@ class SparseShiftVI(
         z = self.get_latent_representation(adata, batch_size=batch_size)
         labels = self._perturbation_labels(adata)
         is_control = labels.isin(self.control_categories_).to_numpy()
-        means = pd.DataFrame(np.nan, index=self.perturbation_names_,
-                             columns=self._latent_columns())
+        means = pd.DataFrame(np.nan, index=self.perturbation_names_, columns=self._latent_columns())
         for name in self.perturbation_names_:
             sel = (labels == name).to_numpy()
             if sel.any():
@@ -699,16 +716,24 @@ class SparseShiftVI(
             off = np.where(on[i], 0.0, d)
             total = float(np.sum(d**2))
             top = int(np.argmax(np.abs(off))) if (~on[i]).any() else None
-            rows.append({
-                "n_targets": int(on[i].sum()),
-                "shift_norm": float(np.sqrt(total)),
-                "off_mask_norm": float(np.linalg.norm(off)),
-                "off_mask_fraction": float(np.sum(off**2) / total) if total > 0 else 0.0,
-                "top_off_mask_unit": cols[top] if top is not None else None,
-                "top_off_mask_shift": float(off[top]) if top is not None else np.nan,
-            })
-        columns = ["n_targets", "shift_norm", "off_mask_norm", "off_mask_fraction",
-                   "top_off_mask_unit", "top_off_mask_shift"]
+            rows.append(
+                {
+                    "n_targets": int(on[i].sum()),
+                    "shift_norm": float(np.sqrt(total)),
+                    "off_mask_norm": float(np.linalg.norm(off)),
+                    "off_mask_fraction": float(np.sum(off**2) / total) if total > 0 else 0.0,
+                    "top_off_mask_unit": cols[top] if top is not None else None,
+                    "top_off_mask_shift": float(off[top]) if top is not None else np.nan,
+                }
+            )
+        columns = [
+            "n_targets",
+            "shift_norm",
+            "off_mask_norm",
+            "off_mask_fraction",
+            "top_off_mask_unit",
+            "top_off_mask_shift",
+        ]
         return pd.DataFrame(rows, index=self.perturbation_names_, columns=columns)
 
     def _perturbation_labels(self, adata: AnnData) -> pd.Series:
@@ -763,9 +788,9 @@ class SparseShiftVI(
             elbo.append(log_w.mean(0).cpu())
             iwelbo.append((torch.logsumexp(log_w, 0) - np.log(log_w.shape[0])).cpu())
             codes.append(tensors[PERTURBATION_KEY].view(-1).long().cpu())
-        mapping = self.get_anndata_manager(adata).get_state_registry(
-            PERTURBATION_KEY
-        ).categorical_mapping
+        mapping = (
+            self.get_anndata_manager(adata).get_state_registry(PERTURBATION_KEY).categorical_mapping
+        )
         df = pd.DataFrame(
             {
                 "perturbation": np.asarray(mapping)[torch.cat(codes).numpy()],
@@ -780,17 +805,28 @@ class SparseShiftVI(
         return out
 
 
-def _write_matrix_labels(adata: AnnData, obsm_key: str, names, control_category,
-                         delimiter: str | None, allow_unused: bool = False) -> None:
+def _write_matrix_labels(
+    adata: AnnData,
+    obsm_key: str,
+    names,
+    control_category,
+    delimiter: str | None,
+    allow_unused: bool = False,
+) -> None:
     """Write the labels of ``adata.obsm[obsm_key]`` into ``adata.obs[MATRIX_LABEL_KEY]``.
 
     ``allow_unused``: columns carried by no cell are allowed (a query, new data to predict
     from, which need not hold every perturbation of the reference).
     """
     controls = control_labels(control_category)
-    labels, _ = perturbation_matrix_labels(adata, obsm_key, names,
-                                           controls[0] if controls else None, delimiter,
-                                           allow_unused=allow_unused)
+    labels, _ = perturbation_matrix_labels(
+        adata,
+        obsm_key,
+        names,
+        controls[0] if controls else None,
+        delimiter,
+        allow_unused=allow_unused,
+    )
     adata.obs[MATRIX_LABEL_KEY] = pd.Categorical(labels)
 
 
@@ -803,4 +839,3 @@ def default_max_epochs(n_obs: int, batch_size: int) -> int:
     640
     """
     return int(np.clip(round(DEFAULT_N_STEPS * batch_size / max(n_obs, 1)), 20, 1000))
-

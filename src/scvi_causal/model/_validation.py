@@ -99,8 +99,7 @@ def check_perturbations(
     return [str(c) for c in controls]
 
 
-__all__ = ["MATRIX_LABEL_KEY", "check_counts", "check_perturbations",
-           "perturbation_matrix_labels"]
+__all__ = ["MATRIX_LABEL_KEY", "check_counts", "check_perturbations", "perturbation_matrix_labels"]
 
 
 def perturbation_matrix_labels(
@@ -144,8 +143,10 @@ def perturbation_matrix_labels(
         )
     names = [str(n) for n in names]
     if getattr(values, "ndim", 2) != 2 or values.shape[0] != adata.n_obs:
-        raise ValueError(f"{where} must be a cells x perturbations matrix, got shape "
-                         f"{getattr(values, 'shape', None)}.")
+        raise ValueError(
+            f"{where} must be a cells x perturbations matrix, got shape "
+            f"{getattr(values, 'shape', None)}."
+        )
     if values.shape[1] != len(names):
         raise ValueError(
             f"{where} has {values.shape[1]} columns but {len(names)} perturbation_names."

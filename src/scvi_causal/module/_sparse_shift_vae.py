@@ -112,10 +112,13 @@ class SparseShiftVAE(LatentRotationMixin, VAE):
             intervention_prior, matrix.shape[1], self.n_latent, **(prior_kwargs or {})
         )
         if direct_penalty is not None and intervention_prior == "none":
-            raise ValueError("Direct effects need perturbation labels; intervention_prior='none' "
-                             "ignores them (pass direct_penalty=None).")
+            raise ValueError(
+                "Direct effects need perturbation labels; intervention_prior='none' "
+                "ignores them (pass direct_penalty=None)."
+            )
         self.direct = (
-            None if direct_penalty is None
+            None
+            if direct_penalty is None
             else DirectEffects(matrix.shape[1], n_input, penalty=direct_penalty)
         )
 
@@ -155,8 +158,14 @@ class SparseShiftVAE(LatentRotationMixin, VAE):
 
     @auto_move_data
     def generative(
-        self, z, library, batch_index, intervention=None, direct_intervention=None,
-        transform_batch=None, **kwargs
+        self,
+        z,
+        library,
+        batch_index,
+        intervention=None,
+        direct_intervention=None,
+        transform_batch=None,
+        **kwargs,
     ):
         """Decode ``z`` as scVI does, with the perturbation-dependent prior as ``pz``.
 
@@ -166,16 +175,18 @@ class SparseShiftVAE(LatentRotationMixin, VAE):
         ``transform_batch`` decodes every cell in that batch, as in :class:`scvi.module.VAE`
         (named here so that scvi's ``RNASeqMixin`` methods find it).
         """
-        outputs = super().generative(z, library, batch_index, transform_batch=transform_batch,
-                                     **kwargs)
+        outputs = super().generative(
+            z, library, batch_index, transform_batch=transform_batch, **kwargs
+        )
         n = z.shape[-2]
         outputs[MODULE_KEYS.PZ_KEY] = self.prior(intervention, n=n)
         if self.direct is not None:
             rows = intervention if direct_intervention is None else direct_intervention
             offset = self.direct(rows)
             if offset is not None:
-                outputs[MODULE_KEYS.PX_KEY] = _offset_likelihood(outputs[MODULE_KEYS.PX_KEY],
-                                                                 offset)
+                outputs[MODULE_KEYS.PX_KEY] = _offset_likelihood(
+                    outputs[MODULE_KEYS.PX_KEY], offset
+                )
         return outputs
 
     def direct_effects(self) -> torch.Tensor | None:
@@ -240,14 +251,29 @@ class SparseShiftVAE(LatentRotationMixin, VAE):
                         [total_correlation(zs, qz.loc, qz.scale, n_total) for zs in z_sets]
                     ).mean(0)
                 else:  # a random subset of cells scored against the minibatch: its mean
-                    tc = torch.stack([
-                        total_correlation(zs, qz.loc, qz.scale, n_total, self.tc_query_size)
-                        .mean() for zs in z_sets
-                    ]).mean().expand(n_cells)
+                    tc = (
+                        torch.stack(
+                            [
+                                total_correlation(
+                                    zs, qz.loc, qz.scale, n_total, self.tc_query_size
+                                ).mean()
+                                for zs in z_sets
+                            ]
+                        )
+                        .mean()
+                        .expand(n_cells)
+                    )
             extra["total_correlation"] = tc
         loss, _ = negative_elbo(
-            reconst_loss, kl_z, kl_global, beta=self.beta, sparsity=sparsity,
-            total_correlation=tc, tc_weight=self.tc_weight, kl_weight=kl_weight, n_obs=n_obs,
+            reconst_loss,
+            kl_z,
+            kl_global,
+            beta=self.beta,
+            sparsity=sparsity,
+            total_correlation=tc,
+            tc_weight=self.tc_weight,
+            kl_weight=kl_weight,
+            n_obs=n_obs,
             unweighted=kl_l,
         )
         return LossOutput(

@@ -69,8 +69,11 @@ def target_graph_heatmap(
         panels.insert(0, ("true", pd.DataFrame(true_graph).loc[rows]))
     height = 1.5 + 0.18 * len(rows)
     fig, axes = plt.subplots(
-        1, len(panels), figsize=(2.5 + 0.35 * sum(p.shape[1] for _, p in panels), height),
-        squeeze=False, constrained_layout=True,
+        1,
+        len(panels),
+        figsize=(2.5 + 0.35 * sum(p.shape[1] for _, p in panels), height),
+        squeeze=False,
+        constrained_layout=True,
     )
     for ax, (name, df) in zip(axes[0], panels):
         im = ax.imshow(df.to_numpy(dtype=float), vmin=0, vmax=1, cmap="Blues", aspect="auto")
@@ -87,8 +90,12 @@ def target_graph_heatmap(
 
 def training_history(
     history: dict[str, pd.DataFrame] | pd.DataFrame,
-    keys: Sequence[str] = ("elbo_train", "elbo_validation", "mask_density_train",
-                           "mask_temperature_train"),
+    keys: Sequence[str] = (
+        "elbo_train",
+        "elbo_validation",
+        "mask_density_train",
+        "mask_temperature_train",
+    ),
 ) -> Figure:
     """Learning curves from ``model.history``, one panel per available key.
 
@@ -119,7 +126,10 @@ def training_history(
     if not present:
         raise ValueError(f"None of {list(keys)} is in the history ({list(history)}).")
     fig, axes = plt.subplots(
-        1, len(present), figsize=(3.2 * len(present), 2.8), squeeze=False,
+        1,
+        len(present),
+        figsize=(3.2 * len(present), 2.8),
+        squeeze=False,
         constrained_layout=True,
     )
     for ax, key in zip(axes[0], present):

@@ -55,7 +55,9 @@ def latent_traversal(
         latents[i * len(values) : (i + 1) * len(values), u] = values
     decoded = model.decode(latents).reshape(len(units), len(values), 64, 64)
     fig, axes = plt.subplots(
-        len(units), len(values), figsize=(0.9 * len(values), 0.9 * len(units) + 0.4),
+        len(units),
+        len(values),
+        figsize=(0.9 * len(values), 0.9 * len(units) + 0.4),
         squeeze=False,
     )
     for i in range(len(units)):

@@ -51,8 +51,9 @@ def unit_gene_heatmap(effects: pd.DataFrame, n_top: int = 5, title: str | None =
                 genes.append(g)
     values = effects[genes].to_numpy()
     lim = float(np.abs(values).max()) or 1.0
-    fig, ax = plt.subplots(figsize=(max(4.0, 0.22 * len(genes) + 1.5),
-                                    max(2.5, 0.3 * len(effects) + 1.0)))
+    fig, ax = plt.subplots(
+        figsize=(max(4.0, 0.22 * len(genes) + 1.5), max(2.5, 0.3 * len(effects) + 1.0))
+    )
     im = ax.imshow(values, cmap="RdBu_r", vmin=-lim, vmax=lim, aspect="auto")
     ax.set_yticks(range(len(effects)), effects.index)
     ax.set_xticks(range(len(genes)), [str(g) for g in genes], rotation=90, fontsize=7)

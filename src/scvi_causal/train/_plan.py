@@ -30,7 +30,6 @@ from scvi_causal.core._training import InterventionScheduleMixin, category_laten
 logger = logging.getLogger(__name__)
 
 
-
 class NonFiniteLossError(FloatingPointError):
     """The training loss became NaN or infinite; the message says where and what to try.
 
@@ -233,11 +232,13 @@ class SparseShiftTrainingPlan(InterventionScheduleMixin, TrainingPlan):
         where = f"epoch {self.current_epoch}, step {self.global_step} (minibatch {batch_idx})"
         head = f"{problem} at {where}."
         found = []
-        bad_params = [name for name, p in self.module.named_parameters()
-                      if not bool(torch.isfinite(p).all())]
+        bad_params = [
+            name for name, p in self.module.named_parameters() if not bool(torch.isfinite(p).all())
+        ]
         if bad_params:
             found.append(
-                "non-finite parameters (" + ", ".join(bad_params[:5])
+                "non-finite parameters ("
+                + ", ".join(bad_params[:5])
                 + (", ..." if len(bad_params) > 5 else "")
                 + "), likely from an earlier update that overflowed"
             )
@@ -252,8 +253,10 @@ class SparseShiftTrainingPlan(InterventionScheduleMixin, TrainingPlan):
                 if not torch.equal(x, x.round()):
                     found.append("non-integer input values (not raw counts?)")
                 library = x.sum(-1)
-                found.append(f"library sizes {float(library.min()):.0f} to "
-                             f"{float(library.max()):.0f} in this minibatch")
+                found.append(
+                    f"library sizes {float(library.min()):.0f} to "
+                    f"{float(library.max()):.0f} in this minibatch"
+                )
         prior = getattr(self.module, "prior", None)
         mask = getattr(prior, "mask", None)
         if mask is not None:
@@ -287,8 +290,11 @@ class SparseShiftTrainingPlan(InterventionScheduleMixin, TrainingPlan):
             "max_epochs": getattr(self.trainer, "max_epochs", None),
             "n_epochs_kl_warmup": self.n_epochs_kl_warmup,
             "n_steps_kl_warmup": self.n_steps_kl_warmup,
-            "temperature": [self.temperature_start, self.temperature_end,
-                            self.n_epochs_temperature],
+            "temperature": [
+                self.temperature_start,
+                self.temperature_end,
+                self.n_epochs_temperature,
+            ],
             "sparsity_penalty": [self.sparsity_penalty_end, self.sparsity_anneal_start],
             "align_at": list(self.align_at),
             "direct_start": self.direct_start,
@@ -319,12 +325,16 @@ class SparseShiftTrainingPlan(InterventionScheduleMixin, TrainingPlan):
             return
         self.sparsity_penalty_start = state["sparsity_penalty_start"]
         schedule = self._schedule()
-        changed = [f"{key}: {value} -> {schedule.get(key)}"
-                   for key, value in state["schedule"].items() if schedule.get(key) != value]
+        changed = [
+            f"{key}: {value} -> {schedule.get(key)}"
+            for key, value in state["schedule"].items()
+            if schedule.get(key) != value
+        ]
         if changed:
             warnings.warn(
                 "Resuming with other schedule arguments than the checkpoint's ("
-                + "; ".join(changed) + "): temperature, KL warm-up, alignment and direct-effect "
+                + "; ".join(changed)
+                + "): temperature, KL warm-up, alignment and direct-effect "
                 "schedules follow the new values. Pass the interrupted run's `max_epochs` and "
                 "training arguments to continue it unchanged.",
                 UserWarning,
@@ -387,19 +397,27 @@ class SparseShiftTrainingPlan(InterventionScheduleMixin, TrainingPlan):
         (summed over processes under DDP), and the categories' intervention matrix."""
         module = self.module
         if getattr(self.trainer, "datamodule", None) is None:
-            logger.warning("No data module to compute the perturbations' mean latents; the "
-                           "latent space is not rotated.")
+            logger.warning(
+                "No data module to compute the perturbations' mean latents; the "
+                "latent space is not rotated."
+            )
             return None
         was_training = module.training
         module.eval()
         try:
             batches = (
-                (module.inference(**module._get_inference_input(tensors))[MODULE_KEYS.QZ_KEY].loc,
-                 tensors[PERTURBATION_KEY])
+                (
+                    module.inference(**module._get_inference_input(tensors))[
+                        MODULE_KEYS.QZ_KEY
+                    ].loc,
+                    tensors[PERTURBATION_KEY],
+                )
                 for tensors in self.trainer.datamodule.train_dataloader()
             )
             sums, counts = category_latent_sums(
-                batches, module.intervention_matrix.shape[0], module.n_latent,
+                batches,
+                module.intervention_matrix.shape[0],
+                module.n_latent,
                 module.intervention_matrix,
             )
         finally:
@@ -417,8 +435,10 @@ class SparseShiftTrainingPlan(InterventionScheduleMixin, TrainingPlan):
         Returns the ratio of the effects' l1 norms after / before (None: nothing done).
         """
         if broadcast is None and dist.is_available() and dist.is_initialized():
+
             def broadcast(rotation):
                 dist.broadcast(rotation, src=0)
+
         return super().align_latent_space(broadcast=broadcast)
 
     def on_train_epoch_end(self):
@@ -428,20 +448,41 @@ class SparseShiftTrainingPlan(InterventionScheduleMixin, TrainingPlan):
         if self.align_at and self.current_epoch in self.alignment_epochs():
             ratio = self.align_latent_space()
             if ratio is not None:
-                self.log("alignment_l1_ratio_train", ratio, on_step=False, on_epoch=True,
-                         sync_dist=self.use_sync_dist)
+                self.log(
+                    "alignment_l1_ratio_train",
+                    ratio,
+                    on_step=False,
+                    on_epoch=True,
+                    sync_dist=self.use_sync_dist,
+                )
         prior = self.module.prior
         for key, value in prior.extra_metrics().items():
-            self.log(f"{key}_train", value, on_step=False, on_epoch=True,
-                     sync_dist=self.use_sync_dist)
+            self.log(
+                f"{key}_train", value, on_step=False, on_epoch=True, sync_dist=self.use_sync_dist
+            )
         direct = getattr(self.module, "direct", None)
         if direct is not None:
             with torch.no_grad():
                 size = direct.effects.abs().mean() if bool(direct.active) else 0.0
-            self.log("direct_effects_active_train", float(bool(direct.active)), on_step=False,
-                     on_epoch=True, sync_dist=self.use_sync_dist)
-            self.log("direct_effect_size_train", float(size), on_step=False, on_epoch=True,
-                     sync_dist=self.use_sync_dist)
+            self.log(
+                "direct_effects_active_train",
+                float(bool(direct.active)),
+                on_step=False,
+                on_epoch=True,
+                sync_dist=self.use_sync_dist,
+            )
+            self.log(
+                "direct_effect_size_train",
+                float(size),
+                on_step=False,
+                on_epoch=True,
+                sync_dist=self.use_sync_dist,
+            )
         if self.sparsity_penalty_end is not None and prior.sparsity_penalty is not None:
-            self.log("sparsity_penalty_train", float(prior.sparsity_penalty), on_step=False,
-                     on_epoch=True, sync_dist=self.use_sync_dist)
+            self.log(
+                "sparsity_penalty_train",
+                float(prior.sparsity_penalty),
+                on_step=False,
+                on_epoch=True,
+                sync_dist=self.use_sync_dist,
+            )
