@@ -21,13 +21,20 @@ def main(out: Path) -> None:
     scvi.settings.seed = 0
     adata = simulate_sparse_shift(n_perturbations=4, n_cells_per_perturbation=60, seed=0)
     SparseShiftVI.setup_anndata(
-        adata, perturbation_key="perturbation",
+        adata,
+        perturbation_key="perturbation",
         control_category=adata.uns["simulation"]["control_category"],
     )
     model = SparseShiftVI(adata, n_latent=4)
     init = {k: v.detach().clone() for k, v in model.module.prior.state_dict().items()}
-    model.train(max_epochs=3, batch_size=64, accelerator="cpu", devices=2, strategy="ddp",
-                enable_progress_bar=False)
+    model.train(
+        max_epochs=3,
+        batch_size=64,
+        accelerator="cpu",
+        devices=2,
+        strategy="ddp",
+        enable_progress_bar=False,
+    )
     rank = int(os.environ.get("LOCAL_RANK", "0"))
     prior = model.module.prior
     state = {
