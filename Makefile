@@ -35,27 +35,35 @@ docs: $(STAMP)
 	$(VENV)/bin/sphinx-build -W --keep-going -b html docs docs/_build/html
 
 bench-sim: $(STAMP)
-	$(PY) benchmarks/simulated/run.py
+	$(PY) -m benchmarks.simulated.run --protocols svae --update
+	$(PY) -m benchmarks.simulated.run --protocols default --out benchmarks/simulated/default_protocol
+	$(PY) -m benchmarks.summary
 
 bench-diagnose: $(STAMP)
-	$(PY) benchmarks/simulated/diagnose.py --out benchmarks/simulated/diagnosis/spike_slab
-	$(PY) benchmarks/simulated/diagnose.py --method dense --out benchmarks/simulated/diagnosis/dense
+	$(PY) -m benchmarks.simulated.diagnose --update
+	$(PY) -m benchmarks.simulated.diagnose --method dense --update
+	$(PY) -m benchmarks.summary
 
 bench-fewshot: $(STAMP)
-	$(PY) benchmarks/simulated/fewshot.py
+	$(PY) -m benchmarks.simulated.fewshot --update
+	$(PY) -m benchmarks.summary
 
 bench-counterfactual: $(STAMP)
-	$(PY) benchmarks/counterfactual/run.py --workers 2 --out benchmarks/counterfactual
+	$(PY) -m benchmarks.counterfactual.run --workers 2 --update
+	$(PY) -m benchmarks.summary
 
 bench-real: $(STAMP)
-	$(PY) benchmarks/real/run.py --workers 2 --threads 1
+	$(PY) -m benchmarks.real.run --workers 2 --threads 1 --update
+	$(PY) -m benchmarks.summary
 
 bench-images: $(STAMP)
-	$(PY) benchmarks/images/run.py
+	$(PY) -m benchmarks.images.run --update
+	$(PY) -m benchmarks.summary
 
 bench-scale: $(STAMP)
-	$(PY) benchmarks/scale/run.py
-	$(PY) benchmarks/scale/time_to_quality.py
+	$(PY) -m benchmarks.scale.run --update
+	$(PY) -m benchmarks.scale.time_to_quality --update
+	$(PY) -m benchmarks.summary
 
 bench: bench-sim bench-fewshot bench-counterfactual bench-real bench-images bench-scale
 
