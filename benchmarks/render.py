@@ -114,10 +114,15 @@ def render_all(root: Path = BENCHMARKS) -> dict[str, str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=None,
-                        help="write the tables under this folder instead of in place")
-    parser.add_argument("--check", action="store_true",
-                        help="write nothing; exit 1 if a committed table differs")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="write the tables under this folder instead of in place",
+    )
+    parser.add_argument(
+        "--check", action="store_true", help="write nothing; exit 1 if a committed table differs"
+    )
     args = parser.parse_args(argv)
     tables = render_all()
     if args.check:

@@ -150,8 +150,14 @@ class Block:
 
 # ----------------------------------------------------------------------------- rows
 def _row(data: str, task: str, metric: str, values: dict, digits: int = 3, lower=False) -> dict:
-    return {"data set": data, "task": task, "metric": metric, "_lower": lower,
-            "_digits": digits, **values}
+    return {
+        "data set": data,
+        "task": task,
+        "metric": metric,
+        "_lower": lower,
+        "_digits": digits,
+        **values,
+    }
 
 
 def _simulated(folder: Path) -> pd.DataFrame:
@@ -170,8 +176,15 @@ def _simulated(folder: Path) -> pd.DataFrame:
     ]:
         rows.append(_row(data, task, metric, mean[col].to_dict(), digits))
     fixed = mean["heldout_iwelbo_fixed_masks"].dropna()
-    rows.append(_row(data, "held-out perturbations (query)", "IWELBO, all-ones query masks",
-                     {"spike_slab_fixed_masks": fixed.get("spike_slab", np.nan)}, 2))
+    rows.append(
+        _row(
+            data,
+            "held-out perturbations (query)",
+            "IWELBO, all-ones query masks",
+            {"spike_slab_fixed_masks": fixed.get("spike_slab", np.nan)},
+            2,
+        )
+    )
     return pd.DataFrame(rows)
 
 
@@ -182,11 +195,17 @@ def _fewshot(folder: Path) -> pd.DataFrame:
     rows = []
     for n in sorted(df["cells_per_perturbation"].unique()):
         task = "new perturbations, frozen model" if n == 0 else f"new perturbations, {n} cells"
-        rows.append(_row(data, task, "IWELBO of unseen cells, nats/cell",
-                         mean.loc[n, "heldout_iwelbo"].to_dict(), 2))
+        rows.append(
+            _row(
+                data,
+                task,
+                "IWELBO of unseen cells, nats/cell",
+                mean.loc[n, "heldout_iwelbo"].to_dict(),
+                2,
+            )
+        )
         if n > 0:
-            rows.append(_row(data, task, "target F1",
-                             mean.loc[n, "heldout_graph_f1"].to_dict()))
+            rows.append(_row(data, task, "target F1", mean.loc[n, "heldout_graph_f1"].to_dict()))
     return pd.DataFrame(rows)
 
 
@@ -196,28 +215,53 @@ def _consensus(folder: Path) -> pd.DataFrame:
     # one row per reference seed at stability 0.8 (the script's --min-stability)
     stable = df[(df["kind"] == "consensus") & np.isclose(df["min_stability"], 0.8)]
     protocol = {"svae": "sVAE"}.get(df["protocol"].iloc[0], df["protocol"].iloc[0])
-    data = (f"simulated, {protocol} protocol (data seed "
-            f"{df['data_seed'].iloc[0]}, {seeds['seed'].nunique()} model seeds)")
+    data = (
+        f"simulated, {protocol} protocol (data seed "
+        f"{df['data_seed'].iloc[0]}, {seeds['seed'].nunique()} model seeds)"
+    )
     rows = []
     for metric in ("precision", "recall", "f1"):
-        rows.append(_row(data, "edges that replicate across seeds", metric.replace("f1", "F1"),
-                         {"single seed": seeds[metric].mean(),
-                          "consensus, stability >= 0.8": stable[metric].mean()}))
-    rows.append(_row(data, "edges that replicate across seeds", "edges (true: "
-                     f"{int(seeds['n_true_edges'].iloc[0])})",
-                     {"single seed": seeds["n_est_edges"].mean(),
-                      "consensus, stability >= 0.8": stable["n_est_edges"].mean()}, 1))
+        rows.append(
+            _row(
+                data,
+                "edges that replicate across seeds",
+                metric.replace("f1", "F1"),
+                {
+                    "single seed": seeds[metric].mean(),
+                    "consensus, stability >= 0.8": stable[metric].mean(),
+                },
+            )
+        )
+    rows.append(
+        _row(
+            data,
+            "edges that replicate across seeds",
+            f"edges (true: {int(seeds['n_true_edges'].iloc[0])})",
+            {
+                "single seed": seeds["n_est_edges"].mean(),
+                "consensus, stability >= 0.8": stable["n_est_edges"].mean(),
+            },
+            1,
+        )
+    )
     return pd.DataFrame(rows)
 
 
 def _select_n_latent(folder: Path) -> pd.DataFrame:
     df = pd.read_csv(folder / "select_n_latent.csv")
     chosen = df.groupby("true_k")["chosen_n_latent"].first()
-    return pd.DataFrame([
-        _row("simulated, default protocol (40 perturbations x 60 cells)", "choosing n_latent",
-             f"chosen n_latent, true K = {k}", {"select_n_latent": c}, 0)
-        for k, c in chosen.items()
-    ])
+    return pd.DataFrame(
+        [
+            _row(
+                "simulated, default protocol (40 perturbations x 60 cells)",
+                "choosing n_latent",
+                f"chosen n_latent, true K = {k}",
+                {"select_n_latent": c},
+                0,
+            )
+            for k, c in chosen.items()
+        ]
+    )
 
 
 def _counterfactual(folder: Path) -> pd.DataFrame:
@@ -234,16 +278,21 @@ def _counterfactual(folder: Path) -> pd.DataFrame:
     rows = []
     for task in dict.fromkeys(summary["task"]):
         sub = summary[summary["task"] == task]
-        groups = sub.groupby("shots", sort=True) if "shots" in sub and (sub["shots"] >= 0).any() \
+        groups = (
+            sub.groupby("shots", sort=True)
+            if "shots" in sub and (sub["shots"] >= 0).any()
             else [(None, sub)]
+        )
         for shots, part in groups:
             data, label = names[task]
             runs = int(part["n_runs"].max())
             label = label.format(shots) + f" ({runs} runs)"
             values = part.set_index("method")
-            for metric, col in [("Pearson delta, top-20 genes", "pearson_delta_top"),
-                                ("Pearson delta, all genes", "pearson_delta_all"),
-                                ("cosine of log fold changes", "cosine_all")]:
+            for metric, col in [
+                ("Pearson delta, top-20 genes", "pearson_delta_top"),
+                ("Pearson delta, all genes", "pearson_delta_all"),
+                ("cosine of log fold changes", "cosine_all"),
+            ]:
                 rows.append(_row(data, label, metric, values[col].to_dict()))
     if cis is not None and len(cis):
         data, n = "Gasperini 2019 (high-MOI CRISPRi)", len(cis)
@@ -251,11 +300,20 @@ def _counterfactual(folder: Path) -> pd.DataFrame:
         down = cis["predicted_lfc"] < 0
         rows += [
             _row(data, task, f"predicted down (of {n})", {"SparseShiftVI": int(down.sum())}, 0),
-            _row(data, task, f"predicted down, among the 10 most down (of {n})",
-                 {"SparseShiftVI": int((down & (cis["rank_down_in_prediction"] <= 10)).sum())},
-                 0),
-            _row(data, task, f"down in the target report (of {n})",
-                 {"SparseShiftVI-model": int((cis["report_lfc"] < 0).sum())}, 0),
+            _row(
+                data,
+                task,
+                f"predicted down, among the 10 most down (of {n})",
+                {"SparseShiftVI": int((down & (cis["rank_down_in_prediction"] <= 10)).sum())},
+                0,
+            ),
+            _row(
+                data,
+                task,
+                f"down in the target report (of {n})",
+                {"SparseShiftVI-model": int((cis["report_lfc"] < 0).sum())},
+                0,
+            ),
         ]
     return pd.DataFrame(rows)
 
@@ -264,8 +322,15 @@ def _real(folder: Path) -> pd.DataFrame:
     data = "Papalexi 2021 (ECCITE-seq)"
     heldout = pd.read_csv(folder / "heldout.csv")
     per_fold = heldout.groupby(["fold", "config"])["iwelbo"].mean().unstack("config")
-    rows = [_row(data, f"held-out perturbations, {len(per_fold)} folds (fitted cells)",
-                 "IWELBO, nats/cell", per_fold.mean().to_dict(), 2)]
+    rows = [
+        _row(
+            data,
+            f"held-out perturbations, {len(per_fold)} folds (fitted cells)",
+            "IWELBO, nats/cell",
+            per_fold.mean().to_dict(),
+            2,
+        )
+    ]
     fewshot = pd.read_csv(folder / "fewshot.csv")
     fewshot["shots"] = fewshot["shots"].astype(str)
     fold_means = fewshot.groupby(["shots", "fold", "config"])["iwelbo"].mean()
@@ -273,18 +338,45 @@ def _real(folder: Path) -> pd.DataFrame:
     order = sorted(set(table.index) - {"all"}, key=int) + (["all"] if "all" in table.index else [])
     for shots in order:
         cells = "no fitted cells" if shots == "0" else f"{shots} fitted cells"
-        rows.append(_row(data, f"held-out perturbations, unseen cells, {cells}",
-                         "IWELBO, nats/cell", table.loc[shots].dropna().to_dict(), 3))
+        rows.append(
+            _row(
+                data,
+                f"held-out perturbations, unseen cells, {cells}",
+                "IWELBO, nats/cell",
+                table.loc[shots].dropna().to_dict(),
+                3,
+            )
+        )
     stability = pd.read_csv(folder / "stability.csv")
     n_seeds = stability[["seed_a", "seed_b"]].stack().nunique()
-    rows.append(_row(data, f"target graph across {n_seeds} seeds", "mean pairwise graph F1",
-                     {"spike_slab": stability["graph_f1"].mean()}))
+    rows.append(
+        _row(
+            data,
+            f"target graph across {n_seeds} seeds",
+            "mean pairwise graph F1",
+            {"spike_slab": stability["graph_f1"].mean()},
+        )
+    )
     pathway = pd.read_csv(folder / "pathway.csv")
-    rows.append(_row(data, "IFN-gamma pathway coherence", "largest permutation p over "
-                     f"{len(pathway)} seeds", {"spike_slab": pathway["p_value"].max()}, 4))
+    rows.append(
+        _row(
+            data,
+            "IFN-gamma pathway coherence",
+            f"largest permutation p over {len(pathway)} seeds",
+            {"spike_slab": pathway["p_value"].max()},
+            4,
+        )
+    )
     zhao = pd.read_csv(folder / "zhao_targets.csv")
-    rows.append(_row("Zhao 2021 (drug, 5 patients)", "units targeted by panobinostat",
-                     "number of units", {"spike_slab": len(zhao)}, 0))
+    rows.append(
+        _row(
+            "Zhao 2021 (drug, 5 patients)",
+            "units targeted by panobinostat",
+            "number of units",
+            {"spike_slab": len(zhao)},
+            0,
+        )
+    )
     return pd.DataFrame(rows)
 
 
@@ -292,14 +384,18 @@ def _images(folder: Path) -> pd.DataFrame:
     df = pd.read_csv(folder / "results.csv")
     data = f"interventional dSprites ({df['seed'].nunique()} seeds)"
     mean = df.groupby("method", sort=False).mean(numeric_only=True)
-    return pd.DataFrame([
-        _row(data, task, metric, mean[col].to_dict())
-        for task, metric, col in [("latent units", "MCC", "mcc_pearson"),
-                                  ("latent units", "MIG", "mig"),
-                                  ("latent units", "DCI disentanglement", "dci_disentanglement"),
-                                  ("latent units", "SAP", "sap"),
-                                  ("target graph (regimes x factors)", "F1", "graph_f1")]
-    ])
+    return pd.DataFrame(
+        [
+            _row(data, task, metric, mean[col].to_dict())
+            for task, metric, col in [
+                ("latent units", "MCC", "mcc_pearson"),
+                ("latent units", "MIG", "mig"),
+                ("latent units", "DCI disentanglement", "dci_disentanglement"),
+                ("latent units", "SAP", "sap"),
+                ("target graph (regimes x factors)", "F1", "graph_f1"),
+            ]
+        ]
+    )
 
 
 def _scale(folder: Path) -> pd.DataFrame:
@@ -309,36 +405,66 @@ def _scale(folder: Path) -> pd.DataFrame:
         values = sub.set_index("model")
         data = f"simulated sparse screen, {n:,} cells x {sub['n_genes'].iloc[0]:,} genes"
         task = f"training, {'on disk (backed)' if mode == 'backed' else 'in memory'}"
-        rows.append(_row(data, task, "cells per second",
-                         values["cells_per_second"].to_dict(), 0))
-        rows.append(_row(data, task, "peak RSS, GiB (lower is better)",
-                         values["peak_rss_gib"].to_dict(), 2, lower=True))
+        rows.append(_row(data, task, "cells per second", values["cells_per_second"].to_dict(), 0))
+        rows.append(
+            _row(
+                data,
+                task,
+                "peak RSS, GiB (lower is better)",
+                values["peak_rss_gib"].to_dict(),
+                2,
+                lower=True,
+            )
+        )
     profile = pd.read_csv(folder / "profile.csv")
-    step = profile[(profile["section"] == "step")
-                   & (profile["metric"] == "module step (ms, median)")]
+    step = profile[
+        (profile["section"] == "step") & (profile["metric"] == "module step (ms, median)")
+    ]
     settings = profile[profile["section"] == "settings"].set_index("metric")["value"]
-    rows.append(_row(f"simulated sparse screen, {int(settings['n_cells']):,} cells x "
-                     f"{int(settings['n_genes']):,} genes", "one training step, 1 thread",
-                     "ms (lower is better)", dict(zip(step["name"], step["value"], strict=True)),
-                     0, lower=True))
+    rows.append(
+        _row(
+            f"simulated sparse screen, {int(settings['n_cells']):,} cells x "
+            f"{int(settings['n_genes']):,} genes",
+            "one training step, 1 thread",
+            "ms (lower is better)",
+            dict(zip(step["name"], step["value"], strict=True)),
+            0,
+            lower=True,
+        )
+    )
     ttq = pd.read_csv(folder / "time_to_quality.csv")
     for seed, sub in ttq.groupby("seed"):
         data = f"simulated, sVAE protocol (seed {seed})"
         hit = sub[(sub["mcc"] >= 0.9) & (sub["graph_f1"] >= 0.9)]
         rows += [
             _row(data, "default training", "final MCC", {"SparseShiftVI": sub["mcc"].iloc[-1]}),
-            _row(data, "default training", "final graph F1",
-                 {"SparseShiftVI": sub["graph_f1"].iloc[-1]}),
-            _row(data, "default training", "seconds to MCC and F1 >= 0.9 (lower is better)",
-                 {"SparseShiftVI": hit["train_seconds"].iloc[0] if len(hit) else np.nan}, 0,
-                 lower=True),
+            _row(
+                data,
+                "default training",
+                "final graph F1",
+                {"SparseShiftVI": sub["graph_f1"].iloc[-1]},
+            ),
+            _row(
+                data,
+                "default training",
+                "seconds to MCC and F1 >= 0.9 (lower is better)",
+                {"SparseShiftVI": hit["train_seconds"].iloc[0] if len(hit) else np.nan},
+                0,
+                lower=True,
+            ),
         ]
     timing = pd.read_csv(folder.parent / "simulated" / "timing.csv").iloc[-1]
     data = f"simulated, default protocol, {timing['n_cells']:,} cells x {timing['n_genes']} genes"
     task = f"default training ({timing['epochs']} epochs, {timing['threads']} threads)"
     rows += [
-        _row(data, task, "train() seconds (lower is better)",
-             {"SparseShiftVI": timing["train_seconds"]}, 0, lower=True),
+        _row(
+            data,
+            task,
+            "train() seconds (lower is better)",
+            {"SparseShiftVI": timing["train_seconds"]},
+            0,
+            lower=True,
+        ),
         _row(data, task, "MCC", {"SparseShiftVI": timing["mcc"]}),
         _row(data, task, "graph F1", {"SparseShiftVI": timing["graph_f1"]}),
     ]
@@ -346,68 +472,131 @@ def _scale(folder: Path) -> pd.DataFrame:
 
 
 BLOCKS = [
-    Block("Simulated screens, sVAE protocol: identifiability and target graph", "simulated",
-          "python -m benchmarks.simulated.run --protocols svae --update",
-          ("simulated/results.csv",), "simulated/RESULTS.md", _simulated,
-          "The published sVAE benchmark: 100 perturbations x 250 cells, p80-p99 held out and "
-          "mapped onto the frozen model. Rows measured before direct effects became the "
-          "default (`simulated/NOTES.md`, ninth session).",
-          ["spike_slab", "spike_slab_fixed_masks", "l1", "dense", "none", "beta_vae",
-           "beta_tcvae"]),
-    Block("Simulated screens, default protocol", "simulated/default_protocol",
-          "python -m benchmarks.simulated.run --protocols default --out "
-          "benchmarks/simulated/default_protocol", ("simulated/default_protocol/results.csv",),
-          "simulated/default_protocol/RESULTS.md", _simulated,
-          "The simulator's more realistic screen (negative binomial counts, controls, library "
-          "sizes); p40-p49 held out.",
-          ["spike_slab", "spike_slab_fixed_masks", "l1", "dense", "none", "beta_vae",
-           "beta_tcvae"]),
-    Block("Simulated screens: few-shot transfer, scored on unseen cells", "simulated",
-          "python -m benchmarks.simulated.fewshot --update", ("simulated/fewshot.csv",),
-          "simulated/FEWSHOT.md", _fewshot,
-          "New perturbations mapped onto a frozen reference from n of their cells; the scored "
-          "cells are never fitted.", ["spike_slab", "spike_slab_fixed_masks", "dense"]),
-    Block("Simulated screens: consensus over seeds", "simulated",
-          "python -m benchmarks.simulated.consensus --update", ("simulated/consensus.csv",),
-          "simulated/consensus.csv (printed, no markdown)", _consensus,
-          "No baseline: single seeds against the edges kept by at least 80 % of the seeds "
-          "(4 of 5), each seed in turn the reference.",
-          ["single seed", "consensus, stability >= 0.8"]),
-    Block("Simulated screens: choosing n_latent", "simulated",
-          "python -m benchmarks.simulated.select_n_latent --workers 3 --update",
-          ("simulated/select_n_latent.csv",), "simulated/SELECT_N_LATENT.md", _select_n_latent,
-          "", ["select_n_latent"]),
-    Block("Counterfactual prediction", "counterfactual",
-          "python -m benchmarks.counterfactual.run --workers 2 --update",
-          ("counterfactual/results.csv", "counterfactual/cis.csv"), "counterfactual/RESULTS.md",
-          _counterfactual,
-          "Held-out cells; mean over runs (seeds / held-out patients) of the mean over "
-          "perturbations. `control`, `additive`, `linear` and `other_patients` are computed "
-          "from the training cells; `dense` and `none` are the other configurations trained on "
-          "the same cells; `SparseShiftVI-model` reads the sparse graph alone (and is the "
-          "target report's reading) and `SparseShiftVI-own` decodes in the held-out patient's "
-          "own batch.",
-          ["SparseShiftVI", "SparseShiftVI-model", "SparseShiftVI-own", "dense", "none",
-           "control", "additive", "linear", "other_patients"]),
-    Block("Real screens", "real", "python -m benchmarks.real.run --workers 2 --threads 1 --update",
-          ("real/heldout.csv", "real/fewshot.csv", "real/stability.csv", "real/pathway.csv",
-           "real/zhao_targets.csv"), "real/RESULTS.md", _real,
-          "IWELBO: mean over folds of the mean per-cell IWELBO of the held-out perturbations "
-          "(20 % of the perturbations per fold).",
-          ["spike_slab", "spike_slab_fixed_masks", "l1", "dense", "none"]),
-    Block("Images: interventional dSprites", "images", "python -m benchmarks.images.run --update",
-          ("images/results.csv",), "images/RESULTS.md", _images,
-          "The same priors on a convolutional VAE; 5,000 held-out images.",
-          ["spike_slab", "dense", "beta_vae", "beta_tcvae"]),
-    Block("Scale", "scale",
-          "python -m benchmarks.scale.run --update; python -m benchmarks.scale.profile_step "
-          "--update; python -m benchmarks.scale.time_to_quality --update; python -m "
-          "benchmarks.simulated.timing --update",
-          ("scale/results.csv", "scale/profile.csv", "scale/time_to_quality.csv",
-           "simulated/timing.csv"),
-          "scale/RESULTS.md, scale/PROFILE.md, scale/TIME_TO_QUALITY.md, simulated/TIMING.md",
-          _scale, "CPU, one model at a time; torch threads as each row (or the full table) "
-          "says.", ["SparseShiftVI", "SCVI"]),
+    Block(
+        "Simulated screens, sVAE protocol: identifiability and target graph",
+        "simulated",
+        "python -m benchmarks.simulated.run --protocols svae --update",
+        ("simulated/results.csv",),
+        "simulated/RESULTS.md",
+        _simulated,
+        "The published sVAE benchmark: 100 perturbations x 250 cells, p80-p99 held out and "
+        "mapped onto the frozen model. Rows measured before direct effects became the "
+        "default (`simulated/NOTES.md`, ninth session).",
+        ["spike_slab", "spike_slab_fixed_masks", "l1", "dense", "none", "beta_vae", "beta_tcvae"],
+    ),
+    Block(
+        "Simulated screens, default protocol",
+        "simulated/default_protocol",
+        "python -m benchmarks.simulated.run --protocols default --out "
+        "benchmarks/simulated/default_protocol",
+        ("simulated/default_protocol/results.csv",),
+        "simulated/default_protocol/RESULTS.md",
+        _simulated,
+        "The simulator's more realistic screen (negative binomial counts, controls, library "
+        "sizes); p40-p49 held out.",
+        ["spike_slab", "spike_slab_fixed_masks", "l1", "dense", "none", "beta_vae", "beta_tcvae"],
+    ),
+    Block(
+        "Simulated screens: few-shot transfer, scored on unseen cells",
+        "simulated",
+        "python -m benchmarks.simulated.fewshot --update",
+        ("simulated/fewshot.csv",),
+        "simulated/FEWSHOT.md",
+        _fewshot,
+        "New perturbations mapped onto a frozen reference from n of their cells; the scored "
+        "cells are never fitted.",
+        ["spike_slab", "spike_slab_fixed_masks", "dense"],
+    ),
+    Block(
+        "Simulated screens: consensus over seeds",
+        "simulated",
+        "python -m benchmarks.simulated.consensus --update",
+        ("simulated/consensus.csv",),
+        "simulated/consensus.csv (printed, no markdown)",
+        _consensus,
+        "No baseline: single seeds against the edges kept by at least 80 % of the seeds "
+        "(4 of 5), each seed in turn the reference.",
+        ["single seed", "consensus, stability >= 0.8"],
+    ),
+    Block(
+        "Simulated screens: choosing n_latent",
+        "simulated",
+        "python -m benchmarks.simulated.select_n_latent --workers 3 --update",
+        ("simulated/select_n_latent.csv",),
+        "simulated/SELECT_N_LATENT.md",
+        _select_n_latent,
+        "",
+        ["select_n_latent"],
+    ),
+    Block(
+        "Counterfactual prediction",
+        "counterfactual",
+        "python -m benchmarks.counterfactual.run --workers 2 --update",
+        ("counterfactual/results.csv", "counterfactual/cis.csv"),
+        "counterfactual/RESULTS.md",
+        _counterfactual,
+        "Held-out cells; mean over runs (seeds / held-out patients) of the mean over "
+        "perturbations. `control`, `additive`, `linear` and `other_patients` are computed "
+        "from the training cells; `dense` and `none` are the other configurations trained on "
+        "the same cells; `SparseShiftVI-model` reads the sparse graph alone (and is the "
+        "target report's reading) and `SparseShiftVI-own` decodes in the held-out patient's "
+        "own batch.",
+        [
+            "SparseShiftVI",
+            "SparseShiftVI-model",
+            "SparseShiftVI-own",
+            "dense",
+            "none",
+            "control",
+            "additive",
+            "linear",
+            "other_patients",
+        ],
+    ),
+    Block(
+        "Real screens",
+        "real",
+        "python -m benchmarks.real.run --workers 2 --threads 1 --update",
+        (
+            "real/heldout.csv",
+            "real/fewshot.csv",
+            "real/stability.csv",
+            "real/pathway.csv",
+            "real/zhao_targets.csv",
+        ),
+        "real/RESULTS.md",
+        _real,
+        "IWELBO: mean over folds of the mean per-cell IWELBO of the held-out perturbations "
+        "(20 % of the perturbations per fold).",
+        ["spike_slab", "spike_slab_fixed_masks", "l1", "dense", "none"],
+    ),
+    Block(
+        "Images: interventional dSprites",
+        "images",
+        "python -m benchmarks.images.run --update",
+        ("images/results.csv",),
+        "images/RESULTS.md",
+        _images,
+        "The same priors on a convolutional VAE; 5,000 held-out images.",
+        ["spike_slab", "dense", "beta_vae", "beta_tcvae"],
+    ),
+    Block(
+        "Scale",
+        "scale",
+        "python -m benchmarks.scale.run --update; python -m benchmarks.scale.profile_step "
+        "--update; python -m benchmarks.scale.time_to_quality --update; python -m "
+        "benchmarks.simulated.timing --update",
+        (
+            "scale/results.csv",
+            "scale/profile.csv",
+            "scale/time_to_quality.csv",
+            "simulated/timing.csv",
+        ),
+        "scale/RESULTS.md, scale/PROFILE.md, scale/TIME_TO_QUALITY.md, simulated/TIMING.md",
+        _scale,
+        "CPU, one model at a time; torch threads as each row (or the full table) says.",
+        ["SparseShiftVI", "SCVI"],
+    ),
 ]
 
 
@@ -421,11 +610,15 @@ def _format(value, digits: int) -> str:
 def block_table(rows: pd.DataFrame, methods: list[str]) -> str:
     """Markdown table of a block; bold where a baseline beats the default at the shown digits."""
     methods = [m for m in methods if m in rows] + [
-        m for m in rows.columns if m not in methods and not m.startswith("_")
-        and m not in ("data set", "task", "metric")]
+        m
+        for m in rows.columns
+        if m not in methods and not m.startswith("_") and m not in ("data set", "task", "metric")
+    ]
     header = ["data set", "task", "metric", *methods]
-    lines = ["| " + " | ".join(header) + " |",
-             "|" + "|".join([":---"] * 3 + ["---:"] * len(methods)) + "|"]
+    lines = [
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join([":---"] * 3 + ["---:"] * len(methods)) + "|",
+    ]
     for _, row in rows.iterrows():
         cells = {m: _format(row.get(m), row["_digits"]) for m in methods}
         default = next((m for m in methods if m in DEFAULT and cells[m]), None)
@@ -437,8 +630,13 @@ def block_table(rows: pd.DataFrame, methods: list[str]) -> str:
                 value = float(cells[m].replace(",", ""))
                 if (value < ref) if row["_lower"] else (value > ref):
                     cells[m] = f"**{cells[m]}**"
-        lines.append("| " + " | ".join([row["data set"], row["task"], row["metric"],
-                                        *(cells[m] for m in methods)]) + " |")
+        lines.append(
+            "| "
+            + " | ".join(
+                [row["data set"], row["task"], row["metric"], *(cells[m] for m in methods)]
+            )
+            + " |"
+        )
     return "\n".join(lines)
 
 
@@ -450,12 +648,16 @@ def provenance(block: Block) -> list[str]:
         if record is not None:
             commit = (record.get("commit") or "unknown")[:7]
             dirty = " with uncommitted changes" if record.get("dirty") else ""
-            lines.append(f"- `{rel}`: made at commit `{commit}`{dirty} on "
-                         f"{record['date_utc'][:10]} by `{record['command']}` (`run.json`)")
+            lines.append(
+                f"- `{rel}`: made at commit `{commit}`{dirty} on "
+                f"{record['date_utc'][:10]} by `{record['command']}` (`run.json`)"
+            )
         elif rel in LEGACY:
             old = LEGACY[rel]
-            lines.append(f"- `{rel}`: last written in commit `{old.commit}`, before `run.json` "
-                         f"existed. How: {old.how}.")
+            lines.append(
+                f"- `{rel}`: last written in commit `{old.commit}`, before `run.json` "
+                f"existed. How: {old.how}."
+            )
         else:
             lines.append(f"- `{rel}`: no `run.json` and no recorded provenance")
     return lines
@@ -492,19 +694,33 @@ def render() -> str:
         out += [f"## {block.title}", ""]
         if block.note:
             out += [block.note, ""]
-        out += [block_table(rows, block.methods), "",
-                f"Command: `{block.command}`. Full tables: `{block.table}`.", "",
-                "Rows:", "", *provenance(block), ""]
-    legacy = [rel for rel in LEGACY
-              if read_run_json(BENCHMARKS / Path(rel).parent, module_of(rel)) is None]
-    out += ["## Result folders made before `run.json`", "",
-            "These committed CSVs were written before the scripts recorded `run.json`; the "
-            "commit is the one that last wrote each CSV (`git log -1 -- <csv>`), the command "
-            "is the one their tables recorded (scripts were then run as `python "
-            "benchmarks/<area>/<script>.py`). A rerun with `--update` replaces the entry by a "
-            "`run.json`. The target reports in `real/papalexi_report/` and `real/zhao_report/` "
-            "are written by the model's `target_report` during `benchmarks.real.run`, not "
-            "rendered from CSVs.", ""]
+        out += [
+            block_table(rows, block.methods),
+            "",
+            f"Command: `{block.command}`. Full tables: `{block.table}`.",
+            "",
+            "Rows:",
+            "",
+            *provenance(block),
+            "",
+        ]
+    legacy = [
+        rel
+        for rel in LEGACY
+        if read_run_json(BENCHMARKS / Path(rel).parent, module_of(rel)) is None
+    ]
+    out += [
+        "## Result folders made before `run.json`",
+        "",
+        "These committed CSVs were written before the scripts recorded `run.json`; the "
+        "commit is the one that last wrote each CSV (`git log -1 -- <csv>`), the command "
+        "is the one their tables recorded (scripts were then run as `python "
+        "benchmarks/<area>/<script>.py`). A rerun with `--update` replaces the entry by a "
+        "`run.json`. The target reports in `real/papalexi_report/` and `real/zhao_report/` "
+        "are written by the model's `target_report` during `benchmarks.real.run`, not "
+        "rendered from CSVs.",
+        "",
+    ]
     out += [f"- `{rel}`: commit `{LEGACY[rel].commit}`" for rel in legacy]
     out += [""]
     return "\n".join(out)
@@ -517,10 +733,14 @@ def module_of(rel: str) -> str:
         return "benchmarks.simulated.diagnose"
     if rel.startswith("scale/genome_wide/"):
         return "benchmarks.scale.genome_wide"
-    by_name = {"fewshot.csv": "simulated.fewshot", "consensus.csv": "simulated.consensus",
-               "select_n_latent.csv": "simulated.select_n_latent",
-               "timing.csv": "simulated.timing", "profile.csv": "scale.profile_step",
-               "time_to_quality.csv": "scale.time_to_quality"}
+    by_name = {
+        "fewshot.csv": "simulated.fewshot",
+        "consensus.csv": "simulated.consensus",
+        "select_n_latent.csv": "simulated.select_n_latent",
+        "timing.csv": "simulated.timing",
+        "profile.csv": "scale.profile_step",
+        "time_to_quality.csv": "scale.time_to_quality",
+    }
     if rel.startswith("simulated/") and name in by_name:
         return f"benchmarks.{by_name[name]}"
     if rel.startswith("scale/") and name in by_name:
@@ -530,14 +750,20 @@ def module_of(rel: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true",
-                        help="write nothing; exit 1 if benchmarks/README.md is not up to date")
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="write nothing; exit 1 if benchmarks/README.md is not up to date",
+    )
     args = parser.parse_args(argv)
     text = render()
     if args.check:
         same = README.exists() and README.read_text() == text
-        print("benchmarks/README.md is up to date" if same else
-              "benchmarks/README.md differs: run python -m benchmarks.summary")
+        print(
+            "benchmarks/README.md is up to date"
+            if same
+            else "benchmarks/README.md differs: run python -m benchmarks.summary"
+        )
         return 0 if same else 1
     README.write_text(text)
     print(f"wrote {README}")

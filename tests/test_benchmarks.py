@@ -64,8 +64,19 @@ def assert_renders_again(folder: Path, module: str, *tables: str) -> None:
 
 
 def test_benchmark_quick(tmp_path):
-    run("simulated.run", "--quick", "--out", tmp_path, "--protocols", "default", "--methods",
-        "spike_slab", "none", "--workers", "2")
+    run(
+        "simulated.run",
+        "--quick",
+        "--out",
+        tmp_path,
+        "--protocols",
+        "default",
+        "--methods",
+        "spike_slab",
+        "none",
+        "--workers",
+        "2",
+    )
     df = pd.read_csv(tmp_path / "results.csv")
     assert set(df["method"]) == {"spike_slab", "none"}
     assert df["mcc_pearson"].between(0, 1).all()
@@ -93,8 +104,17 @@ def test_benchmark_quick(tmp_path):
 
 
 def test_diagnose_quick(tmp_path):
-    run("simulated.diagnose", "--quick", "--seeds", "1", "--workers", "1", "--out", tmp_path,
-        timeout=600)
+    run(
+        "simulated.diagnose",
+        "--quick",
+        "--seeds",
+        "1",
+        "--workers",
+        "1",
+        "--out",
+        tmp_path,
+        timeout=600,
+    )
     df = pd.read_csv(tmp_path / "diagnosis.csv")
     for col in ["ceiling_unit_corr", "mcc", "within_linear_r2", "between_linear_r2", "recall"]:
         assert df[col].between(0, 1).all(), col
@@ -108,11 +128,26 @@ def test_diagnose_quick(tmp_path):
 def test_demo_runs(tmp_path):
     from scvi_causal.demo import main
 
-    result = main(["--output", str(tmp_path), "--n-perturbations", "4",
-                   "--n-cells-per-perturbation", "30", "--max-epochs", "2"])
+    result = main(
+        [
+            "--output",
+            str(tmp_path),
+            "--n-perturbations",
+            "4",
+            "--n-cells-per-perturbation",
+            "30",
+            "--max-epochs",
+            "2",
+        ]
+    )
     assert 0.0 <= result["mcc"] <= 1.0
-    for name in ["target_graph.csv", "target_graph.png", "scores.json",
-                 "perturbation_shifts.csv", "training_history.png"]:
+    for name in [
+        "target_graph.csv",
+        "target_graph.png",
+        "scores.json",
+        "perturbation_shifts.csv",
+        "training_history.png",
+    ]:
         assert (tmp_path / name).exists(), name
     graph = pd.read_csv(tmp_path / "target_graph.csv", index_col=0)
     assert graph.shape == (4, 15)
@@ -140,27 +175,60 @@ def test_fewshot_quick(tmp_path):
 
 def test_counterfactual_quick(tmp_path):
     require_data(PAPALEXI, ZHAO, GASPERINI)
-    run("counterfactual.run", "--quick", "--out", tmp_path, "--threads", "1", "--workers", "2",
-        timeout=1200)
+    run(
+        "counterfactual.run",
+        "--quick",
+        "--out",
+        tmp_path,
+        "--threads",
+        "1",
+        "--workers",
+        "2",
+        timeout=1200,
+    )
     df = pd.read_csv(tmp_path / "results.csv")
-    assert set(df["task"]) == {"papalexi_seen", "simulated_pairs", "zhao_patient",
-                               "papalexi_fewshot"}
+    assert set(df["task"]) == {
+        "papalexi_seen",
+        "simulated_pairs",
+        "zhao_patient",
+        "papalexi_fewshot",
+    }
     methods = df.groupby("task")["method"].apply(set)
-    full = {"SparseShiftVI", "SparseShiftVI-model", "control", "additive", "linear", "dense",
-            "none"}
+    full = {
+        "SparseShiftVI",
+        "SparseShiftVI-model",
+        "control",
+        "additive",
+        "linear",
+        "dense",
+        "none",
+    }
     assert methods["papalexi_seen"] == full
     assert methods["simulated_pairs"] == full
-    assert methods["zhao_patient"] == {"SparseShiftVI", "SparseShiftVI-model", "control",
-                                       "dense", "none", "other_patients", "SparseShiftVI-own"}
-    assert methods["papalexi_fewshot"] == {"SparseShiftVI", "SparseShiftVI-model", "control",
-                                           "additive", "dense"}
+    assert methods["zhao_patient"] == {
+        "SparseShiftVI",
+        "SparseShiftVI-model",
+        "control",
+        "dense",
+        "none",
+        "other_patients",
+        "SparseShiftVI-own",
+    }
+    assert methods["papalexi_fewshot"] == {
+        "SparseShiftVI",
+        "SparseShiftVI-model",
+        "control",
+        "additive",
+        "dense",
+    }
     assert set(df.loc[df["task"] == "papalexi_fewshot", "shots"]) == {10, 30}
     # the control baseline predicts no change: Pearson 0 by definition, never NaN
     assert (df.loc[df["method"] == "control", "pearson_delta_all"] == 0).all()
     assert df["pearson_delta_top"].between(-1, 1).all()
     # held-out pairs of the simulator are predicted, never seen in training
-    assert df.loc[df["task"] == "simulated_pairs", "perturbation"].str.contains(
-        "+", regex=False).all()
+    assert (
+        df.loc[df["task"] == "simulated_pairs", "perturbation"].str.contains("+", regex=False).all()
+    )
     assert df["command"].str.startswith("python -m benchmarks.counterfactual.run").all()
     cis = pd.read_csv(tmp_path / "cis.csv")
     assert len(cis) == 3 and np.isfinite(cis["predicted_lfc"]).all()
@@ -176,9 +244,11 @@ def test_counterfactual_quick(tmp_path):
 
 @pytest.mark.parametrize(
     ("module", "table", "column"),
-    [("simulated.consensus", "consensus.csv", "precision"),
-     ("simulated.select_n_latent", "select_n_latent.csv", "chosen_n_latent"),
-     ("scale.genome_wide", "results.csv", "seconds")],
+    [
+        ("simulated.consensus", "consensus.csv", "precision"),
+        ("simulated.select_n_latent", "select_n_latent.csv", "chosen_n_latent"),
+        ("scale.genome_wide", "results.csv", "seconds"),
+    ],
 )
 def test_simulated_extras_quick(module, table, column, tmp_path):
     run(module, "--quick", "--out", tmp_path)
@@ -194,8 +264,7 @@ def test_real_quick(tmp_path):
     require_data(PAPALEXI, ZHAO)
     run("real.run", "--quick", "--out", tmp_path, "--threads", "1", "--workers", "2")
     heldout = pd.read_csv(tmp_path / "heldout.csv")
-    assert set(heldout["config"]) == {"spike_slab", "spike_slab_fixed_masks", "l1", "dense",
-                                      "none"}
+    assert set(heldout["config"]) == {"spike_slab", "spike_slab_fixed_masks", "l1", "dense", "none"}
     assert heldout["iwelbo"].notna().all()
     # the published protocol's all-ones query masks, on the same spike_slab reference
     fixed = heldout[heldout["config"] == "spike_slab_fixed_masks"]
@@ -228,8 +297,17 @@ def test_real_quick(tmp_path):
 
 
 def test_images_quick(tmp_path):
-    run("images.run", "--quick", "--out", tmp_path, "--methods", "beta_vae", "spike_slab",
-        "--workers", "2")
+    run(
+        "images.run",
+        "--quick",
+        "--out",
+        tmp_path,
+        "--methods",
+        "beta_vae",
+        "spike_slab",
+        "--workers",
+        "2",
+    )
     df = pd.read_csv(tmp_path / "results.csv")
     assert list(df["method"]) == ["beta_vae", "spike_slab"]
     for col in ["mcc_pearson", "mig", "dci_disentanglement", "sap", "graph_f1"]:
@@ -243,8 +321,9 @@ def test_images_quick(tmp_path):
 
 
 def test_scale_quick(tmp_path):
-    run("scale.run", "--quick", "--out", tmp_path, "--data-dir", tmp_path / "data",
-        "--threads", "1")
+    run(
+        "scale.run", "--quick", "--out", tmp_path, "--data-dir", tmp_path / "data", "--threads", "1"
+    )
     df = pd.read_csv(tmp_path / "results.csv")
     assert set(df["model"]) == {"SparseShiftVI", "SCVI"}
     assert set(df["mode"]) == {"backed", "memory"}
@@ -290,8 +369,9 @@ def test_output_folders(monkeypatch, tmp_path):
     assert out("--out", str(tmp_path)) == tmp_path
     with pytest.raises(SystemExit):
         out("--update", "--out", str(tmp_path))
-    check = subprocess.run(["git", "check-ignore", "-q", str(SCRATCH / "simulated" / "x.csv")],
-                           cwd=ROOT)
+    check = subprocess.run(
+        ["git", "check-ignore", "-q", str(SCRATCH / "simulated" / "x.csv")], cwd=ROOT
+    )
     assert check.returncode == 0, "benchmarks/_scratch/ must be gitignored"
     # one record per script in a shared folder; --append keeps the earlier record
     write_run_json(tmp_path, seeds=[1], module="benchmarks.a", argv=["--x"])

@@ -72,8 +72,16 @@ MODULE = "benchmarks.counterfactual.run"
 TASKS = ["papalexi_seen", "simulated_pairs", "zhao_patient", "papalexi_fewshot", "gasperini_cis"]
 REFERENCE = "SparseShiftVI"
 OTHER_CONFIGS = {"dense": {"intervention_prior": "dense"}, "none": {"intervention_prior": "none"}}
-METRICS = ["pearson_delta_top", "pearson_delta_all", "cosine_all", "cosine_top", "top_k_recall",
-           "rmse", "rank_cosine", "energy_distance"]
+METRICS = [
+    "pearson_delta_top",
+    "pearson_delta_all",
+    "cosine_all",
+    "cosine_top",
+    "top_k_recall",
+    "rmse",
+    "rank_cosine",
+    "energy_distance",
+]
 N_LATENT_PAPALEXI = 10
 FEWSHOT_HELD = 5
 #: Other readings of the default model scored beside its default predict: "model" is what
@@ -85,8 +93,7 @@ SHOTS = (10, 30)
 DEFAULT_MODEL_KWARGS: dict = {}
 
 
-def _train(adata, control, seed, max_epochs, batch_key=None, n_latent=10, obsm_key=None,
-           **kwargs):
+def _train(adata, control, seed, max_epochs, batch_key=None, n_latent=10, obsm_key=None, **kwargs):
     import scvi
 
     from scvi_causal.model import SparseShiftVI
@@ -96,11 +103,13 @@ def _train(adata, control, seed, max_epochs, batch_key=None, n_latent=10, obsm_k
 
     scvi.settings.seed = seed
     if obsm_key is None:
-        SparseShiftVI.setup_anndata(adata, perturbation_key="perturbation",
-                                    control_category=control, batch_key=batch_key)
+        SparseShiftVI.setup_anndata(
+            adata, perturbation_key="perturbation", control_category=control, batch_key=batch_key
+        )
     else:
-        SparseShiftVI.setup_anndata(adata, perturbation_obsm_key=obsm_key,
-                                    control_category=control, batch_key=batch_key)
+        SparseShiftVI.setup_anndata(
+            adata, perturbation_obsm_key=obsm_key, control_category=control, batch_key=batch_key
+        )
     model = SparseShiftVI(adata, n_latent=n_latent, **kwargs)
     model.train(max_epochs=max_epochs, enable_progress_bar=False)
     return model
@@ -109,8 +118,10 @@ def _train(adata, control, seed, max_epochs, batch_key=None, n_latent=10, obsm_k
 def _models(adata, control, seed, max_epochs, configs, **kwargs):
     """The default model and the other configurations, trained on the same cells."""
     model = _train(adata, control, seed, max_epochs, **kwargs)
-    others = {name: _train(adata.copy(), control, seed, max_epochs, **kwargs, **OTHER_CONFIGS[name])
-              for name in configs}
+    others = {
+        name: _train(adata.copy(), control, seed, max_epochs, **kwargs, **OTHER_CONFIGS[name])
+        for name in configs
+    }
     return model, others
 
 
@@ -132,11 +143,13 @@ def _papalexi(quick: bool, seed: int):
     if quick:
         labels = adata.obs["perturbation"].astype(str).to_numpy()
         rng = np.random.default_rng(seed)
-        keep = np.concatenate([
-            rng.choice(cells, min(len(cells), 400 if p == control else 80), replace=False)
-            for p in [control, "IFNGR1", "STAT1", "CAV1", "CD86", "IRF1", "SMAD4"]
-            for cells in [np.flatnonzero(labels == p)]
-        ])
+        keep = np.concatenate(
+            [
+                rng.choice(cells, min(len(cells), 400 if p == control else 80), replace=False)
+                for p in [control, "IFNGR1", "STAT1", "CAV1", "CD86", "IRF1", "SMAD4"]
+                for cells in [np.flatnonzero(labels == p)]
+            ]
+        )
         adata = subset(adata, np.isin(np.arange(adata.n_obs), keep))
     return adata, control
 
@@ -145,10 +158,10 @@ def papalexi_seen(seed: int, quick: bool, max_epochs, configs) -> dict:
     adata, control = _papalexi(quick, seed)
     test = _half_split(adata.obs["perturbation"].astype(str).to_numpy(), seed)
     train = subset(adata, ~test)
-    model, others = _models(train, control, seed, max_epochs, configs,
-                            n_latent=N_LATENT_PAPALEXI)
-    table = model.evaluate_predictions(subset(adata, test), other_models=others, seed=seed,
-                                       extra_shifts=EXTRA_SHIFTS)
+    model, others = _models(train, control, seed, max_epochs, configs, n_latent=N_LATENT_PAPALEXI)
+    table = model.evaluate_predictions(
+        subset(adata, test), other_models=others, seed=seed, extra_shifts=EXTRA_SHIFTS
+    )
     graph = model.get_target_graph()
     return {"rows": table, "graph_density": float((graph.to_numpy() > 0.5).mean())}
 
@@ -156,8 +169,11 @@ def papalexi_seen(seed: int, quick: bool, max_epochs, configs) -> dict:
 def simulated_pairs(seed: int, quick: bool, max_epochs, configs) -> dict:
     from scvi_causal.data import simulate_sparse_shift
 
-    size = ({"n_perturbations": 8, "n_pairs": 6, "n_genes": 60, "n_control_cells": 200}
-            if quick else {"n_perturbations": 20, "n_pairs": 20})
+    size = (
+        {"n_perturbations": 8, "n_pairs": 6, "n_genes": 60, "n_control_cells": 200}
+        if quick
+        else {"n_perturbations": 20, "n_pairs": 20}
+    )
     adata = simulate_sparse_shift(protocol="hard", seed=seed, **size)
     labels = adata.obs["perturbation"].astype(str)
     pairs = sorted(p for p in labels.unique() if "+" in p)
@@ -168,11 +184,16 @@ def simulated_pairs(seed: int, quick: bool, max_epochs, configs) -> dict:
     ctrl = np.flatnonzero(labels.to_numpy() == "control")
     is_test[rng.choice(ctrl, len(ctrl) // 2, replace=False)] = True
     train = subset(adata, ~is_test)
-    model, others = _models(train, "control", seed, max_epochs, configs,
-                            n_latent=adata.obsm["z_true"].shape[1])
-    table = model.evaluate_predictions(subset(adata, is_test), perturbations=held,
-                                       other_models=others, seed=seed,
-                                       extra_shifts=EXTRA_SHIFTS)
+    model, others = _models(
+        train, "control", seed, max_epochs, configs, n_latent=adata.obsm["z_true"].shape[1]
+    )
+    table = model.evaluate_predictions(
+        subset(adata, is_test),
+        perturbations=held,
+        other_models=others,
+        seed=seed,
+        extra_shifts=EXTRA_SHIFTS,
+    )
     graph = model.get_target_graph()
     return {"rows": table, "graph_density": float((graph.to_numpy() > 0.5).mean())}
 
@@ -197,28 +218,42 @@ def zhao_patient(seed: int, quick: bool, max_epochs, configs, fold: int) -> dict
         labels, pid = labels[keep], pid[keep]
     held = (pid == patient) & (labels == "panobinostat")
     train = subset(adata, ~held)
-    model, others = _models(train, "ctrl", seed, max_epochs, configs, batch_key="patient_id",
-                            n_latent=10)
+    model, others = _models(
+        train, "ctrl", seed, max_epochs, configs, batch_key="patient_id", n_latent=10
+    )
     own_controls = (pid == patient) & (labels == "ctrl")
     test = subset(adata, held | own_controls)
     expr = normalize_counts(adata.X)
-    others_lfc = np.mean([
-        log_fold_change(expr[(pid == p) & (labels == "panobinostat")],
-                        expr[(pid == p) & (labels == "ctrl")])
-        for p in patients if p != patient
-    ], axis=0)
-    source = train[(train.obs["patient_id"].astype(str) == patient).to_numpy()
-                   & (train.obs["perturbation"].astype(str) == "ctrl").to_numpy()]
+    others_lfc = np.mean(
+        [
+            log_fold_change(
+                expr[(pid == p) & (labels == "panobinostat")], expr[(pid == p) & (labels == "ctrl")]
+            )
+            for p in patients
+            if p != patient
+        ],
+        axis=0,
+    )
+    source = train[
+        (train.obs["patient_id"].astype(str) == patient).to_numpy()
+        & (train.obs["perturbation"].astype(str) == "ctrl").to_numpy()
+    ]
     # the decoder's own extrapolation to the held-out patient (predict's behaviour before
     # context="auto" carried the effect over from the patients where the drug was seen)
     own = model.predict(source, perturbations=["panobinostat", "ctrl"], context="own")
     own_labels = own.obs["perturbation"].astype(str).to_numpy()
     own_lfc = log_fold_change(own.X[own_labels == "panobinostat"], own.X[own_labels == "ctrl"])
     table = model.evaluate_predictions(
-        test, baselines=("control",), other_models=others, source=source, seed=seed,
+        test,
+        baselines=("control",),
+        other_models=others,
+        source=source,
+        seed=seed,
         extra_shifts=EXTRA_SHIFTS,
-        extra_predictions={"other_patients": {"panobinostat": others_lfc},
-                           "SparseShiftVI-own": {"panobinostat": own_lfc}},
+        extra_predictions={
+            "other_patients": {"panobinostat": others_lfc},
+            "SparseShiftVI-own": {"panobinostat": own_lfc},
+        },
     )
     table["patient"] = patient
     return {"rows": table}
@@ -237,22 +272,32 @@ def papalexi_fewshot(seed: int, quick: bool, max_epochs, configs, fold: int = 0)
     held = sorted(rng.choice(perts, min(FEWSHOT_HELD, len(perts) // 2), replace=False).tolist())
     test_ctrl = _half_split(labels, seed) & (labels == control)
     ref_mask = ~np.isin(labels, held) & ~test_ctrl
-    reference, ref_others = _models(subset(adata, ref_mask), control, seed, max_epochs,
-                                    [c for c in configs if c != "none"],
-                                    n_latent=N_LATENT_PAPALEXI)
-    source = reference.adata[(reference.adata.obs["perturbation"].astype(str)
-                              == control).to_numpy()]
+    reference, ref_others = _models(
+        subset(adata, ref_mask),
+        control,
+        seed,
+        max_epochs,
+        [c for c in configs if c != "none"],
+        n_latent=N_LATENT_PAPALEXI,
+    )
+    source = reference.adata[
+        (reference.adata.obs["perturbation"].astype(str) == control).to_numpy()
+    ]
     rows = []
     for shots in SHOTS:
         query_cells, test_cells = [], []
         for p in held:
             cells = rng.permutation(np.flatnonzero(labels == p))
             half = len(cells) // 2
-            query_cells.append(cells[:min(shots, half)])
+            query_cells.append(cells[: min(shots, half)])
             test_cells.append(cells[half:])
         query = subset(adata, np.isin(np.arange(adata.n_obs), np.concatenate(query_cells)))
-        test = subset(adata, np.isin(np.arange(adata.n_obs),
-                                      np.concatenate([*test_cells, np.flatnonzero(test_ctrl)])))
+        test = subset(
+            adata,
+            np.isin(
+                np.arange(adata.n_obs), np.concatenate([*test_cells, np.flatnonzero(test_ctrl)])
+            ),
+        )
         fitted = {}
         for name, ref in [(REFERENCE, reference), *ref_others.items()]:
             scvi.settings.seed = seed
@@ -260,8 +305,12 @@ def papalexi_fewshot(seed: int, quick: bool, max_epochs, configs, fold: int = 0)
             q.train(max_epochs=max_epochs, enable_progress_bar=False)
             fitted[name] = q
         table = fitted[REFERENCE].evaluate_predictions(
-            test, perturbations=held, baselines=("control", "additive"), source=source,
-            other_models={k: v for k, v in fitted.items() if k != REFERENCE}, seed=seed,
+            test,
+            perturbations=held,
+            baselines=("control", "additive"),
+            source=source,
+            other_models={k: v for k, v in fitted.items() if k != REFERENCE},
+            seed=seed,
             extra_shifts=EXTRA_SHIFTS,
         )
         table["shots"] = shots
@@ -278,8 +327,9 @@ def gasperini_cis(seed: int, quick: bool, max_epochs, configs) -> dict:
     pcs = adata.uns["positive_controls"]
     # the screen as a cells x targets matrix from the guide UMI counts (the high-MOI input);
     # at threshold 1 these are the data provider's calls, i.e. the loader's labels
-    adata.obsm["targets"] = assign_guides(adata, "grna_ids", "grna_groups", threshold=1,
-                                          unassigned="control")
+    adata.obsm["targets"] = assign_guides(
+        adata, "grna_ids", "grna_groups", threshold=1, unassigned="control"
+    )
     if quick:
         labels = adata.obs["perturbation"].astype(str).to_numpy()
         rng = np.random.default_rng(seed)
@@ -293,11 +343,13 @@ def gasperini_cis(seed: int, quick: bool, max_epochs, configs) -> dict:
         adata.obsm["targets"] = adata.obsm["targets"].loc[:, carried]
     test = _half_split(adata.obs["perturbation"].astype(str).to_numpy(), seed)
     train = subset(adata, ~test)
-    model = _train(train, "control", seed, max_epochs, batch_key="batch", n_latent=10,
-                   obsm_key="targets")
+    model = _train(
+        train, "control", seed, max_epochs, batch_key="batch", n_latent=10, obsm_key="targets"
+    )
     report = model.target_report(max_cells=1000, seed=seed)
-    effects = model.get_perturbation_gene_effects(perturbations=list(pcs), max_cells=1000,
-                                                  seed=seed)  # predict's default reading
+    effects = model.get_perturbation_gene_effects(
+        perturbations=list(pcs), max_cells=1000, seed=seed
+    )  # predict's default reading
     reported = report["perturbation_effects"]
     direct = model.get_direct_effects()
     expr = normalize_counts(adata.X)
@@ -305,35 +357,57 @@ def gasperini_cis(seed: int, quick: bool, max_epochs, configs) -> dict:
     rows = []
     for group, gene in pcs.items():
         col = list(adata.var_names).index(gene)
-        observed = log_fold_change(expr[test & (labels == group)][:, [col]],
-                                   expr[test & (labels == "control")][:, [col]])[0]
+        observed = log_fold_change(
+            expr[test & (labels == group)][:, [col]], expr[test & (labels == "control")][:, [col]]
+        )[0]
         listed = report["direct_genes"]
         listed = listed[listed["perturbation"] == group]
-        rows.append({
-            "perturbation": group, "gene": gene, "n_train_cells": int((labels[~test] == group)
-                                                                        .sum()),
-            "observed_lfc_heldout": float(observed),
-            "predicted_lfc": float(effects.loc[group, gene]),
-            "report_lfc": float(reported.loc[group, gene]),
-            "direct_effect": float(direct.loc[group, gene]),
-            "rank_in_prediction": int((effects.loc[group].abs() > abs(effects.loc[group, gene]))
-                                      .sum()) + 1,
-            # 1: the gene the perturbation's prediction moves down the most
-            "rank_down_in_prediction": int((effects.loc[group] < effects.loc[group, gene])
-                                           .sum()) + 1,
-            "in_report_direct_genes": bool((listed["gene"] == gene).any()),
-        })
-    return {"cis": pd.DataFrame(rows),
-            "graph_density": float((report["graph"].to_numpy() > 0.5).mean())}
+        rows.append(
+            {
+                "perturbation": group,
+                "gene": gene,
+                "n_train_cells": int((labels[~test] == group).sum()),
+                "observed_lfc_heldout": float(observed),
+                "predicted_lfc": float(effects.loc[group, gene]),
+                "report_lfc": float(reported.loc[group, gene]),
+                "direct_effect": float(direct.loc[group, gene]),
+                "rank_in_prediction": int(
+                    (effects.loc[group].abs() > abs(effects.loc[group, gene])).sum()
+                )
+                + 1,
+                # 1: the gene the perturbation's prediction moves down the most
+                "rank_down_in_prediction": int(
+                    (effects.loc[group] < effects.loc[group, gene]).sum()
+                )
+                + 1,
+                "in_report_direct_genes": bool((listed["gene"] == gene).any()),
+            }
+        )
+    return {
+        "cis": pd.DataFrame(rows),
+        "graph_density": float((report["graph"].to_numpy() > 0.5).mean()),
+    }
 
 
-JOBS = {"papalexi_seen": papalexi_seen, "simulated_pairs": simulated_pairs,
-        "zhao_patient": zhao_patient, "papalexi_fewshot": papalexi_fewshot,
-        "gasperini_cis": gasperini_cis}
+JOBS = {
+    "papalexi_seen": papalexi_seen,
+    "simulated_pairs": simulated_pairs,
+    "zhao_patient": zhao_patient,
+    "papalexi_fewshot": papalexi_fewshot,
+    "gasperini_cis": gasperini_cis,
+}
 
 
-def _run_job(task: str, seed: int, fold: int | None, quick: bool, max_epochs, configs,
-             threads: int, model_kwargs: dict) -> dict:
+def _run_job(
+    task: str,
+    seed: int,
+    fold: int | None,
+    quick: bool,
+    max_epochs,
+    configs,
+    threads: int,
+    model_kwargs: dict,
+) -> dict:
     set_torch_threads(threads)
     DEFAULT_MODEL_KWARGS.clear()
     DEFAULT_MODEL_KWARGS.update(model_kwargs)
@@ -343,9 +417,13 @@ def _run_job(task: str, seed: int, fold: int | None, quick: bool, max_epochs, co
     seconds = time.perf_counter() - start
     for key in ("rows", "cis"):
         if key in out:
-            out[key] = out[key].assign(task=task, seed=seed, fold=fold if fold is not None else 0,
-                                       job_seconds=seconds,
-                                       graph_density=out.get("graph_density", np.nan))
+            out[key] = out[key].assign(
+                task=task,
+                seed=seed,
+                fold=fold if fold is not None else 0,
+                job_seconds=seconds,
+                graph_density=out.get("graph_density", np.nan),
+            )
     return out
 
 
@@ -378,8 +456,11 @@ def paired_table(df: pd.DataFrame, reference: str = REFERENCE) -> pd.DataFrame:
         if reference not in set(sub["method"]):
             continue
         sub = sub.assign(seed=sub["seed"].astype(str) + "/" + sub["fold"].astype(str))
-        cmp = compare_methods(sub, reference=reference,
-                              metrics=("pearson_delta_top", "pearson_delta_all", "cosine_all"))
+        cmp = compare_methods(
+            sub,
+            reference=reference,
+            metrics=("pearson_delta_top", "pearson_delta_all", "cosine_all"),
+        )
         cmp = cmp.drop(columns=["reference", "higher_is_better"])
         if shots is not None:
             cmp.insert(0, "shots", int(shots))
@@ -392,15 +473,21 @@ def render(df: pd.DataFrame, cis: pd.DataFrame | None) -> str:
     runs = sorted(set(df["command"].dropna()) if "command" in df else set())
     if cis is not None and "command" in cis:
         runs = sorted(set(runs) | set(cis["command"].dropna()))
-    lines = ["# Counterfactual benchmark", "",
-             f"{provenance_line('results.csv', 'cis.csv')} Rows made by: "
-             + "; ".join(f"`{r}`" for r in runs) + ".", "",
-             "Scores (`SparseShiftVI.evaluate_predictions`): Pearson delta of the log fold "
-             "changes against control on the 20 most changed genes (`pearson_delta_top`) and "
-             "on all genes, their cosine, recall of the top-20 DE genes, RMSE of the mean "
-             "log expression, PerturBench's rank metric (0 best, 0.5 chance) and the energy "
-             "distance (lower is better for the last three). Mean over runs (seeds / folds) "
-             "of the mean over perturbations.", ""]
+    lines = [
+        "# Counterfactual benchmark",
+        "",
+        f"{provenance_line('results.csv', 'cis.csv')} Rows made by: "
+        + "; ".join(f"`{r}`" for r in runs)
+        + ".",
+        "",
+        "Scores (`SparseShiftVI.evaluate_predictions`): Pearson delta of the log fold "
+        "changes against control on the 20 most changed genes (`pearson_delta_top`) and "
+        "on all genes, their cosine, recall of the top-20 DE genes, RMSE of the mean "
+        "log expression, PerturBench's rank metric (0 best, 0.5 chance) and the energy "
+        "distance (lower is better for the last three). Mean over runs (seeds / folds) "
+        "of the mean over perturbations.",
+        "",
+    ]
     if len(df):
         summary = summary_table(df)
         for task in dict.fromkeys(summary["task"]):
@@ -410,58 +497,82 @@ def render(df: pd.DataFrame, cis: pd.DataFrame | None) -> str:
             lines += [f"## {task}", "", sub.round(3).to_markdown(index=False), ""]
             paired = paired_table(df[df["task"] == task])
             if len(paired):
-                lines += [f"Paired against {REFERENCE} (`mean_difference` = {REFERENCE} minus "
-                          "the method, positive = SparseShiftVI better; "
-                          "`n_reference_better` of `n_pairs` perturbation x run pairs; "
-                          "Wilcoxon signed-rank p):", "",
-                          paired.round(4).to_markdown(index=False), ""]
+                lines += [
+                    f"Paired against {REFERENCE} (`mean_difference` = {REFERENCE} minus "
+                    "the method, positive = SparseShiftVI better; "
+                    "`n_reference_better` of `n_pairs` perturbation x run pairs; "
+                    "Wilcoxon signed-rank p):",
+                    "",
+                    paired.round(4).to_markdown(index=False),
+                    "",
+                ]
             if task == "papalexi_seen":
                 sub = df[df["task"] == task]
-                per = sub.pivot_table(index="perturbation", columns="method",
-                                      values="pearson_delta_top")
+                per = sub.pivot_table(
+                    index="perturbation", columns="method", values="pearson_delta_top"
+                )
                 ref = sub[sub["method"] == REFERENCE].groupby("perturbation")
                 per["observed change (norm)"] = ref["observed_delta_norm"].mean()
                 per[f"{REFERENCE} change (norm)"] = ref["predicted_delta_norm"].mean()
-                as_control = int((sub.loc[sub["method"] == REFERENCE, "predicted_delta_norm"]
-                                  < 1e-3).sum())
-                lines += ["Per perturbation (Pearson delta, top-20 genes, mean over seeds; "
-                          "norms of the observed and predicted log fold changes):", "",
-                          per.round(3).to_markdown(), "",
-                          f"Predictions of {REFERENCE} equal to control (change norm < 1e-3): "
-                          f"{as_control} of {len(sub[sub['method'] == REFERENCE])}.", ""]
+                as_control = int(
+                    (sub.loc[sub["method"] == REFERENCE, "predicted_delta_norm"] < 1e-3).sum()
+                )
+                lines += [
+                    "Per perturbation (Pearson delta, top-20 genes, mean over seeds; "
+                    "norms of the observed and predicted log fold changes):",
+                    "",
+                    per.round(3).to_markdown(),
+                    "",
+                    f"Predictions of {REFERENCE} equal to control (change norm < 1e-3): "
+                    f"{as_control} of {len(sub[sub['method'] == REFERENCE])}.",
+                    "",
+                ]
             if task == "zhao_patient":
                 per = df[df["task"] == task].pivot_table(
-                    index="patient", columns="method", values=["pearson_delta_top",
-                                                              "cosine_all"])
+                    index="patient", columns="method", values=["pearson_delta_top", "cosine_all"]
+                )
                 lines += ["Per held-out patient:", "", per.round(3).to_markdown(), ""]
                 if {REFERENCE, "other_patients"} <= set(per.columns.get_level_values(1)):
-                    wins = [(per[(m, REFERENCE)] >= per[(m, "other_patients")])
-                            for m in ("pearson_delta_top", "cosine_all")]
-                    lines += [f"Patients where {REFERENCE} >= `other_patients` on top-20 "
-                              f"Pearson delta: {int(wins[0].sum())} of {len(per)}; on "
-                              f"cosine: {int(wins[1].sum())} of {len(per)}; on both: "
-                              f"{int((wins[0] & wins[1]).sum())} of {len(per)}.", ""]
+                    wins = [
+                        (per[(m, REFERENCE)] >= per[(m, "other_patients")])
+                        for m in ("pearson_delta_top", "cosine_all")
+                    ]
+                    lines += [
+                        f"Patients where {REFERENCE} >= `other_patients` on top-20 "
+                        f"Pearson delta: {int(wins[0].sum())} of {len(per)}; on "
+                        f"cosine: {int(wins[1].sum())} of {len(per)}; on both: "
+                        f"{int((wins[0] & wins[1]).sum())} of {len(per)}.",
+                        "",
+                    ]
             density = df.loc[df["task"] == task, "graph_density"].dropna()
             if len(density):
-                lines += [f"Target-graph density of the default model: {density.mean():.3f}.",
-                          ""]
+                lines += [f"Target-graph density of the default model: {density.mean():.3f}.", ""]
     if cis is not None and len(cis):
-        lines += ["## gasperini_cis", "",
-                  "Promoter-targeting CRISPRi positive controls (model set up from the cells x "
-                  "targets matrix of guide calls, `perturbation_obsm_key`, and trained on half "
-                  "of the cells): the guide's own gene, its log fold change observed in the "
-                  "held-out half, predicted by `predict` (default reading), in the target report "
-                  "(targets and direct effects), and its direct effect; its rank among the "
-                  "predicted changes; whether the report lists it among the perturbation's "
-                  "direct effects.", "",
-                  cis.round(3).to_markdown(index=False), "",
-                  f"Own gene predicted down: {int((cis['predicted_lfc'] < 0).sum())} of "
-                  f"{len(cis)} by `predict`, {int((cis['report_lfc'] < 0).sum())} of "
-                  f"{len(cis)} in the report.", ""]
+        lines += [
+            "## gasperini_cis",
+            "",
+            "Promoter-targeting CRISPRi positive controls (model set up from the cells x "
+            "targets matrix of guide calls, `perturbation_obsm_key`, and trained on half "
+            "of the cells): the guide's own gene, its log fold change observed in the "
+            "held-out half, predicted by `predict` (default reading), in the target report "
+            "(targets and direct effects), and its direct effect; its rank among the "
+            "predicted changes; whether the report lists it among the perturbation's "
+            "direct effects.",
+            "",
+            cis.round(3).to_markdown(index=False),
+            "",
+            f"Own gene predicted down: {int((cis['predicted_lfc'] < 0).sum())} of "
+            f"{len(cis)} by `predict`, {int((cis['report_lfc'] < 0).sum())} of "
+            f"{len(cis)} in the report.",
+            "",
+        ]
         if "rank_down_in_prediction" in cis:
             top = (cis["predicted_lfc"] < 0) & (cis["rank_down_in_prediction"] <= 10)
-            lines[-1:] = [f"Own gene predicted down and among the perturbation's 10 most "
-                          f"down-regulated genes: {int(top.sum())} of {len(cis)}.", ""]
+            lines[-1:] = [
+                f"Own gene predicted down and among the perturbation's 10 most "
+                f"down-regulated genes: {int(top.sum())} of {len(cis)}.",
+                "",
+            ]
     lines += ["![results](results.png)", ""]
     return "\n".join(lines)
 
@@ -475,13 +586,15 @@ def plot(df: pd.DataFrame, path: Path) -> None:
     tasks = list(dict.fromkeys(df["task"]))
     if not tasks:
         return
-    fig, axes = plt.subplots(1, len(tasks), figsize=(4.8 * len(tasks), 3.8), squeeze=False,
-                             constrained_layout=True)
+    fig, axes = plt.subplots(
+        1, len(tasks), figsize=(4.8 * len(tasks), 3.8), squeeze=False, constrained_layout=True
+    )
     for ax, task in zip(axes[0], tasks, strict=True):
         sub = df[df["task"] == task]
         methods = list(dict.fromkeys(sub["method"]))
-        data = [sub.loc[sub["method"] == m, "pearson_delta_top"].dropna().to_numpy()
-                for m in methods]
+        data = [
+            sub.loc[sub["method"] == m, "pearson_delta_top"].dropna().to_numpy() for m in methods
+        ]
         ax.boxplot(data)
         ax.set_xticks(range(1, len(methods) + 1), methods, rotation=45, ha="right")
         ax.axhline(0, color="grey", lw=0.5)
@@ -511,23 +624,50 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny data, few epochs (CI)")
     parser.add_argument("--tasks", nargs="+", default=TASKS, choices=TASKS)
-    parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3],
-                        help="seeds of papalexi_seen, simulated_pairs and papalexi_fewshot "
-                             "(seed 0 of papalexi_seen was used to choose direct_penalty)")
-    parser.add_argument("--zhao-folds", nargs="+", type=int, default=[0, 1, 2, 3, 4],
-                        help="held-out patients (one run each, first seed)")
-    parser.add_argument("--configs", nargs="*", default=list(OTHER_CONFIGS),
-                        choices=list(OTHER_CONFIGS), help="other configurations to train")
+    parser.add_argument(
+        "--seeds",
+        nargs="+",
+        type=int,
+        default=[1, 2, 3],
+        help="seeds of papalexi_seen, simulated_pairs and papalexi_fewshot "
+        "(seed 0 of papalexi_seen was used to choose direct_penalty)",
+    )
+    parser.add_argument(
+        "--zhao-folds",
+        nargs="+",
+        type=int,
+        default=[0, 1, 2, 3, 4],
+        help="held-out patients (one run each, first seed)",
+    )
+    parser.add_argument(
+        "--configs",
+        nargs="*",
+        default=list(OTHER_CONFIGS),
+        choices=list(OTHER_CONFIGS),
+        help="other configurations to train",
+    )
     parser.add_argument("--max-epochs", type=int, default=None, help="default: the model's")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--threads", type=int, default=1, help="torch threads per worker")
-    parser.add_argument("--model-kwargs", type=json.loads, default={},
-                        help="JSON of SparseShiftVI arguments (ablations of the default model)")
+    parser.add_argument(
+        "--model-kwargs",
+        type=json.loads,
+        default={},
+        help="JSON of SparseShiftVI arguments (ablations of the default model)",
+    )
     add_output_args(parser, MODULE, HERE)
-    parser.add_argument("--render-only", "--tabulate", dest="render_only", action="store_true",
-                        help="only rewrite RESULTS.md / results.png from the CSVs in --out")
-    parser.add_argument("--append", action="store_true",
-                        help="keep the rows of other tasks / seeds already in --out")
+    parser.add_argument(
+        "--render-only",
+        "--tabulate",
+        dest="render_only",
+        action="store_true",
+        help="only rewrite RESULTS.md / results.png from the CSVs in --out",
+    )
+    parser.add_argument(
+        "--append",
+        action="store_true",
+        help="keep the rows of other tasks / seeds already in --out",
+    )
     args = parser.parse_args(argv)
     out = resolve_out(args, MODULE, HERE)
     out.mkdir(parents=True, exist_ok=True)
@@ -537,12 +677,23 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     if args.quick:
         args.seeds, args.zhao_folds = args.seeds[:1], args.zhao_folds[:1]
         args.max_epochs = args.max_epochs or 20
-    write_run_json(out, seeds=args.seeds, module=MODULE, argv=argv, append=args.append, extra={
-        "tasks": args.tasks, "zhao_folds": args.zhao_folds, "configs": args.configs,
-        "max_epochs": args.max_epochs, "workers": args.workers,
-        "torch_threads_per_worker": args.threads, "model_kwargs": args.model_kwargs,
-        "quick": args.quick,
-    })
+    write_run_json(
+        out,
+        seeds=args.seeds,
+        module=MODULE,
+        argv=argv,
+        append=args.append,
+        extra={
+            "tasks": args.tasks,
+            "zhao_folds": args.zhao_folds,
+            "configs": args.configs,
+            "max_epochs": args.max_epochs,
+            "workers": args.workers,
+            "torch_threads_per_worker": args.threads,
+            "model_kwargs": args.model_kwargs,
+            "quick": args.quick,
+        },
+    )
     jobs = []
     for task in args.tasks:
         folds = args.zhao_folds if task == "zhao_patient" else [None]
@@ -551,9 +702,20 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         jobs += [(task, s, f) for s in seeds for f in folds]
     rows, cis = [], []
     with process_pool(args.workers) as pool:
-        futures = {pool.submit(_run_job, t, s, f, args.quick, args.max_epochs, args.configs,
-                               args.threads, args.model_kwargs): (t, s, f)
-                   for t, s, f in jobs}
+        futures = {
+            pool.submit(
+                _run_job,
+                t,
+                s,
+                f,
+                args.quick,
+                args.max_epochs,
+                args.configs,
+                args.threads,
+                args.model_kwargs,
+            ): (t, s, f)
+            for t, s, f in jobs
+        }
         for fut in as_completed(futures):
             result = fut.result()
             task, seed, fold = futures[fut]
@@ -561,8 +723,11 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
                 r = result["rows"].assign(command=command)
                 rows.append(r)
                 mean = r.groupby("method", sort=False)["pearson_delta_top"].mean()
-                print(f"  {task} seed {seed} fold {fold}: " + ", ".join(
-                    f"{m} {v:.3f}" for m, v in mean.items()), flush=True)
+                print(
+                    f"  {task} seed {seed} fold {fold}: "
+                    + ", ".join(f"{m} {v:.3f}" for m, v in mean.items()),
+                    flush=True,
+                )
             if "cis" in result:
                 cis.append(result["cis"].assign(command=command))
                 print(result["cis"].to_string(index=False), flush=True)
@@ -572,8 +737,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         done = {(t, s) for t, s, _ in jobs}
         if (out / "results.csv").exists():
             old = pd.read_csv(out / "results.csv")
-            old = old[[(t, s) not in done for t, s in zip(old["task"], old["seed"],
-                                                           strict=True)]]
+            old = old[[(t, s) not in done for t, s in zip(old["task"], old["seed"], strict=True)]]
             df = pd.concat([old, df], ignore_index=True)
         if (out / "cis.csv").exists() and cis_df is None:
             cis_df = pd.read_csv(out / "cis.csv")

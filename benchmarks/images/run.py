@@ -62,10 +62,8 @@ CONFIGS = {
 METHODS = list(CONFIGS)
 ORDINAL = ["scale", "orientation", "pos_x", "pos_y"]
 # 16 convolution channels (half of Burgess et al.'s 32) to fit 12 runs in an hour on 2 cores
-FULL = {"n_interventions": 6, "n_per_regime": 1500, "max_epochs": 18, "n_latent": 6,
-        "channels": 16}
-QUICK = {"n_interventions": 3, "n_per_regime": 60, "max_epochs": 2, "n_latent": 4,
-         "channels": 8}
+FULL = {"n_interventions": 6, "n_per_regime": 1500, "max_epochs": 18, "n_latent": 6, "channels": 16}
+QUICK = {"n_interventions": 3, "n_per_regime": 60, "max_epochs": 2, "n_latent": 4, "channels": 8}
 N_EVAL, N_EVAL_QUICK = 5000, 300
 
 
@@ -87,7 +85,8 @@ def run_one(method: str, seed: int, quick: bool, settings: dict, model_dir: Path
     torch.set_num_threads(1)
     torch.manual_seed(seed)
     data = interventional_dsprites(
-        n_interventions=settings["n_interventions"], n_per_regime=settings["n_per_regime"],
+        n_interventions=settings["n_interventions"],
+        n_per_regime=settings["n_per_regime"],
         seed=seed,
     )
     n_int = settings["n_interventions"]
@@ -99,8 +98,15 @@ def run_one(method: str, seed: int, quick: bool, settings: dict, model_dir: Path
         vae = ImageVAE(n_latent=settings["n_latent"], n_interventions=n_int, **kwargs)
         labels = data.regimes
     start = time.perf_counter()
-    vae.train(data.images, labels, max_epochs=settings["max_epochs"], batch_size=64, lr=5e-4,
-              enable_progress_bar=False, seed=seed)
+    vae.train(
+        data.images,
+        labels,
+        max_epochs=settings["max_epochs"],
+        batch_size=64,
+        lr=5e-4,
+        enable_progress_bar=False,
+        seed=seed,
+    )
     train_seconds = time.perf_counter() - start
 
     # evaluation images: uniform over the grid (the observational distribution), unseen draws
@@ -124,10 +130,12 @@ def run_one(method: str, seed: int, quick: bool, settings: dict, model_dir: Path
     else:
         z_train = vae.get_latent_representation(data.images)
         obs = z_train[data.regimes == 0]
-        shifts = np.stack([
-            (z_train[data.regimes == r].mean(0) - obs.mean(0)) / obs.std(0)
-            for r in range(1, n_int + 1)
-        ])
+        shifts = np.stack(
+            [
+                (z_train[data.regimes == r].mean(0) - obs.mean(0)) / obs.std(0)
+                for r in range(1, n_int + 1)
+            ]
+        )
         est = binarize_top_k(shifts, k)
     graph = target_graph_scores(truth, est, matching)
     if model_dir is not None:
@@ -150,7 +158,8 @@ def run_one(method: str, seed: int, quick: bool, settings: dict, model_dir: Path
         "graph_auprc": graph["auprc"],
         "eval_elbo": vae.get_elbo(images[idx]),
         "final_mask_density": float(history["mask_density_train"].iloc[-1])
-        if "mask_density_train" in history else float("nan"),
+        if "mask_density_train" in history
+        else float("nan"),
         "n_images": len(data),
         "max_epochs": settings["max_epochs"],
         "n_interventions": n_int,
@@ -164,20 +173,42 @@ def run_one(method: str, seed: int, quick: bool, settings: dict, model_dir: Path
 
 def _worker(args, method: str, seed: int) -> dict:
     """One run in a fresh process (one torch thread, its own peak-memory reading)."""
-    cmd = ["--worker", json.dumps([method, seed]),
-           "--settings", json.dumps(args.settings), *(["--quick"] if args.quick else [])]
+    cmd = [
+        "--worker",
+        json.dumps([method, seed]),
+        "--settings",
+        json.dumps(args.settings),
+        *(["--quick"] if args.quick else []),
+    ]
     if seed == args.seeds[0]:
         cmd += ["--model-dir", str((args.out / "models").resolve())]
     row = run_worker(MODULE, cmd)
-    print(f"  {method:11s} seed {seed}: MCC {row['mcc_pearson']:.3f}, "
-          f"DCI-D {row['dci_disentanglement']:.3f}, F1 {row['graph_f1']:.3f}, "
-          f"{row['train_seconds']:.0f} s", flush=True)
+    print(
+        f"  {method:11s} seed {seed}: MCC {row['mcc_pearson']:.3f}, "
+        f"DCI-D {row['dci_disentanglement']:.3f}, F1 {row['graph_f1']:.3f}, "
+        f"{row['train_seconds']:.0f} s",
+        flush=True,
+    )
     return row
 
 
-COLS = ["mcc_pearson", "mcc_spearman", "mig", "dci_disentanglement", "dci_completeness",
-        "dci_informativeness", "sap", "graph_precision", "graph_recall", "graph_f1",
-        "graph_auprc", "eval_elbo", "final_mask_density", "train_seconds", "peak_rss_mb"]
+COLS = [
+    "mcc_pearson",
+    "mcc_spearman",
+    "mig",
+    "dci_disentanglement",
+    "dci_completeness",
+    "dci_informativeness",
+    "sap",
+    "graph_precision",
+    "graph_recall",
+    "graph_f1",
+    "graph_auprc",
+    "eval_elbo",
+    "final_mask_density",
+    "train_seconds",
+    "peak_rss_mb",
+]
 
 
 def summarise(df: pd.DataFrame) -> pd.DataFrame:
@@ -187,8 +218,11 @@ def summarise(df: pd.DataFrame) -> pd.DataFrame:
     mean, sd = grouped.mean(), grouped.std(ddof=1).fillna(0.0)
     out = mean.copy().astype(object)
     for c in cols:
-        fmt = "{:.0f} ± {:.0f}" if c in ("train_seconds", "peak_rss_mb") else (
-            "{:.1f} ± {:.1f}" if c == "eval_elbo" else "{:.3f} ± {:.3f}")
+        fmt = (
+            "{:.0f} ± {:.0f}"
+            if c in ("train_seconds", "peak_rss_mb")
+            else ("{:.1f} ± {:.1f}" if c == "eval_elbo" else "{:.3f} ± {:.3f}")
+        )
         out[c] = [fmt.format(m, s) for m, s in zip(mean[c], sd[c])]
     out.insert(0, "n_seeds", grouped.size())
     return out.reset_index()
@@ -202,8 +236,11 @@ def ranking_agreement(df: pd.DataFrame) -> tuple[float, list[str], list[str]]:
     if len(means) < 2:
         return float("nan"), list(means.index), list(means.index)
     tau = kendalltau(means["mig"], means["dci_disentanglement"]).statistic
-    return (float(tau), list(means["mig"].sort_values(ascending=False).index),
-            list(means["dci_disentanglement"].sort_values(ascending=False).index))
+    return (
+        float(tau),
+        list(means["mig"].sort_values(ascending=False).index),
+        list(means["dci_disentanglement"].sort_values(ascending=False).index),
+    )
 
 
 def plot(df: pd.DataFrame, path: Path) -> None:
@@ -214,8 +251,9 @@ def plot(df: pd.DataFrame, path: Path) -> None:
 
     metrics = ["mcc_pearson", "mig", "dci_disentanglement", "sap", "graph_f1"]
     methods = list(dict.fromkeys(df["method"]))
-    fig, axes = plt.subplots(1, len(metrics), figsize=(3.2 * len(metrics), 3),
-                             constrained_layout=True)
+    fig, axes = plt.subplots(
+        1, len(metrics), figsize=(3.2 * len(metrics), 3), constrained_layout=True
+    )
     for ax, metric in zip(axes, metrics):
         for i, method in enumerate(methods):
             vals = df.loc[df["method"] == method, metric].to_numpy()
@@ -268,12 +306,16 @@ def render(df: pd.DataFrame) -> str:
     seeds = list(dict.fromkeys(int(s) for s in df["seed"]))
     if {"n_interventions", "n_per_regime", "n_latent", "channels"} <= set(df):
         s = df.iloc[0]
-        settings = (f"{s['n_interventions']} intervention regimes + observational, "
-                    f"{s['n_per_regime']} images per regime, {s['n_latent']} latent units, "
-                    f"{s['channels']} conv. channels, {s['max_epochs']} epochs")
+        settings = (
+            f"{s['n_interventions']} intervention regimes + observational, "
+            f"{s['n_per_regime']} images per regime, {s['n_latent']} latent units, "
+            f"{s['channels']} conv. channels, {s['max_epochs']} epochs"
+        )
     else:  # rows written before the settings were columns
-        settings = (f"{df['n_images'].iloc[0]} images, {df['max_epochs'].iloc[0]} epochs (the "
-                    "other settings of these runs: `benchmarks/README.md`)")
+        settings = (
+            f"{df['n_images'].iloc[0]} images, {df['max_epochs'].iloc[0]} epochs (the "
+            "other settings of these runs: `benchmarks/README.md`)"
+        )
     md = [
         "# Interventional dSprites: sparse mechanism shift vs unsupervised disentanglement",
         "",
@@ -297,13 +339,15 @@ def render(df: pd.DataFrame) -> str:
     return "\n".join(md)
 
 
-def write_tables(df: pd.DataFrame, out: Path, methods: list[str] | None = None,
-                 csv: bool = True) -> pd.DataFrame:
+def write_tables(
+    df: pd.DataFrame, out: Path, methods: list[str] | None = None, csv: bool = True
+) -> pd.DataFrame:
     """results.csv (rows in ``methods`` order; unless ``csv`` is False), RESULTS.md, plot."""
     if methods is not None:
         order = {m: i for i, m in enumerate(methods)}
-        df = df.sort_values(["method", "seed"],
-                            key=lambda c: c.map(order) if c.name == "method" else c)
+        df = df.sort_values(
+            ["method", "seed"], key=lambda c: c.map(order) if c.name == "method" else c
+        )
     if csv:
         df.to_csv(out / "results.csv", index=False)
     (out / "RESULTS.md").write_text(render(df))
@@ -318,10 +362,17 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--workers", type=int, default=2)
     add_output_args(parser, MODULE, HERE)
-    parser.add_argument("--settings", type=json.loads, default=None,
-                        help="JSON overriding n_interventions, n_per_regime, max_epochs, n_latent")
-    parser.add_argument("--render-only", action="store_true",
-                        help="rewrite RESULTS.md and results.png from --out's results.csv")
+    parser.add_argument(
+        "--settings",
+        type=json.loads,
+        default=None,
+        help="JSON overriding n_interventions, n_per_regime, max_epochs, n_latent",
+    )
+    parser.add_argument(
+        "--render-only",
+        action="store_true",
+        help="rewrite RESULTS.md and results.png from --out's results.csv",
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--model-dir", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -345,12 +396,25 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         args.seeds = args.seeds[:1]
     jobs = [(m, s) for s in args.seeds for m in args.methods]
     print(f"{len(jobs)} runs on {args.workers} workers", flush=True)
-    write_run_json(args.out, seeds=args.seeds, module=MODULE, argv=argv, extra={
-        "methods": args.methods, "settings": args.settings, "workers": args.workers,
-        "torch_threads_per_run": 1, "quick": args.quick,
-    })
-    rows = map_threads(lambda *job: _worker(args, *job), jobs, args.workers,
-                       lambda rows: write_tables(pd.DataFrame(rows), args.out, args.methods))
+    write_run_json(
+        args.out,
+        seeds=args.seeds,
+        module=MODULE,
+        argv=argv,
+        extra={
+            "methods": args.methods,
+            "settings": args.settings,
+            "workers": args.workers,
+            "torch_threads_per_run": 1,
+            "quick": args.quick,
+        },
+    )
+    rows = map_threads(
+        lambda *job: _worker(args, *job),
+        jobs,
+        args.workers,
+        lambda rows: write_tables(pd.DataFrame(rows), args.out, args.methods),
+    )
     df = pd.DataFrame(rows)
     table = write_tables(df, args.out, args.methods)
     plot_traversals(args.out / "models", args.seeds[0], args.out / "traversals.png")

@@ -49,8 +49,9 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="a small screen, 3 epochs (CI)")
-    parser.add_argument("--render-only", action="store_true",
-                        help="rewrite RESULTS.md from --out's results.csv")
+    parser.add_argument(
+        "--render-only", action="store_true", help="rewrite RESULTS.md from --out's results.csv"
+    )
     add_output_args(parser, MODULE, HERE / "genome_wide")
     args = parser.parse_args(argv)
     out = resolve_out(args, MODULE, HERE / "genome_wide")
@@ -69,30 +70,56 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     from scvi_causal.model import SparseShiftVI
 
     set_torch_threads(args.threads)
-    write_run_json(out, seeds=[args.seed], module=MODULE, argv=argv, extra={
-        "n_perturbations": args.n_perturbations, "cells_per_perturbation": args.cells,
-        "n_genes": args.n_genes, "n_latent": args.n_latent, "torch_threads": args.threads,
-        "quick": args.quick,
-    })
+    write_run_json(
+        out,
+        seeds=[args.seed],
+        module=MODULE,
+        argv=argv,
+        extra={
+            "n_perturbations": args.n_perturbations,
+            "cells_per_perturbation": args.cells,
+            "n_genes": args.n_genes,
+            "n_latent": args.n_latent,
+            "torch_threads": args.threads,
+            "quick": args.quick,
+        },
+    )
     rows = []
 
     def table() -> pd.DataFrame:
-        return pd.DataFrame(rows).assign(n_perturbations=args.n_perturbations,
-                                         cells_per_perturbation=args.cells,
-                                         n_genes=args.n_genes, n_latent=args.n_latent,
-                                         threads=args.threads, command=command)
+        return pd.DataFrame(rows).assign(
+            n_perturbations=args.n_perturbations,
+            cells_per_perturbation=args.cells,
+            n_genes=args.n_genes,
+            n_latent=args.n_latent,
+            threads=args.threads,
+            command=command,
+        )
 
     def stage(name: str, start: float, **extra):
-        rows.append({"stage": name, "seconds": time.perf_counter() - start,
-                     "peak_rss_gib": _peak_gib(), **extra})
-        print(f"{name}: {rows[-1]['seconds']:.1f} s, peak RSS {rows[-1]['peak_rss_gib']:.2f} "
-              f"GiB {extra or ''}", flush=True)
+        rows.append(
+            {
+                "stage": name,
+                "seconds": time.perf_counter() - start,
+                "peak_rss_gib": _peak_gib(),
+                **extra,
+            }
+        )
+        print(
+            f"{name}: {rows[-1]['seconds']:.1f} s, peak RSS {rows[-1]['peak_rss_gib']:.2f} "
+            f"GiB {extra or ''}",
+            flush=True,
+        )
         table().to_csv(out / "results.csv", index=False)  # kept if a later stage fails
 
     t = time.perf_counter()
-    adata = simulate_sparse_shift(n_perturbations=args.n_perturbations,
-                                  n_cells_per_perturbation=args.cells, n_genes=args.n_genes,
-                                  n_latent=args.n_latent, seed=args.seed)
+    adata = simulate_sparse_shift(
+        n_perturbations=args.n_perturbations,
+        n_cells_per_perturbation=args.cells,
+        n_genes=args.n_genes,
+        n_latent=args.n_latent,
+        seed=args.seed,
+    )
     stage("simulate", t, n_cells=adata.n_obs)
 
     t = time.perf_counter()
@@ -112,9 +139,15 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     truth = adata.uns["true_graph"].loc[graph.index]
     matching, _ = match_latents(adata.obsm["z_true"], z)
     scores = target_graph_scores(truth.to_numpy(), graph.to_numpy(), matching)
-    stage("latent and graph", t, graph_f1=scores["f1"], graph_precision=scores["precision"],
-          graph_recall=scores["recall"], mcc=mcc(adata.obsm["z_true"], z),
-          graph_density=float((graph.to_numpy() > 0.5).mean()))
+    stage(
+        "latent and graph",
+        t,
+        graph_f1=scores["f1"],
+        graph_precision=scores["precision"],
+        graph_recall=scores["recall"],
+        mcc=mcc(adata.obsm["z_true"], z),
+        graph_density=float((graph.to_numpy() > 0.5).mean()),
+    )
 
     t = time.perf_counter()
     report = model.target_report(out / "report", max_cells=1000)
@@ -130,7 +163,8 @@ def render(df: pd.DataFrame) -> str:
     first = df.iloc[0]
     epochs = df["epochs"].dropna()
     lines = [
-        "# Genome-wide size", "",
+        "# Genome-wide size",
+        "",
         f"Written by `{first['command']}`; rendered from `results.csv` alone "
         "(`--render-only`). Simulated screen "
         f"(`simulate_sparse_shift`, default protocol): {first['n_perturbations']} "
@@ -138,8 +172,11 @@ def render(df: pd.DataFrame) -> str:
         f"({int(first['n_cells'])} cells), {first['n_genes']} genes, n_latent "
         f"{first['n_latent']}; the default model and training length "
         f"({int(epochs.iloc[0]) if len(epochs) else '?'} epochs), {first['threads']} torch "
-        "threads. Peak RSS is that of the whole process so far.", "",
-        df.drop(columns=["command"]).round(3).to_markdown(index=False), ""]
+        "threads. Peak RSS is that of the whole process so far.",
+        "",
+        df.drop(columns=["command"]).round(3).to_markdown(index=False),
+        "",
+    ]
     return "\n".join(lines)
 
 

@@ -44,8 +44,9 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     parser.add_argument("--n-cells", type=int, default=20_000)
     parser.add_argument("--n-genes", type=int, default=2000)
     parser.add_argument("--repeats", type=int, default=30)
-    parser.add_argument("--render-only", action="store_true",
-                        help="rewrite PROFILE.md from --out's profile.csv")
+    parser.add_argument(
+        "--render-only", action="store_true", help="rewrite PROFILE.md from --out's profile.csv"
+    )
     add_output_args(parser, MODULE, HERE)
     args = parser.parse_args(argv)
     out = resolve_out(args, MODULE, HERE)
@@ -64,10 +65,19 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
 
     set_torch_threads(1)
     scvi.settings.seed = 0
-    write_run_json(out, seeds=[0], module=MODULE, argv=argv, extra={
-        "n_cells": args.n_cells, "n_genes": args.n_genes, "repeats": args.repeats,
-        "torch_threads": 1, "quick": args.quick,
-    })
+    write_run_json(
+        out,
+        seeds=[0],
+        module=MODULE,
+        argv=argv,
+        extra={
+            "n_cells": args.n_cells,
+            "n_genes": args.n_genes,
+            "repeats": args.repeats,
+            "torch_threads": 1,
+            "quick": args.quick,
+        },
+    )
     path = out / f"_profile_{args.n_cells}x{args.n_genes}.h5ad"
     if not path.exists():
         write_screen(path, args.n_cells, args.n_genes)
@@ -75,8 +85,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
 
     adata = ad.read_h5ad(path)
     path.unlink()
-    SparseShiftVI.setup_anndata(adata, perturbation_key="perturbation",
-                                control_category="control")
+    SparseShiftVI.setup_anndata(adata, perturbation_key="perturbation", control_category="control")
     ours = SparseShiftVI(adata, n_latent=10)
     scvi.model.SCVI.setup_anndata(adata)
     ref = scvi.model.SCVI(adata, n_latent=10)
@@ -85,8 +94,10 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         "SCVI": next(iter(ref._make_data_loader(adata, batch_size=1024))),
     }
     modules = {"SparseShiftVI": ours.module, "SCVI": ref.module}
-    loss_kwargs = {"SparseShiftVI": {"kl_weight": 1.0, "n_obs": adata.n_obs},
-                   "SCVI": {"kl_weight": 1.0}}
+    loss_kwargs = {
+        "SparseShiftVI": {"kl_weight": 1.0, "n_obs": adata.n_obs},
+        "SCVI": {"kl_weight": 1.0},
+    }
 
     # time the prior's parts inside the module without changing the module's code
     prior = ours.module.prior
@@ -123,36 +134,58 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     total = sum(e.self_cpu_time_total for e in events)
     prior_us = sum(e.cpu_time_total for e in events if e.key.startswith("prior."))
     top = sorted(events, key=lambda e: e.self_cpu_time_total, reverse=True)[:12]
-    top_df = pd.DataFrame({
-        "op": [e.key for e in top],
-        "self CPU %": [100 * e.self_cpu_time_total / total for e in top],
-        "calls": [e.count for e in top],
-    })
-    prior_df = pd.DataFrame({
-        "region": [e.key for e in events if e.key.startswith("prior.")],
-        "CPU % of the step": [100 * e.cpu_time_total / total for e in events
-                              if e.key.startswith("prior.")],
-    })
+    top_df = pd.DataFrame(
+        {
+            "op": [e.key for e in top],
+            "self CPU %": [100 * e.self_cpu_time_total / total for e in top],
+            "calls": [e.count for e in top],
+        }
+    )
+    prior_df = pd.DataFrame(
+        {
+            "region": [e.key for e in events if e.key.startswith("prior.")],
+            "CPU % of the step": [
+                100 * e.cpu_time_total / total for e in events if e.key.startswith("prior.")
+            ],
+        }
+    )
 
     # the whole Lightning loop: one epoch of each, per step
     loop_ms = {}
     n_steps = int(np.ceil(adata.n_obs / 1024))
     for name, model in (("SparseShiftVI", ours), ("SCVI", ref)):
         start = time.perf_counter()
-        model.train(max_epochs=2, batch_size=1024, train_size=1.0, enable_progress_bar=False,
-                    check_val_every_n_epoch=None)
+        model.train(
+            max_epochs=2,
+            batch_size=1024,
+            train_size=1.0,
+            enable_progress_bar=False,
+            check_val_every_n_epoch=None,
+        )
         loop_ms[name] = 1000 * (time.perf_counter() - start) / (2 * n_steps)
 
-    rows = [("settings", "run", k, v) for k, v in
-            (("n_cells", args.n_cells), ("n_genes", args.n_genes), ("repeats", args.repeats),
-             ("threads", 1))]
+    rows = [
+        ("settings", "run", k, v)
+        for k, v in (
+            ("n_cells", args.n_cells),
+            ("n_genes", args.n_genes),
+            ("repeats", args.repeats),
+            ("threads", 1),
+        )
+    ]
     rows += [("step", name, STEP, ms[name]) for name in modules]
     rows += [("step", name, LOOP, loop_ms[name]) for name in modules]
     rows += [("prior", "total", "CPU % of the step", 100 * prior_us / total)]
-    rows += [("prior", r, "CPU % of the step", v)
-             for r, v in zip(prior_df["region"], prior_df["CPU % of the step"], strict=True)]
-    rows += [("ops", op, metric, v) for _, r in top_df.iterrows() for op in [r["op"]]
-             for metric, v in (("self CPU %", r["self CPU %"]), ("calls", r["calls"]))]
+    rows += [
+        ("prior", r, "CPU % of the step", v)
+        for r, v in zip(prior_df["region"], prior_df["CPU % of the step"], strict=True)
+    ]
+    rows += [
+        ("ops", op, metric, v)
+        for _, r in top_df.iterrows()
+        for op in [r["op"]]
+        for metric, v in (("self CPU %", r["self CPU %"]), ("calls", r["calls"]))
+    ]
     df = pd.DataFrame(rows, columns=["section", "name", "metric", "value"])
     df["command"] = command_line(MODULE, argv)
     df.to_csv(out / "profile.csv", index=False)
@@ -170,18 +203,29 @@ def render(df: pd.DataFrame) -> str:
 
     settings = section("settings").set_index("metric")["value"].astype(int)
     step = section("step")
-    summary = pd.DataFrame({
-        metric: dict(zip(sub["name"], sub["value"], strict=True))
-        for metric, sub in step.groupby("metric", sort=False)
-    })
+    summary = pd.DataFrame(
+        {
+            metric: dict(zip(sub["name"], sub["value"], strict=True))
+            for metric, sub in step.groupby("metric", sort=False)
+        }
+    )
     summary.loc["ratio SparseShiftVI / SCVI"] = summary.loc["SparseShiftVI"] / summary.loc["SCVI"]
     prior = section("prior")
     share = prior.loc[prior["name"] == "total", "value"].item()
-    prior_df = pd.DataFrame({"region": prior.loc[prior["name"] != "total", "name"],
-                             "CPU % of the step": prior.loc[prior["name"] != "total", "value"]})
+    prior_df = pd.DataFrame(
+        {
+            "region": prior.loc[prior["name"] != "total", "name"],
+            "CPU % of the step": prior.loc[prior["name"] != "total", "value"],
+        }
+    )
     ops = section("ops").pivot_table(index="name", columns="metric", values="value", sort=False)
-    top_df = pd.DataFrame({"op": ops.index, "self CPU %": ops["self CPU %"].to_numpy(),
-                           "calls": ops["calls"].astype(int).to_numpy()})
+    top_df = pd.DataFrame(
+        {
+            "op": ops.index,
+            "self CPU %": ops["self CPU %"].to_numpy(),
+            "calls": ops["calls"].astype(int).to_numpy(),
+        }
+    )
     md = [
         "# Training-step profile: SparseShiftVI vs SCVI",
         "",

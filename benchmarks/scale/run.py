@@ -113,8 +113,9 @@ class EpochTimer(pl.Callback):
         self.times.append(time.perf_counter() - self._start)
 
 
-def run_one(path: Path, model_name: str, mode: str, epochs: int, threads: int,
-            accelerator: str = "cpu") -> dict:
+def run_one(
+    path: Path, model_name: str, mode: str, epochs: int, threads: int, accelerator: str = "cpu"
+) -> dict:
     """Train one model on one file (inside a worker process) and time its epochs."""
     import anndata as ad
     import scvi
@@ -128,16 +129,24 @@ def run_one(path: Path, model_name: str, mode: str, epochs: int, threads: int,
     timer = EpochTimer()
     common = {"n_latent": N_LATENT, "gene_likelihood": "nb"}
     if model_name == "SparseShiftVI":
-        SparseShiftVI.setup_anndata(adata, perturbation_key="perturbation",
-                                    control_category="control")
+        SparseShiftVI.setup_anndata(
+            adata, perturbation_key="perturbation", control_category="control"
+        )
         model = SparseShiftVI(adata, **common)
     else:
         scvi.model.SCVI.setup_anndata(adata)
         model = scvi.model.SCVI(adata, **common)
     start = time.perf_counter()
-    model.train(max_epochs=epochs, batch_size=1024, train_size=1.0, enable_progress_bar=False,
-                callbacks=[timer], check_val_every_n_epoch=None, accelerator=accelerator,
-                devices=1)
+    model.train(
+        max_epochs=epochs,
+        batch_size=1024,
+        train_size=1.0,
+        enable_progress_bar=False,
+        callbacks=[timer],
+        check_val_every_n_epoch=None,
+        accelerator=accelerator,
+        devices=1,
+    )
     total = time.perf_counter() - start
     epoch_s = float(np.median(timer.times))
     gpu = accelerator != "cpu" and torch.cuda.is_available()
@@ -162,16 +171,22 @@ def _worker(args, path: Path, model_name: str, mode: str, epochs: int) -> dict:
     """One model on one file in a fresh process (its own peak-memory reading)."""
     job = [str(path.resolve()), model_name, mode, epochs, args.threads, args.accelerator]
     row = run_worker(MODULE, ["--worker", json.dumps(job)], threads=args.threads)
-    print(f"  {row['n_cells']:>8d} cells {mode:6s} {model_name:13s}: "
-          f"{row['cells_per_second']:.0f} cells/s, peak RSS {row['peak_rss_gib']:.2f} GiB",
-          flush=True)
+    print(
+        f"  {row['n_cells']:>8d} cells {mode:6s} {model_name:13s}: "
+        f"{row['cells_per_second']:.0f} cells/s, peak RSS {row['peak_rss_gib']:.2f} GiB",
+        flush=True,
+    )
     return row
 
 
 def render(df: pd.DataFrame) -> str:
     """RESULTS.md from the rows of ``results.csv`` (nothing else is read)."""
-    wide = df.pivot_table(index=["n_cells", "mode"], columns="model",
-                          values=["cells_per_second", "peak_rss_gib"], sort=False)
+    wide = df.pivot_table(
+        index=["n_cells", "mode"],
+        columns="model",
+        values=["cells_per_second", "peak_rss_gib"],
+        sort=False,
+    )
     rows = []
     for (n_cells, mode), r in wide.iterrows():
         row = {"n_cells": n_cells, "mode": mode}
@@ -187,8 +202,10 @@ def render(df: pd.DataFrame) -> str:
     threads = ", ".join(str(t) for t in dict.fromkeys(df["threads"]))
     device = ""
     if {"accelerator", "device"} <= set(df):  # columns added after the first runs
-        device = (f", accelerator `{', '.join(dict.fromkeys(df['accelerator']))}` "
-                  f"({', '.join(sorted(set(df['device'])))})")
+        device = (
+            f", accelerator `{', '.join(dict.fromkeys(df['accelerator']))}` "
+            f"({', '.join(sorted(set(df['device'])))})"
+        )
     md = [
         "# Scale: SparseShiftVI vs scvi-tools SCVI on sparse screens",
         "",
@@ -217,16 +234,28 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     parser.add_argument("--quick", action="store_true", help="tiny screens (CI)")
     parser.add_argument("--sizes", nargs="+", type=int, default=[10_000, 100_000, 1_000_000])
     parser.add_argument("--n-genes", type=int, default=2000)
-    parser.add_argument("--max-memory-cells", type=int, default=100_000,
-                        help="largest screen also run with the matrix in memory")
+    parser.add_argument(
+        "--max-memory-cells",
+        type=int,
+        default=100_000,
+        help="largest screen also run with the matrix in memory",
+    )
     parser.add_argument("--threads", type=int, default=2)
     add_output_args(parser, MODULE, HERE)
-    parser.add_argument("--data-dir", type=Path, default=None,
-                        help="where the screens are written (default: ~/.cache/scvi_causal/scale)")
-    parser.add_argument("--accelerator", default="cpu",
-                        help="Lightning accelerator ('gpu' to measure GPU throughput)")
-    parser.add_argument("--render-only", action="store_true",
-                        help="rewrite RESULTS.md from --out's results.csv")
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="where the screens are written (default: ~/.cache/scvi_causal/scale)",
+    )
+    parser.add_argument(
+        "--accelerator",
+        default="cpu",
+        help="Lightning accelerator ('gpu' to measure GPU throughput)",
+    )
+    parser.add_argument(
+        "--render-only", action="store_true", help="rewrite RESULTS.md from --out's results.csv"
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
@@ -245,18 +274,31 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         args.sizes, args.n_genes = [3000], 200
     data_dir = args.data_dir or Path.home() / ".cache" / "scvi_causal" / "scale"
     data_dir.mkdir(parents=True, exist_ok=True)
-    write_run_json(out, seeds=[0], module=MODULE, argv=argv, extra={
-        "sizes": args.sizes, "n_genes": args.n_genes, "max_memory_cells": args.max_memory_cells,
-        "torch_threads": args.threads, "accelerator": args.accelerator, "quick": args.quick,
-    })
+    write_run_json(
+        out,
+        seeds=[0],
+        module=MODULE,
+        argv=argv,
+        extra={
+            "sizes": args.sizes,
+            "n_genes": args.n_genes,
+            "max_memory_cells": args.max_memory_cells,
+            "torch_threads": args.threads,
+            "accelerator": args.accelerator,
+            "quick": args.quick,
+        },
+    )
     rows = []
     for n_cells in args.sizes:
         path = data_path(data_dir, n_cells, args.n_genes)
         if not path.exists():
             start = time.perf_counter()
             write_screen(path, n_cells, args.n_genes)
-            print(f"wrote {path} ({path.stat().st_size / 1024**2:.0f} MiB) in "
-                  f"{time.perf_counter() - start:.0f} s", flush=True)
+            print(
+                f"wrote {path} ({path.stat().st_size / 1024**2:.0f} MiB) in "
+                f"{time.perf_counter() - start:.0f} s",
+                flush=True,
+            )
         epochs = 1 if n_cells >= 1_000_000 else (2 if n_cells >= 100_000 else 3)
         modes = ["backed"] + (["memory"] if n_cells <= args.max_memory_cells else [])
         for mode in modes:

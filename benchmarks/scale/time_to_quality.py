@@ -69,13 +69,20 @@ class QualityTracker(pl.Callback):
             module.train(was_training)
         matching, _ = match_latents(self.z_true, z)
         scores = target_graph_scores(self.truth.to_numpy(), graph, matching)
-        self.rows.append({"epoch": epoch, "step": trainer.global_step,
-                          "train_seconds": self._train_seconds,
-                          "mcc": mcc(self.z_true, z), "graph_f1": float(scores["f1"])})
+        self.rows.append(
+            {
+                "epoch": epoch,
+                "step": trainer.global_step,
+                "train_seconds": self._train_seconds,
+                "mcc": mcc(self.z_true, z),
+                "graph_f1": float(scores["f1"]),
+            }
+        )
 
 
-def run_seed(seed: int, quick: bool, every: int, threads: int,
-             max_epochs: int | None = None) -> pd.DataFrame:
+def run_seed(
+    seed: int, quick: bool, every: int, threads: int, max_epochs: int | None = None
+) -> pd.DataFrame:
     import scvi
 
     from scvi_causal.data import simulate_sparse_shift
@@ -93,11 +100,11 @@ def run_seed(seed: int, quick: bool, every: int, threads: int,
     keep = train_perts + ([control] if control else [])
     adata = subset(adata, adata.obs["perturbation"].isin(keep).to_numpy())
     SparseShiftVI.setup_anndata(adata, perturbation_key="perturbation", control_category=control)
-    model = SparseShiftVI(adata, n_latent=adata.obsm["z_true"].shape[1],
-                          gene_likelihood="poisson")
+    model = SparseShiftVI(adata, n_latent=adata.obsm["z_true"].shape[1], gene_likelihood="poisson")
     tracker = QualityTracker(model, adata.obsm["z_true"], truth.loc[train_perts], every)
-    model.train(max_epochs=3 if quick else max_epochs, enable_progress_bar=False,
-                callbacks=[tracker])
+    model.train(
+        max_epochs=3 if quick else max_epochs, enable_progress_bar=False, callbacks=[tracker]
+    )
     out = pd.DataFrame(tracker.rows)
     out.insert(0, "seed", seed)
     # the settings of the run, so that the table renders from the CSV alone
@@ -109,16 +116,21 @@ def run_seed(seed: int, quick: bool, every: int, threads: int,
 def summarise(df: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for seed, sub in df.groupby("seed"):
-        row = {"seed": seed, "final MCC": sub["mcc"].iloc[-1],
-               "final graph F1": sub["graph_f1"].iloc[-1],
-               "train seconds": sub["train_seconds"].iloc[-1]}
+        row = {
+            "seed": seed,
+            "final MCC": sub["mcc"].iloc[-1],
+            "final graph F1": sub["graph_f1"].iloc[-1],
+            "train seconds": sub["train_seconds"].iloc[-1],
+        }
         for t in THRESHOLDS:
             hit = sub[sub["mcc"] >= t]
-            row[f"s to MCC >= {t}"] = (f"{hit['train_seconds'].iloc[0]:.0f}" if len(hit)
-                                       else "not reached")
+            row[f"s to MCC >= {t}"] = (
+                f"{hit['train_seconds'].iloc[0]:.0f}" if len(hit) else "not reached"
+            )
         hit = sub[(sub["mcc"] >= 0.9) & (sub["graph_f1"] >= 0.9)]
-        row["s to MCC and F1 >= 0.9"] = (f"{hit['train_seconds'].iloc[0]:.0f}" if len(hit)
-                                         else "not reached")
+        row["s to MCC and F1 >= 0.9"] = (
+            f"{hit['train_seconds'].iloc[0]:.0f}" if len(hit) else "not reached"
+        )
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -146,22 +158,33 @@ def render(df: pd.DataFrame) -> str:
     table = summarise(df)
     if "max_epochs" in df:
         epochs = df["max_epochs"].dropna()
-        training = (f"max_epochs={int(epochs.iloc[0])}, other settings default" if len(epochs)
-                    else "default training")
+        training = (
+            f"max_epochs={int(epochs.iloc[0])}, other settings default"
+            if len(epochs)
+            else "default training"
+        )
         threads = ", ".join(str(t) for t in dict.fromkeys(df["threads"]))
         every = ", ".join(str(e) for e in dict.fromkeys(df["every"]))
         settings = f"{threads} torch thread(s); scored every {every} epochs"
     else:  # rows written before the settings were columns
         first = df.groupby("seed")["epoch"].min()
         training = f"{int(df['epoch'].max())} epochs"
-        settings = (f"torch threads: `benchmarks/README.md`; scored every "
-                    f"{', '.join(str(e) for e in dict.fromkeys(first))} epochs")
-    md = [f"# Time to quality (sVAE protocol, {training})", "",
-          f"{provenance_line('time_to_quality.csv')} {settings} (scoring excluded from the "
-          "clock). Quality figures of the SparseShiftVI issue: MCC >= 0.90 and graph F1 >= "
-          "0.90.", "",
-          table.to_markdown(index=False, floatfmt=".3f"), "",
-          "![MCC and graph F1 against training time](time_to_quality.png)", ""]
+        settings = (
+            f"torch threads: `benchmarks/README.md`; scored every "
+            f"{', '.join(str(e) for e in dict.fromkeys(first))} epochs"
+        )
+    md = [
+        f"# Time to quality (sVAE protocol, {training})",
+        "",
+        f"{provenance_line('time_to_quality.csv')} {settings} (scoring excluded from the "
+        "clock). Quality figures of the SparseShiftVI issue: MCC >= 0.90 and graph F1 >= "
+        "0.90.",
+        "",
+        table.to_markdown(index=False, floatfmt=".3f"),
+        "",
+        "![MCC and graph F1 against training time](time_to_quality.png)",
+        "",
+    ]
     return "\n".join(md)
 
 
@@ -171,10 +194,14 @@ def main(argv=None) -> pd.DataFrame:
     parser.add_argument("--seeds", nargs="+", type=int, default=[101])
     parser.add_argument("--every", type=int, default=20, help="epochs between scorings")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--max-epochs", type=int, default=None,
-                        help="default: the model's default training")
-    parser.add_argument("--render-only", action="store_true",
-                        help="rewrite TIME_TO_QUALITY.md and the figure from --out's CSV")
+    parser.add_argument(
+        "--max-epochs", type=int, default=None, help="default: the model's default training"
+    )
+    parser.add_argument(
+        "--render-only",
+        action="store_true",
+        help="rewrite TIME_TO_QUALITY.md and the figure from --out's CSV",
+    )
     add_output_args(parser, MODULE, HERE)
     args = parser.parse_args(argv)
     out = resolve_out(args, MODULE, HERE)
@@ -183,12 +210,21 @@ def main(argv=None) -> pd.DataFrame:
     else:
         if args.quick:
             args.every = 1
-        write_run_json(out, seeds=args.seeds, module=MODULE, argv=argv, extra={
-            "every": args.every, "torch_threads": args.threads, "max_epochs": args.max_epochs,
-            "quick": args.quick,
-        })
-        df = pd.concat([run_seed(s, args.quick, args.every, args.threads, args.max_epochs)
-                        for s in args.seeds])
+        write_run_json(
+            out,
+            seeds=args.seeds,
+            module=MODULE,
+            argv=argv,
+            extra={
+                "every": args.every,
+                "torch_threads": args.threads,
+                "max_epochs": args.max_epochs,
+                "quick": args.quick,
+            },
+        )
+        df = pd.concat(
+            [run_seed(s, args.quick, args.every, args.threads, args.max_epochs) for s in args.seeds]
+        )
         df.to_csv(out / "time_to_quality.csv", index=False)
     plot(df, out / "time_to_quality.png")
     (out / "TIME_TO_QUALITY.md").write_text(render(df))

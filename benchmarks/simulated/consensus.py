@@ -105,11 +105,20 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     if args.quick:
         args.seeds = args.seeds[:3]
         args.max_epochs = args.max_epochs or 3
-    write_run_json(out, seeds=args.seeds, module=MODULE, argv=argv, extra={
-        "protocol": args.protocol, "data_seed": args.data_seed,
-        "min_stability": args.min_stability, "max_epochs": args.max_epochs,
-        "quick": args.quick, "torch_threads": args.threads,
-    })
+    write_run_json(
+        out,
+        seeds=args.seeds,
+        module=MODULE,
+        argv=argv,
+        extra={
+            "protocol": args.protocol,
+            "data_seed": args.data_seed,
+            "min_stability": args.min_stability,
+            "max_epochs": args.max_epochs,
+            "quick": args.quick,
+            "torch_threads": args.threads,
+        },
+    )
     adata, truth, control, spec = simulate(args.protocol, args.data_seed, args.quick)
     true_graph = truth.to_numpy()
     z_true = adata.obsm["z_true"]

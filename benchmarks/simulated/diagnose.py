@@ -65,14 +65,18 @@ def supervised_ceiling(adata, seed: int) -> dict:
     x = (x - x.mean(0)) / np.maximum(x.std(0), 1e-8)
     z = adata.obsm["z_true"]
     order = np.random.default_rng(seed).permutation(len(x))
-    train, test = order[: int(0.8 * len(x))], order[int(0.8 * len(x)):]
-    reg = MLPRegressor(hidden_layer_sizes=(256, 256), max_iter=60, early_stopping=True,
-                       random_state=seed).fit(x[train], z[train])
+    train, test = order[: int(0.8 * len(x))], order[int(0.8 * len(x)) :]
+    reg = MLPRegressor(
+        hidden_layer_sizes=(256, 256), max_iter=60, early_stopping=True, random_state=seed
+    ).fit(x[train], z[train])
     pred, truth = reg.predict(x[test]), z[test]
     labels = adata.obs["perturbation"].to_numpy()[test]
     within_r2 = _r2(_center(pred, labels), _center(truth, labels))
-    return {"ceiling_r2": _r2(pred, truth), "ceiling_within_r2": within_r2,
-            "ceiling_unit_corr": _matched_corr(truth, pred, range(z.shape[1]))}
+    return {
+        "ceiling_r2": _r2(pred, truth),
+        "ceiling_within_r2": within_r2,
+        "ceiling_unit_corr": _matched_corr(truth, pred, range(z.shape[1])),
+    }
 
 
 def _center(x: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -91,8 +95,9 @@ def _r2(pred: np.ndarray, truth: np.ndarray) -> float:
 
 def _matched_corr(truth: np.ndarray, est: np.ndarray, matching) -> float:
     """Mean |Pearson r| of each true column with its matched estimated column."""
-    return float(np.mean([abs(np.corrcoef(truth[:, i], est[:, j])[0, 1])
-                          for i, j in enumerate(matching)]))
+    return float(
+        np.mean([abs(np.corrcoef(truth[:, i], est[:, j])[0, 1]) for i, j in enumerate(matching)])
+    )
 
 
 def _linear_r2(x: np.ndarray, y: np.ndarray) -> float:
@@ -101,8 +106,9 @@ def _linear_r2(x: np.ndarray, y: np.ndarray) -> float:
     return float(LinearRegression().fit(x, y).score(x, y))
 
 
-def diagnose_one(seed: int, method: str, model_kwargs: dict, train_kwargs: dict,
-                 quick: bool) -> dict:
+def diagnose_one(
+    seed: int, method: str, model_kwargs: dict, train_kwargs: dict, quick: bool
+) -> dict:
     """Train one model and measure its geometry (runs inside a worker process)."""
     import scvi
     import torch
@@ -122,29 +128,38 @@ def diagnose_one(seed: int, method: str, model_kwargs: dict, train_kwargs: dict,
     n_train = 8 if quick else spec["n_train"]
     perts = list(truth.index[:n_train])
     adata = subset(adata, adata.obs["perturbation"].isin(perts).to_numpy())
-    row = {"seed": seed, "method": method, "model_kwargs": json.dumps(model_kwargs),
-           "train_kwargs": json.dumps(train_kwargs)}
+    row = {
+        "seed": seed,
+        "method": method,
+        "model_kwargs": json.dumps(model_kwargs),
+        "train_kwargs": json.dumps(train_kwargs),
+    }
     row.update(supervised_ceiling(adata, seed))
 
     SparseShiftVI.setup_anndata(adata, perturbation_key="perturbation", control_category=None)
-    model = SparseShiftVI(adata, n_latent=adata.obsm["z_true"].shape[1],
-                          gene_likelihood=spec["likelihood"],
-                          **{**CONFIGS[method], **model_kwargs})
-    model.train(enable_progress_bar=False, **({"max_epochs": 5} if quick else {}),
-                **train_kwargs)
+    model = SparseShiftVI(
+        adata,
+        n_latent=adata.obsm["z_true"].shape[1],
+        gene_likelihood=spec["likelihood"],
+        **{**CONFIGS[method], **model_kwargs},
+    )
+    model.train(enable_progress_bar=False, **({"max_epochs": 5} if quick else {}), **train_kwargs)
     z, z_true = model.get_latent_representation(), adata.obsm["z_true"]
     labels = adata.obs["perturbation"].to_numpy()
     matching, _ = match_latents(z_true, z)
     zc, tc = _center(z, labels), _center(z_true, labels)
     means = np.stack([z[labels == p].mean(0) for p in perts])
     true_means = np.stack([z_true[labels == p].mean(0) for p in perts])
-    row.update({
-        "mcc": mcc(z_true, z), "r2": r2(z_true, z),
-        "within_linear_r2": _linear_r2(zc, tc),
-        "within_matched_corr": _matched_corr(tc, zc, matching),
-        "between_linear_r2": _linear_r2(means, true_means),
-        "between_matched_corr": _matched_corr(true_means, means, matching),
-    })
+    row.update(
+        {
+            "mcc": mcc(z_true, z),
+            "r2": r2(z_true, z),
+            "within_linear_r2": _linear_r2(zc, tc),
+            "within_matched_corr": _matched_corr(tc, zc, matching),
+            "between_linear_r2": _linear_r2(means, true_means),
+            "between_matched_corr": _matched_corr(true_means, means, matching),
+        }
+    )
     if model.module.intervention_prior in ("spike_slab", "l1"):
         from sklearn.metrics import roc_auc_score
 
@@ -164,8 +179,9 @@ def diagnose_one(seed: int, method: str, model_kwargs: dict, train_kwargs: dict,
         def off_target_norm(ps) -> float:
             """Mean norm of the cells' mean latent on units the perturbations do not target."""
             ps = list(ps)
-            return float(np.mean([np.linalg.norm(means[p, ~true[p]]) for p in ps])) if ps \
-                else np.nan
+            return (
+                float(np.mean([np.linalg.norm(means[p, ~true[p]]) for p in ps])) if ps else np.nan
+            )
 
         on_edge, on_missed = [], []
         for p in folded:
@@ -181,33 +197,51 @@ def diagnose_one(seed: int, method: str, model_kwargs: dict, train_kwargs: dict,
             hits.append(unit is not None and true[p, unit] and not learned[p, unit])
         missed = (true & ~learned).any(1)
         row["folded_top_off_mask_is_missed_target"] = float(np.mean(hits)) if hits else np.nan
-        row["missed_target_auroc"] = (float(roc_auc_score(missed, off["off_mask_fraction"]))
-                                      if 0 < missed.sum() < len(missed) else np.nan)
+        row["missed_target_auroc"] = (
+            float(roc_auc_score(missed, off["off_mask_fraction"]))
+            if 0 < missed.sum() < len(missed)
+            else np.nan
+        )
         singles = np.flatnonzero((n_true == 1) & (n_learned == 1))
         unfolded = np.flatnonzero((n_true == 2) & (n_learned == 2) & (learned == true).all(1))
         correct_singles = [p for p in singles if (learned[p] == true[p]).all()]
-        row.update({
-            "single_target_off_target_norm": off_target_norm(correct_singles),
-            "unfolded_n": int(unfolded.size),
-            "unfolded_shift_on_targets": float(np.mean(np.abs(means[unfolded][true[unfolded]])))
-            if unfolded.size else np.nan,
-            "unfolded_norm_off_target": off_target_norm(unfolded),
-            "single_target_shift": float(np.mean([np.abs(means[p, learned[p]]).max()
-                                                  for p in singles])) if singles.size else np.nan,
-            "folded_shift_on_edge": float(np.mean(on_edge)) if on_edge else np.nan,
-            "folded_shift_on_missed_target": float(np.mean(on_missed)) if on_missed else np.nan,
-            "folded_norm_off_target": off_target_norm(folded),
-        })
+        row.update(
+            {
+                "single_target_off_target_norm": off_target_norm(correct_singles),
+                "unfolded_n": int(unfolded.size),
+                "unfolded_shift_on_targets": float(np.mean(np.abs(means[unfolded][true[unfolded]])))
+                if unfolded.size
+                else np.nan,
+                "unfolded_norm_off_target": off_target_norm(unfolded),
+                "single_target_shift": float(
+                    np.mean([np.abs(means[p, learned[p]]).max() for p in singles])
+                )
+                if singles.size
+                else np.nan,
+                "folded_shift_on_edge": float(np.mean(on_edge)) if on_edge else np.nan,
+                "folded_shift_on_missed_target": float(np.mean(on_missed)) if on_missed else np.nan,
+                "folded_norm_off_target": off_target_norm(folded),
+            }
+        )
     return row
 
 
 def _worker(args, seed: int) -> dict:
     """One seed in a fresh process (one torch thread)."""
-    row = run_worker(MODULE, [
-        "--worker", str(seed), "--method", args.method,
-        "--model-kwargs", json.dumps(args.model_kwargs),
-        "--train-kwargs", json.dumps(args.train_kwargs), *(["--quick"] if args.quick else []),
-    ])
+    row = run_worker(
+        MODULE,
+        [
+            "--worker",
+            str(seed),
+            "--method",
+            args.method,
+            "--model-kwargs",
+            json.dumps(args.model_kwargs),
+            "--train-kwargs",
+            json.dumps(args.train_kwargs),
+            *(["--quick"] if args.quick else []),
+        ],
+    )
     print(f"  seed {seed}: MCC {row['mcc']:.3f}, R2 {row['r2']:.3f}", flush=True)
     return row
 
@@ -242,15 +276,17 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     parser.add_argument("--train-kwargs", type=json.loads, default={})
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="tiny screen, 5 epochs (CI)")
-    parser.add_argument("--render-only", action="store_true",
-                        help="rewrite DIAGNOSIS.md from --out's diagnosis.csv")
+    parser.add_argument(
+        "--render-only", action="store_true", help="rewrite DIAGNOSIS.md from --out's diagnosis.csv"
+    )
     parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)
     args, _ = parser.parse_known_args(argv)  # the committed folder depends on --method
     add_output_args(parser, MODULE, HERE / "diagnosis" / args.method)
     args = parser.parse_args(argv)
     if args.worker is not None:
-        row = diagnose_one(args.worker, args.method, args.model_kwargs, args.train_kwargs,
-                           args.quick)
+        row = diagnose_one(
+            args.worker, args.method, args.model_kwargs, args.train_kwargs, args.quick
+        )
         print(json.dumps(row))
         return pd.DataFrame([row])
 
@@ -259,11 +295,20 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         df = pd.read_csv(out / "diagnosis.csv")
         (out / "DIAGNOSIS.md").write_text(render(df))
         return df
-    write_run_json(out, seeds=args.seeds, module=MODULE, argv=argv, extra={
-        "method": args.method, "model_kwargs": args.model_kwargs,
-        "train_kwargs": args.train_kwargs, "workers": args.workers, "quick": args.quick,
-        "torch_threads_per_run": 1,
-    })
+    write_run_json(
+        out,
+        seeds=args.seeds,
+        module=MODULE,
+        argv=argv,
+        extra={
+            "method": args.method,
+            "model_kwargs": args.model_kwargs,
+            "train_kwargs": args.train_kwargs,
+            "workers": args.workers,
+            "quick": args.quick,
+            "torch_threads_per_run": 1,
+        },
+    )
     with ThreadPoolExecutor(max_workers=args.workers) as pool:
         rows = list(pool.map(lambda s: _worker(args, s), args.seeds))
     df = pd.DataFrame(rows)

@@ -50,8 +50,15 @@ METHODS = {"spike_slab": {}, "dense": {"intervention_prior": "dense"}}
 FIXED_MASKS = "spike_slab_fixed_masks"
 
 
-def run_seed(seed: int, shots: list[int], quick: bool, n_test: int, max_epochs, protocol: str,
-             method: str = "spike_slab"):
+def run_seed(
+    seed: int,
+    shots: list[int],
+    quick: bool,
+    n_test: int,
+    max_epochs,
+    protocol: str,
+    method: str = "spike_slab",
+):
     import scvi
 
     from scvi_causal.data import simulate_sparse_shift
@@ -60,8 +67,9 @@ def run_seed(seed: int, shots: list[int], quick: bool, n_test: int, max_epochs, 
 
     scvi.settings.seed = seed
     if quick:
-        adata = simulate_sparse_shift(protocol=protocol, n_perturbations=6,
-                                      n_cells_per_perturbation=60, seed=seed)
+        adata = simulate_sparse_shift(
+            protocol=protocol, n_perturbations=6, n_cells_per_perturbation=60, seed=seed
+        )
         n_train = 4
     else:
         adata = simulate_sparse_shift(protocol=protocol, seed=seed)
@@ -72,9 +80,12 @@ def run_seed(seed: int, shots: list[int], quick: bool, n_test: int, max_epochs, 
     labels = adata.obs["perturbation"].astype(str).to_numpy()
     ref = subset(adata, np.isin(labels, train_perts + ([control] if control else [])))
     SparseShiftVI.setup_anndata(ref, perturbation_key="perturbation", control_category=control)
-    model = SparseShiftVI(ref, n_latent=adata.obsm["z_true"].shape[1],
-                          gene_likelihood="poisson" if protocol == "svae" else "nb",
-                          **METHODS[method])
+    model = SparseShiftVI(
+        ref,
+        n_latent=adata.obsm["z_true"].shape[1],
+        gene_likelihood="poisson" if protocol == "svae" else "nb",
+        **METHODS[method],
+    )
     start = time.perf_counter()
     model.train(max_epochs=max_epochs, enable_progress_bar=False)
     ref_seconds = time.perf_counter() - start
@@ -113,40 +124,57 @@ def run_seed(seed: int, shots: list[int], quick: bool, n_test: int, max_epochs, 
         if name == "spike_slab":  # inclusion probabilities
             est = query.get_target_graph().loc[held_out].to_numpy()
         else:  # no sparse mask: top-k shifts (k = true number of targets), as published
-            est = simulated._topk_graph(query, "dense", held_out, matching,
-                                        held_true.to_numpy())
+            est = simulated._topk_graph(query, "dense", held_out, matching, held_true.to_numpy())
         graph = target_graph_scores(held_true.to_numpy(), est, matching)
-        rows.append({
-            "protocol": protocol, "method": name, "seed": seed, "cells_per_perturbation": n_fit,
-            "heldout_iwelbo": float(scores["iwelbo"].mean()),
-            "heldout_elbo": float(scores["elbo"].mean()),
-            "heldout_graph_f1": float(graph["f1"]) if n_fit > 0 else np.nan,
-            "heldout_graph_auprc": float(graph["auprc"]) if n_fit > 0 else np.nan,
-            "reference_mcc": ref_mcc, "reference_seconds": ref_seconds,
-            "transfer_seconds": seconds,
-        })
-        print(f"  {name} seed {seed} n={n_fit}: IWELBO {rows[-1]['heldout_iwelbo']:.2f}, "
-              f"F1 {rows[-1]['heldout_graph_f1']:.3f}", flush=True)
+        rows.append(
+            {
+                "protocol": protocol,
+                "method": name,
+                "seed": seed,
+                "cells_per_perturbation": n_fit,
+                "heldout_iwelbo": float(scores["iwelbo"].mean()),
+                "heldout_elbo": float(scores["elbo"].mean()),
+                "heldout_graph_f1": float(graph["f1"]) if n_fit > 0 else np.nan,
+                "heldout_graph_auprc": float(graph["auprc"]) if n_fit > 0 else np.nan,
+                "reference_mcc": ref_mcc,
+                "reference_seconds": ref_seconds,
+                "transfer_seconds": seconds,
+            }
+        )
+        print(
+            f"  {name} seed {seed} n={n_fit}: IWELBO {rows[-1]['heldout_iwelbo']:.2f}, "
+            f"F1 {rows[-1]['heldout_graph_f1']:.3f}",
+            flush=True,
+        )
     return rows
 
 
 def render(df: pd.DataFrame) -> str:
     """FEWSHOT.md from the rows of ``fewshot.csv`` (nothing else is read)."""
-    cols = ["heldout_iwelbo", "heldout_elbo", "heldout_graph_f1", "heldout_graph_auprc",
-            "transfer_seconds"]
+    cols = [
+        "heldout_iwelbo",
+        "heldout_elbo",
+        "heldout_graph_f1",
+        "heldout_graph_auprc",
+        "transfer_seconds",
+    ]
     g = df.groupby(["protocol", "method", "cells_per_perturbation"])[cols]
     mean, sd = g.mean(), g.std(ddof=1).fillna(0.0)
     table = mean.round(3).astype(str) + " ± " + sd.round(3).astype(str)
     table.insert(0, "n_seeds", g.size())
-    md = ["# Few-shot transfer of held-out perturbations", "",
-          f"{provenance_line('fewshot.csv')} Mean ± sd over seeds "
-          f"{sorted(df['seed'].unique().tolist())}. Reference MCC "
-          + ", ".join(f"{m} {v:.3f}" for m, v in
-                      df.groupby("method")["reference_mcc"].mean().items())
-          + ". `cells_per_perturbation = 0`: frozen model, no fitted shift. All methods score "
-          "the same test cells of the same screens; `dense` graphs are read as the top-k "
-          "shifts (k = true number of targets), as in the published protocol.", "",
-          table.reset_index().to_markdown(index=False), ""]
+    md = [
+        "# Few-shot transfer of held-out perturbations",
+        "",
+        f"{provenance_line('fewshot.csv')} Mean ± sd over seeds "
+        f"{sorted(df['seed'].unique().tolist())}. Reference MCC "
+        + ", ".join(f"{m} {v:.3f}" for m, v in df.groupby("method")["reference_mcc"].mean().items())
+        + ". `cells_per_perturbation = 0`: frozen model, no fitted shift. All methods score "
+        "the same test cells of the same screens; `dense` graphs are read as the top-k "
+        "shifts (k = true number of targets), as in the published protocol.",
+        "",
+        table.reset_index().to_markdown(index=False),
+        "",
+    ]
     md += paired_lines(df)
     md += ["![few-shot](fewshot.png)", ""]
     return "\n".join(md)
@@ -181,17 +209,31 @@ def paired_lines(df: pd.DataFrame) -> list[str]:
     """Markdown: per seed and number of cells, each method's held-out IWELBO minus dense's."""
     if df["method"].nunique() < 2 or "dense" not in set(df["method"]):
         return []
-    wide = df.pivot_table(index=["protocol", "cells_per_perturbation", "seed"],
-                          columns="method", values="heldout_iwelbo")
+    wide = df.pivot_table(
+        index=["protocol", "cells_per_perturbation", "seed"],
+        columns="method",
+        values="heldout_iwelbo",
+    )
     rows = []
     for method in wide.columns.drop("dense"):
         diff = (wide[method] - wide["dense"]).dropna()
         for (protocol, n), d in diff.groupby(level=[0, 1]):
-            rows.append({"protocol": protocol, "method": method, "cells_per_perturbation": n,
-                         "seeds": len(d), "mean minus dense (nats/cell)": round(d.mean(), 3),
-                         "seeds >= dense": f"{int((d >= 0).sum())}/{len(d)}"})
-    return ["Held-out IWELBO of the test cells minus `dense`'s, paired by seed:", "",
-            pd.DataFrame(rows).to_markdown(index=False), ""]
+            rows.append(
+                {
+                    "protocol": protocol,
+                    "method": method,
+                    "cells_per_perturbation": n,
+                    "seeds": len(d),
+                    "mean minus dense (nats/cell)": round(d.mean(), 3),
+                    "seeds >= dense": f"{int((d >= 0).sum())}/{len(d)}",
+                }
+            )
+    return [
+        "Held-out IWELBO of the test cells minus `dense`'s, paired by seed:",
+        "",
+        pd.DataFrame(rows).to_markdown(index=False),
+        "",
+    ]
 
 
 def main(argv=None):
@@ -204,10 +246,18 @@ def main(argv=None):
     parser.add_argument("--max-epochs", type=int, default=None)
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--from-csv", nargs="+", type=Path, default=None,
-                        help="merge these fewshot.csv files and rewrite the table, no training")
-    parser.add_argument("--render-only", action="store_true",
-                        help="rewrite FEWSHOT.md and fewshot.png from --out's fewshot.csv")
+    parser.add_argument(
+        "--from-csv",
+        nargs="+",
+        type=Path,
+        default=None,
+        help="merge these fewshot.csv files and rewrite the table, no training",
+    )
+    parser.add_argument(
+        "--render-only",
+        action="store_true",
+        help="rewrite FEWSHOT.md and fewshot.png from --out's fewshot.csv",
+    )
     add_output_args(parser, MODULE, HERE)
     args = parser.parse_args(argv)
     out = resolve_out(args, MODULE, HERE)
@@ -227,15 +277,26 @@ def main(argv=None):
         args.seeds, args.n_test = args.seeds[:1], 20
         args.shots = [0, 10, 1000]
         args.max_epochs = args.max_epochs or 3
-    write_run_json(out, seeds=args.seeds, module=MODULE, argv=argv, extra={
-        "protocol": args.protocol, "methods": args.methods, "shots": args.shots,
-        "n_test": args.n_test, "max_epochs": args.max_epochs, "quick": args.quick,
-        "torch_threads": args.threads,
-    })
+    write_run_json(
+        out,
+        seeds=args.seeds,
+        module=MODULE,
+        argv=argv,
+        extra={
+            "protocol": args.protocol,
+            "methods": args.methods,
+            "shots": args.shots,
+            "n_test": args.n_test,
+            "max_epochs": args.max_epochs,
+            "quick": args.quick,
+            "torch_threads": args.threads,
+        },
+    )
     rows = []
     for seed, method in itertools.product(args.seeds, args.methods):
-        rows += run_seed(seed, args.shots, args.quick, args.n_test, args.max_epochs,
-                         args.protocol, method)
+        rows += run_seed(
+            seed, args.shots, args.quick, args.n_test, args.max_epochs, args.protocol, method
+        )
         write(pd.DataFrame(rows), out)
     return pd.DataFrame(rows)
 

@@ -144,9 +144,11 @@ def run_one(
             "heldout_iwelbo": float(scores["iwelbo"].mean()),
             "heldout_graph_f1": float(held_graph["f1"]),
             "heldout_graph_auprc": float(held_graph["auprc"]),
-            "heldout_graph_topk_f1": float(target_graph_scores(
-                held_true, _topk_graph(query, method, held_out, matching, held_true), matching
-            )["f1"]),
+            "heldout_graph_topk_f1": float(
+                target_graph_scores(
+                    held_true, _topk_graph(query, method, held_out, matching, held_true), matching
+                )["f1"]
+            ),
             "transfer_seconds": transfer_seconds,
         }
         if method == "spike_slab":
@@ -212,42 +214,82 @@ def _topk_graph(model, method: str, perts: list[str], matching, true_graph) -> n
 
 def _worker(args: argparse.Namespace, protocol: str, method: str, seed: int) -> dict:
     """One run in a fresh process (one torch thread, its own peak-memory reading)."""
-    row = run_worker(MODULE, [
-        "--worker", json.dumps([protocol, method, seed]),
-        *(["--quick"] if args.quick else []),
-        *(["--max-epochs", str(args.max_epochs)] if args.max_epochs else []),
-        "--model-kwargs", json.dumps(args.model_kwargs),
-        "--train-kwargs", json.dumps(args.train_kwargs),
-    ])
-    print(f"  {protocol:8s} {method:10s} seed {seed}: MCC {row['mcc_pearson']:.3f}, "
-          f"F1 {row['graph_f1']:.3f}, {row['train_seconds']:.0f} s", flush=True)
+    row = run_worker(
+        MODULE,
+        [
+            "--worker",
+            json.dumps([protocol, method, seed]),
+            *(["--quick"] if args.quick else []),
+            *(["--max-epochs", str(args.max_epochs)] if args.max_epochs else []),
+            "--model-kwargs",
+            json.dumps(args.model_kwargs),
+            "--train-kwargs",
+            json.dumps(args.train_kwargs),
+        ],
+    )
+    print(
+        f"  {protocol:8s} {method:10s} seed {seed}: MCC {row['mcc_pearson']:.3f}, "
+        f"F1 {row['graph_f1']:.3f}, {row['train_seconds']:.0f} s",
+        flush=True,
+    )
     return row
 
 
 def summarise(df: pd.DataFrame) -> pd.DataFrame:
     """Mean +- sd over seeds per protocol and method."""
-    cols = ["mcc_pearson", "mcc_spearman", "r2", "graph_precision", "graph_recall", "graph_f1",
-            "graph_auprc", "graph_shd", "graph_topk_f1", "heldout_elbo", "heldout_iwelbo",
-            "heldout_iwelbo_fixed_masks", "heldout_graph_f1", "heldout_graph_topk_f1",
-            "final_mask_density", "train_seconds", "transfer_seconds", "peak_rss_mb"]
+    cols = [
+        "mcc_pearson",
+        "mcc_spearman",
+        "r2",
+        "graph_precision",
+        "graph_recall",
+        "graph_f1",
+        "graph_auprc",
+        "graph_shd",
+        "graph_topk_f1",
+        "heldout_elbo",
+        "heldout_iwelbo",
+        "heldout_iwelbo_fixed_masks",
+        "heldout_graph_f1",
+        "heldout_graph_topk_f1",
+        "final_mask_density",
+        "train_seconds",
+        "transfer_seconds",
+        "peak_rss_mb",
+    ]
     cols = [c for c in cols if c in df]
     grouped = df.groupby(["protocol", "method"], sort=False)[cols]
     mean, sd = grouped.mean(), grouped.std(ddof=1).fillna(0.0)
     out = mean.copy().astype(object)
     for c in cols:
-        fmt = "{:.0f} ± {:.0f}" if c in ("train_seconds", "transfer_seconds", "peak_rss_mb",
-                                         "graph_shd") else (
-            "{:.2f} ± {:.2f}" if c.startswith("heldout_el") or c.startswith("heldout_iw")
-            else "{:.3f} ± {:.3f}")
+        fmt = (
+            "{:.0f} ± {:.0f}"
+            if c in ("train_seconds", "transfer_seconds", "peak_rss_mb", "graph_shd")
+            else (
+                "{:.2f} ± {:.2f}"
+                if c.startswith("heldout_el") or c.startswith("heldout_iw")
+                else "{:.3f} ± {:.3f}"
+            )
+        )
         out[c] = [fmt.format(m, s) for m, s in zip(mean[c], sd[c])]
     out.insert(0, "n_seeds", grouped.size())
     return out.reset_index()
 
 
 #: columns compared in "best per column", and whether higher is better
-COMPARED = {"mcc_pearson": True, "mcc_spearman": True, "r2": True, "graph_f1": True,
-            "graph_auprc": True, "graph_shd": False, "graph_topk_f1": True, "heldout_elbo": True,
-            "heldout_iwelbo": True, "heldout_graph_f1": True, "heldout_graph_topk_f1": True}
+COMPARED = {
+    "mcc_pearson": True,
+    "mcc_spearman": True,
+    "r2": True,
+    "graph_f1": True,
+    "graph_auprc": True,
+    "graph_shd": False,
+    "graph_topk_f1": True,
+    "heldout_elbo": True,
+    "heldout_iwelbo": True,
+    "heldout_graph_f1": True,
+    "heldout_graph_topk_f1": True,
+}
 
 
 def best_per_column(df: pd.DataFrame) -> list[str]:
@@ -256,8 +298,10 @@ def best_per_column(df: pd.DataFrame) -> list[str]:
     Only methods measured on as many seeds as the most-measured method are compared, so a
     method with fewer finished seeds cannot win (or lose) on a different set of seeds.
     """
-    lines = ["Best mean per column (methods with every seed of the run; computed from "
-             "`results.csv`):", ""]
+    lines = [
+        "Best mean per column (methods with every seed of the run; computed from `results.csv`):",
+        "",
+    ]
     for protocol, sub in df.groupby("protocol", sort=False):
         n = sub.groupby("method")["seed"].nunique()
         full = n.index[n == n.max()]
@@ -279,18 +323,25 @@ def best_per_column(df: pd.DataFrame) -> list[str]:
         if fixed is not None and fixed.notna().all() and "heldout_iwelbo" in means:
             others = means["heldout_iwelbo"].dropna()
             better = [m for m in others.index if fixed.mean() >= others[m]]
-            lines += [f"- {protocol}: spike_slab with all-ones query masks (published transfer "
-                      f"protocol): held-out IWELBO {fixed.mean():.3f}, >= the sparse-query "
-                      f"held-out IWELBO of {', '.join(better) or 'no method'} (best: "
-                      f"{others.idxmax()} {others.max():.3f})"]
+            lines += [
+                f"- {protocol}: spike_slab with all-ones query masks (published transfer "
+                f"protocol): held-out IWELBO {fixed.mean():.3f}, >= the sparse-query "
+                f"held-out IWELBO of {', '.join(better) or 'no method'} (best: "
+                f"{others.idxmax()} {others.max():.3f})"
+            ]
         partial = n.index[n < n.max()]
         if len(partial):
-            lines += [f"- {protocol}: left out of this comparison for fewer seeds: "
-                      + ", ".join(f"{m} ({n[m]})" for m in partial)]
+            lines += [
+                f"- {protocol}: left out of this comparison for fewer seeds: "
+                + ", ".join(f"{m} ({n[m]})" for m in partial)
+            ]
     if any("(a baseline wins)" in line for line in lines):
-        lines += ["", "Where a baseline wins a column, what was measured and tried about it is "
-                  "in `benchmarks/simulated/NOTES.md`; held-out IWELBO of cells the query never "
-                  "saw, against `dense`, is in `benchmarks/simulated/FEWSHOT.md`."]
+        lines += [
+            "",
+            "Where a baseline wins a column, what was measured and tried about it is "
+            "in `benchmarks/simulated/NOTES.md`; held-out IWELBO of cells the query never "
+            "saw, against `dense`, is in `benchmarks/simulated/FEWSHOT.md`.",
+        ]
     return [*lines, ""] if len(lines) > 2 else []
 
 
@@ -301,8 +352,9 @@ def plot(df: pd.DataFrame, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     protocols = list(dict.fromkeys(df["protocol"]))
-    fig, axes = plt.subplots(len(protocols), 2, figsize=(9, 3 * len(protocols)), squeeze=False,
-                             constrained_layout=True)
+    fig, axes = plt.subplots(
+        len(protocols), 2, figsize=(9, 3 * len(protocols)), squeeze=False, constrained_layout=True
+    )
     for row, protocol in enumerate(protocols):
         sub = df[df["protocol"] == protocol]
         methods = list(dict.fromkeys(sub["method"]))
@@ -327,22 +379,44 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     parser.add_argument("--max-epochs", type=int, default=None, help="default: the model's")
     parser.add_argument("--workers", type=int, default=2)
     add_output_args(parser, MODULE, HERE)
-    parser.add_argument("--model-kwargs", type=json.loads, default={},
-                        help="JSON of extra SparseShiftVI arguments (ablations)")
-    parser.add_argument("--train-kwargs", type=json.loads, default={},
-                        help="JSON of extra SparseShiftVI.train arguments (ablations)")
-    parser.add_argument("--from-csv", type=Path, default=None,
-                        help="rewrite results.csv, RESULTS.md and results.png in --out from "
-                             "this results.csv, no runs")
-    parser.add_argument("--render-only", action="store_true",
-                        help="rewrite RESULTS.md and results.png from --out's results.csv")
+    parser.add_argument(
+        "--model-kwargs",
+        type=json.loads,
+        default={},
+        help="JSON of extra SparseShiftVI arguments (ablations)",
+    )
+    parser.add_argument(
+        "--train-kwargs",
+        type=json.loads,
+        default={},
+        help="JSON of extra SparseShiftVI.train arguments (ablations)",
+    )
+    parser.add_argument(
+        "--from-csv",
+        type=Path,
+        default=None,
+        help="rewrite results.csv, RESULTS.md and results.png in --out from "
+        "this results.csv, no runs",
+    )
+    parser.add_argument(
+        "--render-only",
+        action="store_true",
+        help="rewrite RESULTS.md and results.png from --out's results.csv",
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     if args.worker:
         protocol, method, seed = json.loads(args.worker)
-        row = run_one(protocol, method, seed, args.quick, args.max_epochs, args.model_kwargs,
-                      args.train_kwargs)
+        row = run_one(
+            protocol,
+            method,
+            seed,
+            args.quick,
+            args.max_epochs,
+            args.model_kwargs,
+            args.train_kwargs,
+        )
         print(json.dumps(row))
         return pd.DataFrame([row])
 
@@ -361,15 +435,29 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         args.max_epochs = args.max_epochs or 3
     jobs = [(p, m, s) for p in args.protocols for s in args.seeds for m in args.methods]
     print(f"{len(jobs)} runs on {args.workers} workers", flush=True)
-    write_run_json(out, seeds=args.seeds, module=MODULE, argv=argv, extra={
-        "protocols": args.protocols, "methods": args.methods, "quick": args.quick,
-        "max_epochs": args.max_epochs, "workers": args.workers,
-        "torch_threads_per_run": 1, "model_kwargs": args.model_kwargs,
-        "train_kwargs": args.train_kwargs,
-    })
+    write_run_json(
+        out,
+        seeds=args.seeds,
+        module=MODULE,
+        argv=argv,
+        extra={
+            "protocols": args.protocols,
+            "methods": args.methods,
+            "quick": args.quick,
+            "max_epochs": args.max_epochs,
+            "workers": args.workers,
+            "torch_threads_per_run": 1,
+            "model_kwargs": args.model_kwargs,
+            "train_kwargs": args.train_kwargs,
+        },
+    )
     # tables are rewritten after every run, so partial results survive
-    rows = map_threads(lambda *job: _worker(args, *job), jobs, args.workers,
-                       lambda rows: write_tables(pd.DataFrame(rows), out))
+    rows = map_threads(
+        lambda *job: _worker(args, *job),
+        jobs,
+        args.workers,
+        lambda rows: write_tables(pd.DataFrame(rows), out),
+    )
     df = pd.DataFrame(rows)
     table = write_tables(df, out)
     print(table.to_string(index=False))
@@ -379,8 +467,9 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
 def sort_runs(df: pd.DataFrame) -> pd.DataFrame:
     """Rows by protocol, method (in ``METHODS`` order) and seed."""
     order = {m: i for i, m in enumerate(METHODS)}
-    return df.sort_values(["protocol", "method", "seed"],
-                          key=lambda c: c.map(order) if c.name == "method" else c)
+    return df.sort_values(
+        ["protocol", "method", "seed"], key=lambda c: c.map(order) if c.name == "method" else c
+    )
 
 
 def render(df: pd.DataFrame) -> str:

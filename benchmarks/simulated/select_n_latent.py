@@ -40,15 +40,29 @@ def _job(k: int, grid, seeds, max_epochs: int, threads: int, quick: bool) -> pd.
     from scvi_causal.data import simulate_sparse_shift
     from scvi_causal.model import SparseShiftVI, select_n_latent
 
-    size = {"n_perturbations": 8, "n_cells_per_perturbation": 30, "n_genes": 60,
-            "n_control_cells": 100} if quick else SIZE
+    size = (
+        {
+            "n_perturbations": 8,
+            "n_cells_per_perturbation": 30,
+            "n_genes": 60,
+            "n_control_cells": 100,
+        }
+        if quick
+        else SIZE
+    )
     adata = simulate_sparse_shift(n_latent=k, seed=k, **size)
     SparseShiftVI.setup_anndata(adata)
     start = time.time()
-    table = select_n_latent(adata, n_latents=grid, seeds=seeds, max_epochs=max_epochs,
-                            train_kwargs={"enable_progress_bar": False})
-    return table.reset_index().assign(true_k=k, chosen_n_latent=table.attrs["n_latent"],
-                                      seconds=time.time() - start)
+    table = select_n_latent(
+        adata,
+        n_latents=grid,
+        seeds=seeds,
+        max_epochs=max_epochs,
+        train_kwargs={"enable_progress_bar": False},
+    )
+    return table.reset_index().assign(
+        true_k=k, chosen_n_latent=table.attrs["n_latent"], seconds=time.time() - start
+    )
 
 
 def render(df: pd.DataFrame) -> str:
@@ -63,16 +77,23 @@ def render(df: pd.DataFrame) -> str:
     else:  # rows written before the columns existed
         settings = "seeds and epochs: the defaults of the command"
     lines = [
-        "# Choosing n_latent on simulated screens", "",
+        "# Choosing n_latent on simulated screens",
+        "",
         "Rendered from `select_n_latent.csv` alone (`--render-only`); do not edit by hand. "
         "Rows made by: " + "; ".join(f"`{c}`" for c in commands) + ". "
         f"Screens: `simulate_sparse_shift(n_latent=K, seed=K, {SIZE})` (smaller with "
         f"`--quick`); grid {grid}, {settings}; rule: the smallest n_latent whose held-out ELBO "
-        "is within one standard error (cells and seeds) of the best.", "",
-        "| true K | chosen n_latent | within +-2 |", "|---:|---:|---|",
+        "is within one standard error (cells and seeds) of the best.",
+        "",
+        "| true K | chosen n_latent | within +-2 |",
+        "|---:|---:|---|",
         *[f"| {k} | {c} | {'yes' if abs(c - k) <= 2 else 'no'} |" for k, c in chosen.items()],
-        "", df.drop(columns=["command", "seeds", "max_epochs"], errors="ignore").round(3)
-        .to_markdown(index=False), ""]
+        "",
+        df.drop(columns=["command", "seeds", "max_epochs"], errors="ignore")
+        .round(3)
+        .to_markdown(index=False),
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -85,8 +106,11 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--quick", action="store_true", help="tiny screens (CI)")
-    parser.add_argument("--render-only", action="store_true",
-                        help="rewrite SELECT_N_LATENT.md from --out's select_n_latent.csv")
+    parser.add_argument(
+        "--render-only",
+        action="store_true",
+        help="rewrite SELECT_N_LATENT.md from --out's select_n_latent.csv",
+    )
     add_output_args(parser, MODULE, HERE)
     args = parser.parse_args(argv)
     out = resolve_out(args, MODULE, HERE)
@@ -97,20 +121,33 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     if args.quick:
         args.true_k, args.grid, args.max_epochs = args.true_k[:1], [2, args.true_k[0]], 3
     command = command_line(MODULE, argv)
-    write_run_json(out, seeds=args.seeds, module=MODULE, argv=argv, extra={
-        "true_k": args.true_k, "grid": args.grid, "max_epochs": args.max_epochs,
-        "workers": args.workers, "torch_threads": args.threads, "quick": args.quick,
-    })
+    write_run_json(
+        out,
+        seeds=args.seeds,
+        module=MODULE,
+        argv=argv,
+        extra={
+            "true_k": args.true_k,
+            "grid": args.grid,
+            "max_epochs": args.max_epochs,
+            "workers": args.workers,
+            "torch_threads": args.threads,
+            "quick": args.quick,
+        },
+    )
     with process_pool(args.workers) as pool:
-        futures = [pool.submit(_job, k, args.grid, args.seeds, args.max_epochs, args.threads,
-                               args.quick) for k in args.true_k]
+        futures = [
+            pool.submit(_job, k, args.grid, args.seeds, args.max_epochs, args.threads, args.quick)
+            for k in args.true_k
+        ]
         tables = [f.result() for f in futures]
     df = pd.concat(tables, ignore_index=True).assign(
-        command=command, seeds=" ".join(map(str, args.seeds)), max_epochs=args.max_epochs)
+        command=command, seeds=" ".join(map(str, args.seeds)), max_epochs=args.max_epochs
+    )
     df.to_csv(out / "select_n_latent.csv", index=False)
     text = render(df)
     (out / "SELECT_N_LATENT.md").write_text(text)
-    print("\n".join(text.splitlines()[:8 + df["true_k"].nunique()]))
+    print("\n".join(text.splitlines()[: 8 + df["true_k"].nunique()]))
     return df
 
 

@@ -44,7 +44,10 @@ def measure(seed: int, threads: int) -> dict:
     set_torch_threads(threads)
     scvi.settings.seed = seed
     adata = simulate_sparse_shift(
-        n_perturbations=75, n_cells_per_perturbation=200, n_control_cells=1000, n_genes=300,
+        n_perturbations=75,
+        n_cells_per_perturbation=200,
+        n_control_cells=1000,
+        n_genes=300,
         seed=seed,
     )
     SparseShiftVI.setup_anndata(adata, perturbation_key="perturbation", control_category="control")
@@ -87,9 +90,14 @@ def render(df: pd.DataFrame) -> str:
         "MCC / graph F1": f"{row['mcc']:.3f} / {row['graph_f1']:.3f}",
         "machine": row["machine"],
     }
-    text = ["# Default training time, 16,000 cells x 300 genes", "",
-            f"Written by `{row['command']}`; rendered from `timing.csv` alone (`--render-only`).",
-            "", "| quantity | value |", "|---|---|"]
+    text = [
+        "# Default training time, 16,000 cells x 300 genes",
+        "",
+        f"Written by `{row['command']}`; rendered from `timing.csv` alone (`--render-only`).",
+        "",
+        "| quantity | value |",
+        "|---|---|",
+    ]
     text += [f"| {k} | {v} |" for k, v in rows.items()]
     return "\n".join(text) + "\n"
 
@@ -98,16 +106,18 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--render-only", action="store_true",
-                        help="rewrite TIMING.md from --out's timing.csv")
+    parser.add_argument(
+        "--render-only", action="store_true", help="rewrite TIMING.md from --out's timing.csv"
+    )
     add_output_args(parser, MODULE, HERE)
     args = parser.parse_args(argv)
     out = resolve_out(args, MODULE, HERE)
     if args.render_only:
         df = pd.read_csv(out / "timing.csv")
     else:
-        write_run_json(out, seeds=[args.seed], module=MODULE, argv=argv,
-                       extra={"torch_threads": args.threads})
+        write_run_json(
+            out, seeds=[args.seed], module=MODULE, argv=argv, extra={"torch_threads": args.threads}
+        )
         row = measure(args.seed, args.threads)
         df = pd.DataFrame([{**row, "command": command_line(MODULE, argv)}])
         df.to_csv(out / "timing.csv", index=False)
