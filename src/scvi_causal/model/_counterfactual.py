@@ -13,13 +13,13 @@ from scvi import REGISTRY_KEYS
 from scvi.module._constants import MODULE_KEYS
 
 from scvi_causal._constants import (
-    DIRECT_INTERVENTION_KEY,
-    INTERVENTION_KEY,
     LFC_SCALE,
     PERTURBATION_KEY,
 )
 from scvi_causal._encoding import UnknownPerturbationError
 from scvi_causal.module._sparse_shift_vae import _offset_likelihood
+
+from ._validation import source_cells
 
 logger = logging.getLogger(__name__)
 
@@ -97,30 +97,6 @@ class CounterfactualMixin:
         """Posterior expectation of the masked shifts, E[m_p] * mu_p (not the masks' mode)."""
         prior = self.module.prior
         return (prior.inclusion_probs() * prior.shifts).detach()
-
-    def _decode(
-        self,
-        tensors: dict,
-        z: torch.Tensor,
-        library: torch.Tensor,
-        direct: torch.Tensor | None = None,
-    ):
-        """Likelihood of latents ``z`` decoded with the cells' own library size and covariates.
-
-        The prior is left unshifted: the perturbation acts through ``z`` and, if the model has
-        direct effects, through those of the multi-hot row(s) ``direct`` (``(P,)`` or
-        ``(n, P)``; None: no direct effect, as for control).
-        """
-        gen_input = self.module._get_generative_input(
-            tensors, {MODULE_KEYS.Z_KEY: z, MODULE_KEYS.LIBRARY_KEY: library}
-        )
-        gen_input[INTERVENTION_KEY] = None
-        if direct is not None:
-            # one row is broadcast over the cells (its offset computed once, not per cell)
-            gen_input[DIRECT_INTERVENTION_KEY] = (
-                direct if direct.shape[0] == 1 else direct.expand(z.shape[-2], -1)
-            )
-        return self.module.generative(**gen_input)[MODULE_KEYS.PX_KEY]
 
     def _observed_batches(self) -> np.ndarray | None:
         """``(P, n_batch)`` bool: training cells carrying perturbation p exist in batch b.
@@ -210,11 +186,11 @@ class CounterfactualMixin:
                             tensors[REGISTRY_KEYS.BATCH_KEY], int(b)
                         ),
                     }
-                    treated = self._decode(
+                    treated = self.module.decode(
                         in_b, u + target_shift[t], library, direct=target_rows[t : t + 1]
                     ).scale
                     if int(b) not in untreated_in:
-                        untreated_in[int(b)] = self._decode(in_b, u, library).scale
+                        untreated_in[int(b)] = self.module.decode(in_b, u, library).scale
                     untreated = untreated_in[int(b)]
                     if n_samples > 1:
                         treated, untreated = treated.mean(0), untreated.mean(0)
@@ -359,25 +335,7 @@ class CounterfactualMixin:
         if not perturbations:
             raise ValueError("`perturbations` is empty.")
         targets = np.stack([self._parse_request(p) for p in perturbations])
-        if source_category is None:
-            if not self.control_categories_:
-                raise ValueError(
-                    "The model has no control category; pass `source_category` (the label "
-                    "of the cells to start from)."
-                )
-            sources = list(self.control_categories_)
-        else:
-            sources = (
-                [source_category] if isinstance(source_category, str) else list(source_category)
-            )
-            sources = [str(s) for s in sources]
-        source_mask = labels.isin(sources).to_numpy()
-        if not source_mask.any():
-            raise ValueError(
-                f"No cells with source_category {sources} in adata (labels present: "
-                f"{sorted(labels.unique())[:10]})."
-            )
-        indices = np.flatnonzero(source_mask)
+        sources, indices = source_cells(labels, self.control_categories_, source_category)
 
         needed = targets.any(0)  # perturbations whose shift is used (targets and sources)
         for source in sources:
@@ -407,13 +365,13 @@ class CounterfactualMixin:
             reconstruction = None  # u in the cells' own batches, shared by carried labels
             for t in range(len(perturbations)):
                 z_cf = u + target_shift[t]  # action
-                px = self._decode(tensors, z_cf, library, direct=target_rows[t : t + 1])
+                px = self.module.decode(tensors, z_cf, library, direct=target_rows[t : t + 1])
                 if offsets[t] is not None:  # cells whose effect is carried from other batches
                     offset = offsets[t][own]
                     carried = ~torch.isnan(offset).any(-1)
                     if carried.any():
                         if reconstruction is None:
-                            reconstruction = self._decode(tensors, u, library)
+                            reconstruction = self.module.decode(tensors, u, library)
                         moved = _offset_likelihood(reconstruction, torch.nan_to_num(offset))
                         px = _select_likelihood(px, moved, carried)
                 if return_counts:

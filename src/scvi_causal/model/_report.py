@@ -14,6 +14,8 @@ from scvi.module._constants import MODULE_KEYS
 from scvi_causal._constants import EFFECTS_CHUNK
 from scvi_causal.metrics._counterfactual import log_fold_change
 
+from ._validation import source_cells
+
 logger = logging.getLogger(__name__)
 
 
@@ -26,15 +28,9 @@ class ReportMixin:
     def _source_subset(self, adata, source_category, max_cells: int, seed: int) -> AnnData:
         adata = self._validate_anndata(adata)
         labels = self._perturbation_labels(adata)
-        if source_category is None:
-            sources = list(self.control_categories_) or sorted(labels.unique())
-        else:
-            sources = (
-                [source_category] if isinstance(source_category, str) else list(source_category)
-            )
-        idx = np.flatnonzero(labels.isin(sources).to_numpy())
-        if len(idx) == 0:
-            raise ValueError(f"No cells with source_category {sources} in adata.")
+        _, idx = source_cells(
+            labels, self.control_categories_, source_category, all_without_controls=True
+        )
         if len(idx) > max_cells:
             idx = np.sort(np.random.default_rng(seed).choice(idx, max_cells, replace=False))
         return adata[idx].copy()
@@ -94,7 +90,7 @@ class ReportMixin:
             z0 = inf[MODULE_KEYS.QZ_KEY].loc
             for k in range(n_latent + 1):
                 z = z0 if k == n_latent else z0 + eye[k]
-                scale = self._decode(tensors, z, inf[MODULE_KEYS.LIBRARY_KEY]).scale
+                scale = self.module.decode(tensors, z, inf[MODULE_KEYS.LIBRARY_KEY]).scale
                 sums[k] += scale.sum(0).double().cpu()
         means = (sums / source.n_obs).numpy()
         effects = np.stack(

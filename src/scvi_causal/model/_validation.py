@@ -99,7 +99,13 @@ def check_perturbations(
     return [str(c) for c in controls]
 
 
-__all__ = ["MATRIX_LABEL_KEY", "check_counts", "check_perturbations", "perturbation_matrix_labels"]
+__all__ = [
+    "MATRIX_LABEL_KEY",
+    "check_counts",
+    "check_perturbations",
+    "perturbation_matrix_labels",
+    "source_cells",
+]
 
 
 def perturbation_matrix_labels(
@@ -196,3 +202,42 @@ def perturbation_matrix_labels(
             "is None; give the control label those cells get."
         )
     return labels, names
+
+
+def source_cells(
+    labels: pd.Series,
+    controls: Sequence[str],
+    source_category: str | Sequence[str] | None = None,
+    all_without_controls: bool = False,
+) -> tuple[list[str], np.ndarray]:
+    """The cells counterfactual predictions start from: their labels and indices.
+
+    ``source_category`` (a label or labels) or, by default, the control labels; a screen
+    without controls raises a clear error, unless ``all_without_controls`` (then every cell is a
+    source). Raises if no cell carries a source label.
+
+    Examples
+    --------
+    >>> labels = pd.Series(["ctrl", "A", "ctrl"])
+    >>> source_cells(labels, ["ctrl"])
+    (['ctrl'], array([0, 2]))
+    """
+    if source_category is None:
+        if controls:
+            sources = [str(c) for c in controls]
+        elif all_without_controls:
+            sources = sorted(map(str, labels.unique()))
+        else:
+            raise ValueError(
+                "The model has no control category; pass `source_category` (the label of the "
+                "cells to start from)."
+            )
+    else:
+        sources = [str(s) for s in control_labels(source_category)]
+    indices = np.flatnonzero(labels.isin(sources).to_numpy())
+    if len(indices) == 0:
+        raise ValueError(
+            f"No cells with source_category {sources} in adata (labels present: "
+            f"{sorted(map(str, labels.unique()))[:10]})."
+        )
+    return sources, indices

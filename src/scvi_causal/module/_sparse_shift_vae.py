@@ -189,6 +189,40 @@ class SparseShiftVAE(LatentRotationMixin, VAE):
                 )
         return outputs
 
+    def decode(
+        self,
+        tensors: dict[str, torch.Tensor],
+        z: torch.Tensor,
+        library: torch.Tensor,
+        direct: torch.Tensor | None = None,
+    ):
+        """Count likelihood of latents ``z`` decoded with the cells' own library size, batch and
+        covariates (from ``tensors``), as counterfactual predictions need.
+
+        The prior is left unshifted: a perturbation acts through ``z`` and, with direct
+        effects, through those of the multi-hot row(s) ``direct`` (``(1, P)``, broadcast over
+        the cells, or ``(n, P)``; None: no direct effect, as for control cells).
+
+        Examples
+        --------
+        >>> import numpy as np, torch
+        >>> module = SparseShiftVAE(5, intervention_matrix=np.eye(2), n_latent=3)
+        >>> tensors = {"X": torch.ones(4, 5), "batch": torch.zeros(4, 1)}
+        >>> px = module.decode(tensors, torch.zeros(4, 3), torch.zeros(4, 1))
+        >>> px.scale.shape
+        torch.Size([4, 5])
+        """
+        gen_input = self._get_generative_input(
+            tensors, {MODULE_KEYS.Z_KEY: z, MODULE_KEYS.LIBRARY_KEY: library}
+        )
+        gen_input[INTERVENTION_KEY] = None
+        if direct is not None:
+            # one row is broadcast over the cells (its offset computed once, not per cell)
+            gen_input[DIRECT_INTERVENTION_KEY] = (
+                direct if direct.shape[0] == 1 else direct.expand(z.shape[-2], -1)
+            )
+        return self.generative(**gen_input)[MODULE_KEYS.PX_KEY]
+
     def direct_effects(self) -> torch.Tensor | None:
         """``(P, G)`` direct effects on log-proportions (None without direct effects; zeros
         until activated)."""
