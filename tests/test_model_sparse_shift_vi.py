@@ -391,7 +391,7 @@ def test_covariate_errors(adata):
     [
         ({"n_latent": 0}, "n_latent"),
         ({"n_latent": 2.5}, "n_latent"),
-        ({"intervention_prior": "horseshoe"}, "intervention_prior must be"),
+        ({"intervention_prior": "horseshoe"}, "Unknown intervention_prior"),
         ({"gene_likelihood": "gaussian"}, "gene_likelihood must be"),
         ({"sparsity_scale": "log"}, "sparsity_scale"),
     ],

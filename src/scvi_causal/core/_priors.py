@@ -37,6 +37,23 @@ from ._masks import InterventionMask
 from ._sparsity import bernoulli_kl, l1_penalty_per_sample
 
 InterventionPrior = Literal["spike_slab", "l1", "dense", "none"]
+#: The names of :data:`InterventionPrior`.
+INTERVENTION_PRIORS = ("spike_slab", "l1", "dense", "none")
+
+
+def check_intervention_prior(name: str) -> str:
+    """Return ``name`` if it is a known intervention prior, else raise a clear error.
+
+    Examples
+    --------
+    >>> check_intervention_prior("l1")
+    'l1'
+    """
+    if name not in INTERVENTION_PRIORS:
+        raise ValueError(
+            f"Unknown intervention_prior {name!r}; use 'spike_slab', 'l1', 'dense' or 'none'."
+        )
+    return name
 
 
 class LatentPrior(nn.Module, ABC):
@@ -435,11 +452,6 @@ def make_prior(
     >>> make_prior("spike_slab", 3, 4).__class__.__name__
     'SparseShiftPrior'
     """
-    if intervention_prior == "none":
+    if check_intervention_prior(intervention_prior) == "none":
         return StandardNormalPrior(n_latent)
-    if intervention_prior not in ("spike_slab", "l1", "dense"):
-        raise ValueError(
-            f"Unknown intervention_prior {intervention_prior!r}; "
-            "use 'spike_slab', 'l1', 'dense' or 'none'."
-        )
     return SparseShiftPrior(n_interventions, n_latent, intervention_prior, **kwargs)

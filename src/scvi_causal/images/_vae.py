@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from scvi_causal._constants import DEFAULT_ALIGN_AT
 from scvi_causal.core import LatentRotationMixin, SparseShiftPrior, make_prior, total_correlation
+from scvi_causal.core._priors import check_intervention_prior
 from scvi_causal.core._training import (
     InterventionScheduleMixin,
     category_latent_sums,
@@ -336,7 +337,7 @@ class ImageVAE:
         hidden: int = 256,
         **prior_kwargs,
     ):
-        if intervention_prior != "none" and n_interventions < 1:
+        if check_intervention_prior(intervention_prior) != "none" and n_interventions < 1:
             raise ValueError(
                 f"intervention_prior={intervention_prior!r} needs `n_interventions >= 1`; use "
                 "'none' for a model without interventions."

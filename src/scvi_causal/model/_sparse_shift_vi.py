@@ -37,6 +37,7 @@ from scvi_causal._constants import (
     default_prior_prob,
 )
 from scvi_causal._encoding import PerturbationEncoding, control_labels
+from scvi_causal.core._priors import check_intervention_prior
 from scvi_causal.module import SparseShiftVAE
 from scvi_causal.train import SparseShiftTrainingPlan
 
@@ -192,11 +193,7 @@ class SparseShiftVI(
             raise ValueError(
                 f"gene_likelihood must be 'nb', 'zinb' or 'poisson', got {gene_likelihood!r}."
             )
-        if intervention_prior not in ("spike_slab", "l1", "dense", "none"):
-            raise ValueError(
-                "intervention_prior must be 'spike_slab', 'l1', 'dense' or 'none', "
-                f"got {intervention_prior!r}."
-            )
+        check_intervention_prior(intervention_prior)
         super().__init__(adata)
         setup_args = self.adata_manager.registry["setup_args"]
         categories = self.adata_manager.get_state_registry(PERTURBATION_KEY).categorical_mapping
