@@ -61,6 +61,8 @@ bibtex_reference_style = "author_year"
 
 # MyST / myst-nb: notebooks are rendered as they are, never executed at build time.
 myst_enable_extensions = ["colon_fence", "dollarmath", "amsmath"]
+# `[text](#section-title)` links to headings within a page
+myst_heading_anchors = 3
 nb_execution_mode = "off"
 # Tutorials are jupytext "percent" scripts; myst-nb reads them through jupytext.
 nb_custom_formats = {".py": ["jupytext.reads", {"fmt": "py:percent"}]}

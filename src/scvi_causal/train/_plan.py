@@ -103,9 +103,7 @@ class SparseShiftTrainingPlan(InterventionScheduleMixin, TrainingPlan):
         ``align_noise_z / sqrt(n)``, ``n`` the perturbation's training cells (the standard
         error of its mean latent at unit variance), so that perturbations whose displacement
         is mostly noise do not get several weak edges. Default 3; ``None``: no floor (only the
-        relative ``align_threshold``). Without the floor, Papalexi 2021 (seed 0) ended with 63
-        edges instead of 12, most of them on perturbations without a measurable effect; the
-        simulated sVAE protocol (250+ cells per perturbation) is unchanged by it.
+        relative ``align_threshold``); see the model guide for the measurement behind it.
     direct_start
         Fraction of ``max_epochs`` from which the module's direct gene-level effects
         (:class:`~scvi_causal.core.DirectEffects`, if it has them) are switched on; before,
