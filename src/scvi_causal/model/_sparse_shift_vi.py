@@ -665,10 +665,9 @@ class SparseShiftVI(
         unperturbed mean 0 for a screen without controls. The part of :math:`d_p` on units that
         are *not* targeted (inclusion probability below ``threshold``) is what the sparse model
         pays for as prior mismatch instead of explaining it with an edge. A large off-mask share
-        with one dominant unit flags a possibly missed target: on the simulated sVAE benchmark,
-        about half of the perturbations with two true targets end with one learned edge, and for
-        about two in three of those the missed target is the top off-mask unit
-        (``benchmarks/simulated/diagnose.py``).
+        with one dominant unit flags a possibly missed target (how often this happens, and how
+        often the top off-mask unit is the missed one, is measured by
+        ``benchmarks/simulated/diagnose.py``; see the model guide).
 
         Parameters
         ----------
