@@ -9,6 +9,7 @@ from ._rotation import (
     sparse_alignment,
     sparse_rotation,
 )
+from ._scm import LinearSCMNormal, LinearSCMPrior, notears_acyclicity
 from ._sparsity import bernoulli_kl, l1_penalty, l1_penalty_per_sample
 from ._tc import total_correlation
 from ._training import InterventionScheduleMixin, category_latent_sums, negative_elbo
@@ -20,6 +21,8 @@ __all__ = [
     "InterventionScheduleMixin",
     "LatentPrior",
     "LatentRotationMixin",
+    "LinearSCMNormal",
+    "LinearSCMPrior",
     "SparseShiftPrior",
     "StandardNormalPrior",
     "bernoulli_kl",
@@ -29,6 +32,7 @@ __all__ = [
     "l1_penalty_per_sample",
     "make_prior",
     "negative_elbo",
+    "notears_acyclicity",
     "rotate_latent_layers",
     "sparse_alignment",
     "sparse_rotation",
