@@ -26,10 +26,12 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks tutorials
+	$(VENV)/bin/ruff format --check src tests benchmarks tutorials
 	$(PY) -m pytest --doctest-modules $(PYTEST_ARGS) src tests
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks tutorials
+	$(VENV)/bin/ruff format --check src tests benchmarks tutorials
 
 docs: $(STAMP)
 	$(VENV)/bin/sphinx-build -W --keep-going -b html docs docs/_build/html
