@@ -54,9 +54,9 @@ def test_samples_and_interventions_propagate_to_descendants():
     np.testing.assert_allclose([z[:, 0].mean(), z[:, 2].mean()], [0.0, -6.0], atol=0.1)
     # counterfactual: abduction keeps each cell's noise; the new shift propagates down the chain
     with torch.no_grad():
-        prior.noise.mask.logits.fill_(10.0)
-        prior.noise.mask.logits[0, 1:] = -10.0
-        prior.noise.shifts.fill_(1.0)
+        prior.mask.logits.fill_(10.0)
+        prior.mask.logits[0, 1:] = -10.0
+        prior.shifts.fill_(1.0)
     with torch.no_grad():
         z0 = prior(torch.zeros(5, 1)).rsample()
     z1 = prior.counterfactual(z0, torch.zeros(5, 1), torch.ones(5, 1))

@@ -298,6 +298,11 @@ class SparseShiftPrior(LatentPrior):
         """Posterior inclusion probabilities, ``(P, K)``."""
         return self.mask.inclusion_probs()
 
+    def expected_effects(self) -> torch.Tensor:
+        """``(P, K)`` effect of each intervention on the latents' mean: the shifts times the
+        masks' posterior expectation (inclusion probabilities, not their mode)."""
+        return self.inclusion_probs() * self.shifts
+
     def local_penalty(self, intervention: torch.Tensor | None) -> torch.Tensor | None:
         """Per-sample sparsity cost ``c * sum_p a_p * sum_k q_pk``, shape ``(n,)`` (or None)."""
         if (

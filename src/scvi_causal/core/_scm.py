@@ -34,7 +34,7 @@ from torch.distributions.kl import register_kl
 from scvi_causal._constants import DEFAULT_MASK_INIT_PROB
 
 from ._masks import InterventionMask
-from ._priors import LatentPrior, SparseShiftPrior
+from ._priors import SparseShiftPrior
 from ._sparsity import bernoulli_kl
 
 
@@ -140,19 +140,18 @@ def _kl_normal_scm(q: Normal, p: LinearSCMNormal) -> torch.Tensor:
     return 0.5 * (trace + mean_term - 1.0 - torch.log(var)) - logdet / k
 
 
-class LinearSCMPrior(LatentPrior):
+class LinearSCMPrior(SparseShiftPrior):
     r"""Latent SCM prior: a learned sparse DAG among units, perturbations shift the noise.
 
     :math:`z = z W + e`, :math:`W = G \odot V` with a spike-and-slab gate :math:`G_{ij}` per
     edge (:class:`InterventionMask` over units x units, relaxed while training, at its posterior
     mode in evaluation) and a weight :math:`V_{ij}`, and :math:`e \sim \mathcal{N}(\sum_p a_p\,
-    m_p \odot \mu_p, I)`, the interventions of a :class:`SparseShiftPrior` (``noise``) acting on
-    the exogenous noise of their *direct* targets. Samples without intervention follow the
-    observational SCM.
+    m_p \odot \mu_p, I)`: the masks and shifts of :class:`SparseShiftPrior` (inherited, with its
+    per-sample sparsity cost) act on the exogenous noise of the *direct* targets, and the effect
+    propagates to their descendants. Samples without intervention follow the observational SCM.
 
-    Sparsity and acyclicity:
+    Sparsity and acyclicity of the graph:
 
-    * the noise shifts keep the per-sample sparsity cost of :class:`SparseShiftPrior`;
     * every sample pays ``edge_penalty`` nats per expected edge, so that an edge is kept only
       where it improves the fit of the samples by more than that (an edge whose weight goes to
       zero would otherwise keep its gate at the initial probability); the edges also have a
@@ -162,6 +161,9 @@ class LinearSCMPrior(LatentPrior):
       weights (:func:`notears_acyclicity`, 0 iff the graph is a DAG), so that acyclicity does
       not weaken with the number of samples. :meth:`dag` returns a DAG in any case, removing
       the weakest edges of any remaining cycle.
+
+    The latent space of an SCM is not rotated by the alignment steps
+    (:meth:`can_reset_in_frame` is False): a rotation would mix the units of the graph.
 
     Parameters
     ----------
@@ -185,7 +187,7 @@ class LinearSCMPrior(LatentPrior):
         local minima). Not yet tuned inside the VAE.
     acyclicity_weight
         Per-sample weight of the acyclicity function.
-    **noise_kwargs
+    **shift_kwargs
         Passed to :class:`SparseShiftPrior` (``sparsity_penalty``, ``prior_prob``, ...).
 
     Examples
@@ -209,27 +211,23 @@ class LinearSCMPrior(LatentPrior):
         edge_init_prob: float = DEFAULT_MASK_INIT_PROB,
         edge_penalty: float = 0.3,
         acyclicity_weight: float = 10.0,
-        **noise_kwargs,
+        **shift_kwargs,
     ):
-        super().__init__()
         if n_latent < 2:
             raise ValueError(f"A latent graph needs n_latent >= 2, got {n_latent}.")
+        super().__init__(n_interventions, n_latent, intervention_prior, **shift_kwargs)
         if acyclicity_weight < 0:
             raise ValueError(f"`acyclicity_weight` must be >= 0, got {acyclicity_weight}.")
-        self.noise = SparseShiftPrior(n_interventions, n_latent, intervention_prior, **noise_kwargs)
-        self.n_latent = n_latent
-        self.n_interventions = n_interventions
-        self.intervention_prior = intervention_prior
+        if edge_penalty < 0:
+            raise ValueError(f"`edge_penalty` must be >= 0, got {edge_penalty}.")
         self.edge_prior_prob = (
             float(edge_prior_prob) if edge_prior_prob is not None else 1.0 / n_latent
         )
         if not 0.0 < self.edge_prior_prob < 1.0:
             raise ValueError(f"`edge_prior_prob` must be in (0, 1), got {edge_prior_prob}.")
         self.edge_slab_scale = edge_slab_scale
-        self.acyclicity_weight = float(acyclicity_weight)
-        if edge_penalty < 0:
-            raise ValueError(f"`edge_penalty` must be >= 0, got {edge_penalty}.")
         self.edge_penalty = float(edge_penalty)
+        self.acyclicity_weight = float(acyclicity_weight)
         self.edges = InterventionMask(
             n_latent, n_latent, kind="spike_slab", init_prob=edge_init_prob
         )
@@ -237,23 +235,14 @@ class LinearSCMPrior(LatentPrior):
         self.register_buffer("off_diagonal", 1.0 - torch.eye(n_latent))
 
     # ------------------------------------------------------------------ interface
-    @property
-    def sparsity_penalty(self) -> float:
-        """The per-sample sparsity cost of the interventions (see :class:`SparseShiftPrior`)."""
-        return self.noise.sparsity_penalty
-
-    @sparsity_penalty.setter
-    def sparsity_penalty(self, value: float) -> None:
-        self.noise.sparsity_penalty = value
-
     def weights(self) -> torch.Tensor:
-        """One draw of the gated weights :math:`G \\odot V`, ``(K, K)``, zero diagonal."""
+        """One draw of the gated weights :math:`G \\odot V`, ``(K, K)``, zero diagonal (the
+        gates' posterior mode in evaluation mode)."""
         return self.edges() * self.edge_weights * self.off_diagonal
 
     def forward(self, intervention: torch.Tensor | None = None, n: int | None = None):
         """The SCM's law of the latents of samples with ``intervention`` (``(n, P)``)."""
-        loc = self.noise(intervention, n=n).loc
-        return LinearSCMNormal(loc, self.weights())
+        return LinearSCMNormal(super().forward(intervention, n=n).loc, self.weights())
 
     def local_penalty(self, intervention: torch.Tensor | None = None) -> torch.Tensor | None:
         """Per sample: the interventions' sparsity cost, ``edge_penalty`` per expected edge and
@@ -262,9 +251,8 @@ class LinearSCMPrior(LatentPrior):
         if intervention is None:
             return None
         graph = self.edge_penalty * self.latent_graph().sum()
-        graph = graph + self.acyclicity_weight * self.acyclicity()
-        cost = self.noise.local_penalty(intervention)
-        graph = graph.expand(intervention.shape[0])
+        graph = (graph + self.acyclicity_weight * self.acyclicity()).expand(intervention.shape[0])
+        cost = super().local_penalty(intervention)
         return graph if cost is None else cost + graph
 
     def acyclicity(self) -> torch.Tensor:
@@ -275,7 +263,7 @@ class LinearSCMPrior(LatentPrior):
     def kl_global(self) -> torch.Tensor:
         """The interventions' term, the edges' Bernoulli KL and the slab on edge weights."""
         probs = self.latent_graph()
-        out = self.noise.kl_global()
+        out = super().kl_global()
         out = (
             out + (bernoulli_kl(self.edges.logits, self.edge_prior_prob) * self.off_diagonal).sum()
         )
@@ -287,26 +275,29 @@ class LinearSCMPrior(LatentPrior):
             out = out - (probs * log_slab).sum()
         return out
 
-    def intervention_parameters(self) -> list[nn.Parameter]:
-        """The interventions' mask logits and shifts (the graph trains at the networks' rate)."""
-        return self.noise.intervention_parameters()
-
     def set_temperature(self, temperature: float) -> None:
         """Temperature of the intervention masks and of the edge gates."""
-        self.noise.set_temperature(temperature)
+        super().set_temperature(temperature)
         self.edges.set_temperature(temperature)
 
-    def inclusion_probs(self) -> torch.Tensor:
-        """Posterior inclusion probabilities of the *direct* targets, ``(P, K)``."""
-        return self.noise.inclusion_probs()
+    def can_reset_in_frame(self) -> bool:
+        """False: rotating the latent space would mix the units of the graph."""
+        return False
+
+    def expected_effects(self) -> torch.Tensor:
+        """``(P, K)`` effect of each intervention on the latents' mean: its expected noise
+        shift propagated through the graph (gates at their posterior mode)."""
+        with torch.no_grad():
+            weights = (self.latent_graph() > 0.5) * self.edge_weights
+        return LinearSCMNormal(super().expected_effects(), weights).mean
 
     def extra_metrics(self) -> dict[str, torch.Tensor]:
         """The interventions' diagnostics, the acyclicity and the edge density."""
+        out = dict(super().extra_metrics())
         with torch.no_grad():
-            out = dict(self.noise.extra_metrics())
             out["dag_acyclicity"] = self.acyclicity()
-            out["edge_density"] = (self.latent_graph() > 0.5).float().sum() / max(
-                self.n_latent * (self.n_latent - 1), 1
+            out["edge_density"] = (self.latent_graph() > 0.5).float().sum() / (
+                self.n_latent * (self.n_latent - 1)
             )
         return out
 
@@ -340,7 +331,7 @@ class LinearSCMPrior(LatentPrior):
         weights = self.weights().clone()
         units = torch.as_tensor(list(values), dtype=torch.long)
         weights[:, units] = 0.0
-        loc = self.noise(intervention, n=n).loc.clone()
+        loc = super().forward(intervention, n=n).loc.clone()
         noise = loc + torch.randn_like(loc)
         noise[:, units] = torch.as_tensor(list(values.values()), dtype=loc.dtype)
         return LinearSCMNormal(loc, weights).propagate(noise)
@@ -353,7 +344,7 @@ class LinearSCMPrior(LatentPrior):
         ``new_intervention``: abduction of their noise, action on its mean, propagation."""
         observed = self(intervention, n=z.shape[-2])
         noise = observed.abduct(z) - observed.loc
-        new_loc = self.noise(new_intervention, n=z.shape[-2]).loc
+        new_loc = super().forward(new_intervention, n=z.shape[-2]).loc
         return observed.propagate(noise + new_loc)
 
 

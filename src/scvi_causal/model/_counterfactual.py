@@ -94,9 +94,9 @@ class CounterfactualMixin:
         return torch.as_tensor(shifts, dtype=torch.float32, device=self.device)
 
     def _model_shift_matrix(self) -> torch.Tensor:
-        """Posterior expectation of the masked shifts, E[m_p] * mu_p (not the masks' mode)."""
-        prior = self.module.prior
-        return (prior.inclusion_probs() * prior.shifts).detach()
+        """Effect of each perturbation on the latents' mean under the prior: E[m_p] * mu_p (not
+        the masks' mode), propagated through the latent graph if the model has one."""
+        return self.module.prior.expected_effects().detach()
 
     def _observed_batches(self) -> np.ndarray | None:
         """``(P, n_batch)`` bool: training cells carrying perturbation p exist in batch b.

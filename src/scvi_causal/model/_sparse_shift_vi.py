@@ -145,6 +145,17 @@ class SparseShiftVI(
         in sVAE+). Ignored (off) for ``intervention_prior="none"``, which ignores labels.
         :meth:`predict` and :meth:`target_report` use them; :meth:`get_direct_effects` returns
         them.
+    latent_graph
+        ``"none"`` (default): the latent units are independent under the prior. ``"dag"``
+        (experimental): a linear-Gaussian structural causal model among the units with a
+        learned sparse DAG (:class:`~scvi_causal.core.LinearSCMPrior`); a perturbation shifts
+        the exogenous noise of its *direct* targets (:meth:`get_target_graph`) and its effect
+        propagates to their descendants, in the prior and in :meth:`predict`.
+        :meth:`get_latent_graph` returns the graph. The alignment steps are off (a rotation
+        would mix the graph's units).
+    graph_kwargs
+        More arguments of :class:`~scvi_causal.core.LinearSCMPrior` (``edge_penalty``,
+        ``acyclicity_weight``, ``edge_prior_prob``).
     **vae_kwargs
         Other keyword arguments of :class:`scvi.module.VAE` (``use_batch_norm``,
         ``encode_covariates``, ...).
@@ -185,6 +196,8 @@ class SparseShiftVI(
         tc_weight: float = 0.0,
         tc_query_size: int | None = 128,
         direct_penalty: float | None = DEFAULT_DIRECT_PENALTY,
+        latent_graph: Literal["none", "dag"] = "none",
+        graph_kwargs: dict | None = None,
         **vae_kwargs,
     ):
         if not isinstance(n_latent, int | np.integer) or n_latent < 1:
@@ -228,6 +241,8 @@ class SparseShiftVI(
             tc_query_size=tc_query_size,
             prior_kwargs=None if intervention_prior == "none" else prior_kwargs,
             direct_penalty=None if intervention_prior == "none" else direct_penalty,
+            latent_graph=latent_graph,
+            graph_kwargs=graph_kwargs,
             n_batch=self.summary_stats.n_batch,
             n_continuous_cov=self.summary_stats.get("n_extra_continuous_covs", 0),
             n_cats_per_cov=n_cats_per_cov,
@@ -244,6 +259,7 @@ class SparseShiftVI(
             f"SparseShiftVI: {len(self.perturbation_names_)} perturbations, "
             f"n_latent={n_latent}, intervention_prior={intervention_prior!r}, "
             f"gene_likelihood={gene_likelihood!r}"
+            + (f", latent_graph={latent_graph!r}" if latent_graph != "none" else "")
         )
         self.init_params_ = self._get_init_params(locals())
 
@@ -562,6 +578,34 @@ class SparseShiftVI(
         self._require_sparse_prior("A target graph")
         probs = self.module.prior.inclusion_probs().detach().cpu().numpy()
         return pd.DataFrame(probs, index=self.perturbation_names_, columns=self._latent_columns())
+
+    @torch.inference_mode()
+    def get_latent_graph(self, dag: bool = False) -> pd.DataFrame:
+        """Learned causal graph among the latent units (``latent_graph="dag"``).
+
+        Parameters
+        ----------
+        dag
+            Return the edges as 0/1 (inclusion probability >= 0.5), made acyclic by removing
+            the weakest edge of any remaining cycle; default the inclusion probabilities.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Units x units, rows = parent, columns = child: edge inclusion probabilities in
+            [0, 1] (or 0/1 with ``dag=True``); the diagonal is 0.
+
+        Examples
+        --------
+        >>> graph = model.get_latent_graph()  # doctest: +SKIP
+        >>> graph.stack().nlargest(5)  # the strongest parent -> child edges  # doctest: +SKIP
+        """
+        prior = self.module.prior
+        if getattr(self.module, "latent_graph", "none") != "dag":
+            raise ValueError("This model has no latent graph; train with latent_graph='dag'.")
+        values = prior.dag().float() if dag else prior.latent_graph().detach()
+        cols = self._latent_columns()
+        return pd.DataFrame(values.cpu().numpy(), index=cols, columns=cols)
 
     @torch.inference_mode()
     def get_perturbation_shifts(

@@ -20,6 +20,7 @@ from scvi_causal.core import (
     total_correlation,
 )
 from scvi_causal.core._priors import InterventionPrior
+from scvi_causal.core._scm import LinearSCMPrior
 from scvi_causal.core._training import negative_elbo
 
 __all__ = [
@@ -70,6 +71,13 @@ class SparseShiftVAE(LatentRotationMixin, VAE):
         bypass the latent units, e.g. the knockdown of a guide's own gene), counted once per
         data set. ``None``: no direct effects (every effect goes through the latent units).
         The effects are zero until the training plan activates them.
+    latent_graph
+        ``"none"`` (default): independent latent units under the prior. ``"dag"``: a learned
+        linear-Gaussian SCM among the units (:class:`~scvi_causal.core.LinearSCMPrior`), whose
+        exogenous noise the perturbations shift; the masks then select *direct* targets.
+    graph_kwargs
+        Passed to :class:`~scvi_causal.core.LinearSCMPrior` (``edge_penalty``,
+        ``acyclicity_weight``, ...) with ``latent_graph="dag"``.
     **vae_kwargs
         Passed to :class:`scvi.module.VAE` (``n_latent``, ``n_hidden``, ``gene_likelihood``, ...).
 
@@ -91,9 +99,19 @@ class SparseShiftVAE(LatentRotationMixin, VAE):
         tc_weight: float = 0.0,
         tc_query_size: int | None = 128,
         direct_penalty: float | None = None,
+        latent_graph: str = "none",
+        graph_kwargs: dict | None = None,
         **vae_kwargs,
     ):
         super().__init__(n_input, **vae_kwargs)
+        if latent_graph not in ("none", "dag"):
+            raise ValueError(f"`latent_graph` must be 'none' or 'dag', got {latent_graph!r}.")
+        if latent_graph == "dag" and intervention_prior == "none":
+            raise ValueError(
+                "latent_graph='dag' needs the perturbations (they shift the SCM's noise); "
+                "intervention_prior='none' ignores them."
+            )
+        self.latent_graph = latent_graph
         matrix = torch.as_tensor(np.asarray(intervention_matrix), dtype=torch.float32)
         if matrix.ndim != 2:
             raise ValueError("`intervention_matrix` must be 2-d (n_categories, n_interventions).")
@@ -108,9 +126,18 @@ class SparseShiftVAE(LatentRotationMixin, VAE):
         self.register_buffer("intervention_matrix", matrix)
         self.intervention_prior = intervention_prior
         self.beta = beta
-        self.prior = make_prior(
-            intervention_prior, matrix.shape[1], self.n_latent, **(prior_kwargs or {})
-        )
+        if latent_graph == "dag":
+            self.prior = LinearSCMPrior(
+                matrix.shape[1],
+                self.n_latent,
+                intervention_prior,
+                **(prior_kwargs or {}),
+                **(graph_kwargs or {}),
+            )
+        else:
+            self.prior = make_prior(
+                intervention_prior, matrix.shape[1], self.n_latent, **(prior_kwargs or {})
+            )
         if direct_penalty is not None and intervention_prior == "none":
             raise ValueError(
                 "Direct effects need perturbation labels; intervention_prior='none' "
