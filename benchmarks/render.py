@@ -83,6 +83,12 @@ def _time_to_quality(folder: Path) -> str:
     return time_to_quality.render(pd.read_csv(folder / "time_to_quality.csv"))
 
 
+def _genome_wide(folder: Path) -> str:
+    from benchmarks.scale import genome_wide
+
+    return genome_wide.render(pd.read_csv(folder / "results.csv"))
+
+
 def _profile(folder: Path) -> str:
     from benchmarks.scale import profile_step
 
@@ -104,6 +110,7 @@ TABLES: dict[str, Callable[[Path], str]] = {
     "scale/RESULTS.md": _scale,
     "scale/TIME_TO_QUALITY.md": _time_to_quality,
     "scale/PROFILE.md": _profile,
+    "scale/genome_wide/RESULTS.md": _genome_wide,
 }
 
 

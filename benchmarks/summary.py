@@ -468,6 +468,49 @@ def _scale(folder: Path) -> pd.DataFrame:
         _row(data, task, "MCC", {"SparseShiftVI": timing["mcc"]}),
         _row(data, task, "graph F1", {"SparseShiftVI": timing["graph_f1"]}),
     ]
+    wide = folder / "genome_wide" / "results.csv"
+    if wide.exists():
+        stages = pd.read_csv(wide).set_index("stage")
+        first = stages.iloc[0]
+        n_cells = int(stages.loc["simulate", "n_cells"])
+        data = (
+            f"simulated, default protocol, {int(first['n_perturbations']):,} perturbations x "
+            f"{int(first['cells_per_perturbation'])} cells ({n_cells:,} cells) x "
+            f"{int(first['n_genes']):,} genes"
+        )
+        task = (
+            f"genome-wide size, default training ({int(stages.loc['train', 'epochs'])} epochs, "
+            f"{int(first['threads'])} threads)"
+        )
+        graph = stages.loc["latent and graph"]
+        rows += [
+            _row(
+                data,
+                task,
+                "train() seconds (lower is better)",
+                {"SparseShiftVI": stages.loc["train", "seconds"]},
+                0,
+                lower=True,
+            ),
+            _row(
+                data,
+                task,
+                "target report seconds (lower is better)",
+                {"SparseShiftVI": stages.loc["target report", "seconds"]},
+                0,
+                lower=True,
+            ),
+            _row(
+                data,
+                task,
+                "peak RSS, GiB (lower is better)",
+                {"SparseShiftVI": stages["peak_rss_gib"].max()},
+                2,
+                lower=True,
+            ),
+            _row(data, task, "MCC", {"SparseShiftVI": graph["mcc"]}),
+            _row(data, task, "graph F1", {"SparseShiftVI": graph["graph_f1"]}),
+        ]
     return pd.DataFrame(rows)
 
 
@@ -585,14 +628,16 @@ BLOCKS = [
         "scale",
         "python -m benchmarks.scale.run --update; python -m benchmarks.scale.profile_step "
         "--update; python -m benchmarks.scale.time_to_quality --update; python -m "
-        "benchmarks.simulated.timing --update",
+        "benchmarks.simulated.timing --update; python -m benchmarks.scale.genome_wide --update",
         (
             "scale/results.csv",
             "scale/profile.csv",
             "scale/time_to_quality.csv",
             "simulated/timing.csv",
+            "scale/genome_wide/results.csv",
         ),
-        "scale/RESULTS.md, scale/PROFILE.md, scale/TIME_TO_QUALITY.md, simulated/TIMING.md",
+        "scale/RESULTS.md, scale/PROFILE.md, scale/TIME_TO_QUALITY.md, simulated/TIMING.md, "
+        "scale/genome_wide/RESULTS.md",
         _scale,
         "CPU, one model at a time; torch threads as each row (or the full table) says.",
         ["SparseShiftVI", "SCVI"],
