@@ -13,6 +13,7 @@ byte for byte.
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -22,34 +23,14 @@ import pandas as pd
 from benchmarks._common import BENCHMARKS, write_text
 
 
-def _simulated_run(folder: Path) -> str:
-    from benchmarks.simulated import run
+def _from_csv(module: str, csv: str) -> Callable[[Path], str]:
+    """Renderer of a table whose script renders one CSV: ``benchmarks.<module>.render``."""
 
-    return run.render(pd.read_csv(folder / "results.csv"))
+    def render(folder: Path) -> str:
+        script = importlib.import_module(f"benchmarks.{module}")
+        return script.render(pd.read_csv(folder / csv))
 
-
-def _fewshot(folder: Path) -> str:
-    from benchmarks.simulated import fewshot
-
-    return fewshot.render(pd.read_csv(folder / "fewshot.csv"))
-
-
-def _select_n_latent(folder: Path) -> str:
-    from benchmarks.simulated import select_n_latent
-
-    return select_n_latent.render(pd.read_csv(folder / "select_n_latent.csv"))
-
-
-def _timing(folder: Path) -> str:
-    from benchmarks.simulated import timing
-
-    return timing.render(pd.read_csv(folder / "timing.csv"))
-
-
-def _diagnosis(folder: Path) -> str:
-    from benchmarks.simulated import diagnose
-
-    return diagnose.render(pd.read_csv(folder / "diagnosis.csv"))
+    return render
 
 
 def _counterfactual(folder: Path) -> str:
@@ -65,52 +46,25 @@ def _real(folder: Path) -> str:
     return run.render(*(tables[name] for name in run.TABLES))
 
 
-def _images(folder: Path) -> str:
-    from benchmarks.images import run
-
-    return run.render(pd.read_csv(folder / "results.csv"))
-
-
-def _scale(folder: Path) -> str:
-    from benchmarks.scale import run
-
-    return run.render(pd.read_csv(folder / "results.csv"))
-
-
-def _time_to_quality(folder: Path) -> str:
-    from benchmarks.scale import time_to_quality
-
-    return time_to_quality.render(pd.read_csv(folder / "time_to_quality.csv"))
-
-
-def _genome_wide(folder: Path) -> str:
-    from benchmarks.scale import genome_wide
-
-    return genome_wide.render(pd.read_csv(folder / "results.csv"))
-
-
-def _profile(folder: Path) -> str:
-    from benchmarks.scale import profile_step
-
-    return profile_step.render(pd.read_csv(folder / "profile.csv"))
-
+_simulated_run = _from_csv("simulated.run", "results.csv")
+_diagnosis = _from_csv("simulated.diagnose", "diagnosis.csv")
 
 #: committed markdown table (relative to ``benchmarks/``) -> its renderer from the folder's CSVs
 TABLES: dict[str, Callable[[Path], str]] = {
     "simulated/RESULTS.md": _simulated_run,
     "simulated/default_protocol/RESULTS.md": _simulated_run,
-    "simulated/FEWSHOT.md": _fewshot,
-    "simulated/SELECT_N_LATENT.md": _select_n_latent,
-    "simulated/TIMING.md": _timing,
+    "simulated/FEWSHOT.md": _from_csv("simulated.fewshot", "fewshot.csv"),
+    "simulated/SELECT_N_LATENT.md": _from_csv("simulated.select_n_latent", "select_n_latent.csv"),
+    "simulated/TIMING.md": _from_csv("simulated.timing", "timing.csv"),
     "simulated/diagnosis/spike_slab/DIAGNOSIS.md": _diagnosis,
     "simulated/diagnosis/dense/DIAGNOSIS.md": _diagnosis,
     "counterfactual/RESULTS.md": _counterfactual,
     "real/RESULTS.md": _real,
-    "images/RESULTS.md": _images,
-    "scale/RESULTS.md": _scale,
-    "scale/TIME_TO_QUALITY.md": _time_to_quality,
-    "scale/PROFILE.md": _profile,
-    "scale/genome_wide/RESULTS.md": _genome_wide,
+    "images/RESULTS.md": _from_csv("images.run", "results.csv"),
+    "scale/RESULTS.md": _from_csv("scale.run", "results.csv"),
+    "scale/TIME_TO_QUALITY.md": _from_csv("scale.time_to_quality", "time_to_quality.csv"),
+    "scale/PROFILE.md": _from_csv("scale.profile_step", "profile.csv"),
+    "scale/genome_wide/RESULTS.md": _from_csv("scale.genome_wide", "results.csv"),
 }
 
 

@@ -26,8 +26,6 @@ RNG_STATE_KEY = "scvi_causal_rng_states"
 # ---------------------------------------------------------------- labels
 #: Separator of combinations in perturbation labels (``"A+B"``).
 DEFAULT_DELIMITER = "+"
-#: Default label of control cells.
-DEFAULT_CONTROL = "control"
 
 # ---------------------------------------------------------------- prior defaults
 #: Per-cell cost :math:`c` of each targeted unit (relative to the perturbation's largest

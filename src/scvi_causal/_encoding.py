@@ -118,15 +118,6 @@ class PerturbationEncoding:
         )
 
     # ------------------------------------------------------------------ reading labels
-    @property
-    def n_perturbations(self) -> int:
-        """Number of atomic perturbations (columns)."""
-        return len(self.names)
-
-    def is_control(self, label) -> bool:
-        """Whether ``label`` is a control label."""
-        return str(label) in self.controls
-
     def members(self, label) -> list[str]:
         """Atomic perturbations of ``label`` (empty for a control label).
 
@@ -143,11 +134,6 @@ class PerturbationEncoding:
         if not parts:
             raise ValueError(f"Perturbation label {label!r} has no perturbation in it.")
         return parts
-
-    def unknown(self, label) -> list[str]:
-        """Members of ``label`` that are not among :attr:`names`."""
-        names = set(self.names)
-        return [m for m in self.members(label) if m not in names]
 
     def encode(self, labels: Iterable[str]) -> np.ndarray:
         """``(n, P)`` float32 multi-hot matrix of ``labels`` (zero rows for controls).

@@ -49,9 +49,14 @@ def notears_acyclicity(weights: torch.Tensor) -> torch.Tensor:
     >>> float(notears_acyclicity(chain)), float(notears_acyclicity(chain + chain.T)) > 0
     (0.0, True)
     """
+    return _trace_exp_excess(weights * weights)
+
+
+def _trace_exp_excess(nonnegative: torch.Tensor) -> torch.Tensor:
+    """``tr exp(A) - K`` of a non-negative ``(K, K)`` matrix: 0 iff ``A`` has no cycle."""
     return (
-        torch.linalg.matrix_exp(weights * weights).diagonal(dim1=-2, dim2=-1).sum(-1)
-        - (weights.shape[-1])
+        torch.linalg.matrix_exp(nonnegative).diagonal(dim1=-2, dim2=-1).sum(-1)
+        - (nonnegative.shape[-1])
     )
 
 
@@ -85,7 +90,7 @@ class LinearSCMNormal(Distribution):
     support = constraints.real
     has_rsample = True
 
-    def __init__(self, loc: torch.Tensor, weights: torch.Tensor, validate_args=None):
+    def __init__(self, loc: torch.Tensor, weights: torch.Tensor):
         self.loc = loc
         self.weights = weights
         k = weights.shape[-1]
@@ -257,8 +262,7 @@ class LinearSCMPrior(SparseShiftPrior):
 
     def acyclicity(self) -> torch.Tensor:
         """NOTEARS function of the expected squared weights (0 iff the graph is a DAG)."""
-        expected = self.latent_graph() * self.edge_weights**2  # E[(G V)^2], non-negative
-        return torch.linalg.matrix_exp(expected).diagonal().sum() - self.n_latent
+        return _trace_exp_excess(self.latent_graph() * self.edge_weights**2)  # E[(G V)^2]
 
     def kl_global(self) -> torch.Tensor:
         """The interventions' term, the edges' Bernoulli KL and the slab on edge weights."""

@@ -75,8 +75,8 @@ def negative_elbo(
     kl_weight: float | torch.Tensor = 1.0,
     n_obs: int = 1,
     unweighted: torch.Tensor | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    r"""The minibatch loss of a sparse-shift VAE, and its per-sample local term.
+) -> torch.Tensor:
+    r"""The minibatch loss of a sparse-shift VAE.
 
     .. math::
 
@@ -88,19 +88,14 @@ def negative_elbo(
     (``tc_weight``), terms :math:`u` outside warm-up (e.g. the library-size KL) and the global
     term :math:`G` counted once per data set of :math:`N` (``n_obs``) samples.
 
-    Returns
-    -------
-    loss, local
-        The scalar loss and the per-sample local term
-        :math:`\beta\,\mathrm{KL} + s + \gamma\,TC`.
 
     Examples
     --------
     >>> import torch
-    >>> loss, local = negative_elbo(torch.tensor([10.0, 20.0]), torch.tensor([1.0, 3.0]),
-    ...                             torch.tensor(4.0), n_obs=2)
-    >>> float(loss), local.tolist()
-    (19.0, [1.0, 3.0])
+    >>> loss = negative_elbo(torch.tensor([10.0, 20.0]), torch.tensor([1.0, 3.0]),
+    ...                      torch.tensor(4.0), n_obs=2)
+    >>> float(loss)
+    19.0
     """
     local = beta * kl_z
     if sparsity is not None:
@@ -110,7 +105,7 @@ def negative_elbo(
     per_sample = reconstruction + kl_weight * local
     if unweighted is not None:
         per_sample = per_sample + unweighted
-    return torch.mean(per_sample) + kl_weight * kl_global / n_obs, local
+    return torch.mean(per_sample) + kl_weight * kl_global / n_obs
 
 
 class InterventionScheduleMixin:
@@ -121,7 +116,7 @@ class InterventionScheduleMixin:
     ``intervention_parameters()``, ``can_rotate_latent_space()`` and ``rotate_latent_space()``),
     ``trainer``, ``lr``, ``intervention_lr_factor``, ``temperature_start``, ``temperature_end``,
     ``n_epochs_temperature``, ``align_at``, ``align_noise_z`` and ``align_threshold``. The plan
-    provides :meth:`category_latent_sums` (its data, its categories).
+    provides :meth:`latent_sums_by_category` (its data, its categories).
     """
 
     def intervention_param_groups(self, params: Iterable[torch.nn.Parameter]) -> list[dict]:
@@ -153,7 +148,7 @@ class InterventionScheduleMixin:
         """Epochs (0-based) after which the latent space is rotated (see ``align_at``)."""
         return alignment_epochs(self.align_at, getattr(self.trainer, "max_epochs", None))
 
-    def category_latent_sums(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+    def latent_sums_by_category(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
         """Sums and counts of posterior means per intervention category, and the categories'
         ``(n_categories, P)`` intervention matrix; None when the plan has no data to use."""
         raise NotImplementedError
@@ -174,7 +169,7 @@ class InterventionScheduleMixin:
         module = self.module
         if not module.can_rotate_latent_space():
             return None
-        found_sums = self.category_latent_sums()
+        found_sums = self.latent_sums_by_category()
         if found_sums is None:
             return None
         sums, counts, categories = found_sums

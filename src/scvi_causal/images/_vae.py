@@ -22,7 +22,13 @@ from torch import nn
 from torch.distributions import Normal, kl_divergence
 from torch.utils.data import DataLoader, TensorDataset
 
-from scvi_causal._constants import DEFAULT_ALIGN_AT
+from scvi_causal._constants import (
+    DEFAULT_ALIGN_AT,
+    DEFAULT_ALIGN_NOISE_Z,
+    DEFAULT_INTERVENTION_LR_FACTOR,
+    DEFAULT_TEMPERATURE_END,
+    DEFAULT_TEMPERATURE_START,
+)
 from scvi_causal.core import LatentRotationMixin, SparseShiftPrior, make_prior, total_correlation
 from scvi_causal.core._priors import check_intervention_prior
 from scvi_causal.core._training import (
@@ -158,7 +164,7 @@ class ImageVAEModule(LatentRotationMixin, nn.Module):
         if self.tc_weight > 0 and x.shape[0] > 1:
             tc = total_correlation(z, qz.loc, qz.scale, max(int(n_obs), x.shape[0]))
         kl_global = self.prior.kl_global()
-        loss, _ = negative_elbo(
+        loss = negative_elbo(
             recon,
             kl_z,
             kl_global,
@@ -238,7 +244,7 @@ class _ImageTrainingPlan(InterventionScheduleMixin, pl.LightningModule):
         return out["loss"]
 
     @torch.no_grad()
-    def category_latent_sums(
+    def latent_sums_by_category(
         self, batch_size: int = 1024
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
         """Sums and counts of posterior means per intervention regime, and the regimes'
@@ -414,17 +420,17 @@ class ImageVAE:
         max_epochs: int = 30,
         batch_size: int = 64,
         lr: float = 5e-4,
-        intervention_lr_factor: float = 10.0,
+        intervention_lr_factor: float = DEFAULT_INTERVENTION_LR_FACTOR,
         n_epochs_kl_warmup: int | None = None,
-        temperature_start: float = 1.0,
-        temperature_end: float = 0.2,
+        temperature_start: float = DEFAULT_TEMPERATURE_START,
+        temperature_end: float = DEFAULT_TEMPERATURE_END,
         accelerator: str = "cpu",
         devices: int | str = 1,
         enable_progress_bar: bool = True,
         seed: int | None = None,
         num_workers: int = 0,
         align_at: tuple[float, ...] | None = None,
-        align_noise_z: float | None = 3.0,
+        align_noise_z: float | None = DEFAULT_ALIGN_NOISE_Z,
     ) -> None:
         """Fit the VAE with Lightning (Adam; a progress bar unless disabled).
 

@@ -601,7 +601,7 @@ class SparseShiftVI(
         >>> graph.stack().nlargest(5)  # the strongest parent -> child edges  # doctest: +SKIP
         """
         prior = self.module.prior
-        if getattr(self.module, "latent_graph", "none") != "dag":
+        if self.module.latent_graph != "dag":
             raise ValueError("This model has no latent graph; train with latent_graph='dag'.")
         values = prior.dag().float() if dag else prior.latent_graph().detach()
         cols = self._latent_columns()

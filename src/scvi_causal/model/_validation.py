@@ -60,8 +60,8 @@ def check_perturbations(
     adata: AnnData,
     perturbation_key: str,
     control_category: str | Sequence[str] | None,
-) -> list[str]:
-    """Check the perturbation column and the control label(s); return the control labels."""
+) -> None:
+    """Check the perturbation column and the control label(s)."""
     if perturbation_key not in adata.obs:
         raise KeyError(
             f"perturbation_key {perturbation_key!r} is not a column of adata.obs "
@@ -85,7 +85,7 @@ def check_perturbations(
             )
     present = set(map(str, labels.unique()))
     if control_category is None:
-        return []
+        return
     controls = control_labels(control_category)
     missing = [c for c in controls if str(c) not in present]
     if missing:
@@ -96,7 +96,6 @@ def check_perturbations(
         )
     if len(controls) and set(map(str, controls)) == present:
         logger.warning("Every cell is a control: the model has no perturbation to learn.")
-    return [str(c) for c in controls]
 
 
 __all__ = [
@@ -224,7 +223,7 @@ def source_cells(
     """
     if source_category is None:
         if controls:
-            sources = [str(c) for c in controls]
+            sources = list(controls)
         elif all_without_controls:
             sources = sorted(map(str, labels.unique()))
         else:
@@ -233,7 +232,7 @@ def source_cells(
                 "cells to start from)."
             )
     else:
-        sources = [str(s) for s in control_labels(source_category)]
+        sources = control_labels(source_category)
     indices = np.flatnonzero(labels.isin(sources).to_numpy())
     if len(indices) == 0:
         raise ValueError(

@@ -325,7 +325,7 @@ class SparseShiftVAE(LatentRotationMixin, VAE):
                         .expand(n_cells)
                     )
             extra["total_correlation"] = tc
-        loss, _ = negative_elbo(
+        loss = negative_elbo(
             reconst_loss,
             kl_z,
             kl_global,

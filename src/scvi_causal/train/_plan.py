@@ -390,7 +390,7 @@ class SparseShiftTrainingPlan(InterventionScheduleMixin, TrainingPlan):
         return min(int(round(self.direct_start * n)), n - 1)
 
     @torch.no_grad()
-    def category_latent_sums(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+    def latent_sums_by_category(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
         """Sum and count of posterior means per perturbation category over the training cells
         (summed over processes under DDP), and the categories' intervention matrix."""
         module = self.module
