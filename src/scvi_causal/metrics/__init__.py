@@ -10,6 +10,7 @@ from ._counterfactual import (
 from ._disentanglement import dci, mig, modularity, mutual_information_matrix, sap
 from ._graph import binarize_top_k, target_graph_scores
 from ._identifiability import match_latents, mcc, r2
+from ._lsbd import d_lsbd
 from ._prediction import (
     additive_baseline,
     compare_methods,
@@ -38,6 +39,7 @@ __all__ = [
     "score_predictions",
     "top_k_recall",
     "binarize_top_k",
+    "d_lsbd",
     "dci",
     "mig",
     "modularity",
