@@ -404,3 +404,182 @@ def test_hard_preset(tmp_path):
         pd.testing.assert_frame_equal(back.uns["simulation"][key], sim[key], check_dtype=False)
     assert list(back.uns["simulation"]["weak_perturbations"]) == sim["weak_perturbations"]
     assert list(back.var["perturbation_target"]) == list(ad.var["perturbation_target"])
+
+
+# --- latent causal graph ---------------------------------------------------------------------
+
+GRAPH = {"n_genes": 30, "n_cells_per_perturbation": 200, "n_control_cells": 400}
+CHAIN = np.array([[0, 1, 0], [0, 0, 1], [0, 0, 0]])  # z0 -> z1 -> z2
+
+
+def _group_means(ad):
+    z = ad.obsm["z_true"].astype(np.float64)
+    labels = ad.obs["perturbation"].to_numpy()
+    return {g: z[labels == g].mean(axis=0) for g in ad.obs["perturbation"].cat.categories}
+
+
+def test_without_a_graph_the_output_is_unchanged():
+    # latent_graph=None is the default; the latent graph adds nothing else (uns keys included)
+    plain = simulate_sparse_shift(seed=2, **TINY)
+    explicit = simulate_sparse_shift(seed=2, latent_graph=None, mechanism="linear", **TINY)
+    np.testing.assert_array_equal(_dense(plain.X), _dense(explicit.X))
+    np.testing.assert_array_equal(plain.obsm["z_true"], explicit.obsm["z_true"])
+    assert set(plain.uns) == {"true_graph", "true_shifts", "simulation"}
+    assert plain.uns["simulation"] == explicit.uns["simulation"]
+    assert "latent_graph" not in plain.uns["simulation"]
+
+
+def test_linear_graph_propagates_the_same_noise():
+    kwargs = {"n_perturbations": 5, "n_latent": 6, "n_pairs": 2, "seed": 3, **TINY}
+    kwargs.pop("n_perturbations")
+    plain = simulate_sparse_shift(n_perturbations=5, **kwargs)
+    ad = simulate_sparse_shift(n_perturbations=5, latent_graph="random", **kwargs)
+    dag = ad.uns["true_latent_graph"]
+    weights = ad.uns["simulation"]["latent_edge_weights"]
+    assert list(dag.index) == list(dag.columns) == [f"z{k}" for k in range(6)]
+    np.testing.assert_array_equal(weights.to_numpy() != 0, dag.to_numpy() == 1)
+    assert dag.to_numpy().sum() > 0
+    # same targets, shifts, cells and noise as without the graph: z (I - W) = e
+    pd.testing.assert_frame_equal(ad.uns["true_graph"], plain.uns["true_graph"])
+    pd.testing.assert_frame_equal(ad.uns["true_shifts"], plain.uns["true_shifts"])
+    # (the counts differ, so the shuffled order of the cells differs: compare sorted rows)
+    z = ad.obsm["z_true"].astype(np.float64)
+    noise = z @ (np.eye(6) - weights.to_numpy())
+    expected = plain.obsm["z_true"].astype(np.float64)
+    np.testing.assert_allclose(
+        noise[np.argsort(noise[:, 0])], expected[np.argsort(expected[:, 0])], atol=1e-5
+    )
+    assert not np.allclose(np.sort(z, axis=0), np.sort(expected, axis=0))
+    # the causal order puts parents first
+    order = [int(u[1:]) for u in ad.uns["simulation"]["causal_order"]]
+    assert np.all(np.triu(dag.to_numpy()[np.ix_(order, order)]) == dag.to_numpy()[order][:, order])
+
+
+def test_random_dag_is_acyclic_with_the_expected_in_degree():
+    n_edges = []
+    for seed in range(4):
+        ad = simulate_sparse_shift(
+            n_perturbations=2,
+            n_latent=30,
+            n_genes=40,
+            n_cells_per_perturbation=1,
+            n_control_cells=0,
+            latent_graph="random",
+            expected_in_degree=1.5,
+            seed=seed,
+        )
+        dag = ad.uns["true_latent_graph"].to_numpy()
+        assert set(np.unique(dag)) <= {0, 1} and not np.diag(dag).any()
+        reach = dag.copy()
+        for _ in range(30):
+            reach = np.minimum(reach + reach @ dag, 1)
+        assert not np.diag(reach).any()  # no directed cycle
+        n_edges.append(dag.sum())
+    # 435 possible edges, each with probability 2 * 1.5 / 29: 45 expected, sd 6.4
+    assert 30 < np.mean(n_edges) < 60
+    assert len(set(n_edges)) > 1  # the graph depends on the seed
+    none = simulate_sparse_shift(
+        n_perturbations=2, n_latent=4, n_genes=30, latent_graph="random", expected_in_degree=0
+    )
+    assert none.uns["true_latent_graph"].to_numpy().sum() == 0
+
+
+def test_given_chain_shifts_descendants_only():
+    ad = simulate_sparse_shift(
+        n_perturbations=3, n_latent=3, targets="each_unit", latent_graph=CHAIN, seed=0, **GRAPH
+    )
+    sim = ad.uns["simulation"]
+    assert sim["latent_graph"] == "given" and sim["expected_in_degree"] is None
+    assert sim["targets"] == "each_unit" and sim["causal_order"] == ["z0", "z1", "z2"]
+    np.testing.assert_array_equal(ad.uns["true_latent_graph"].to_numpy(), CHAIN)
+    np.testing.assert_array_equal(ad.uns["true_graph"].to_numpy(), np.eye(3))
+    w = ad.uns["simulation"]["latent_edge_weights"].to_numpy()
+    assert 0.5 <= abs(w[0, 1]) <= 1.5 and 0.5 <= abs(w[1, 2]) <= 1.5
+    shifts = ad.uns["true_shifts"].to_numpy()
+    means = _group_means(ad)
+    tol = 5 * 3.0 / np.sqrt(200)  # 5 standard errors (z2 has sd below 3)
+    s0, s1, s2 = shifts[0, 0], shifts[1, 1], shifts[2, 2]
+    np.testing.assert_allclose(means["p00"], [s0, w[0, 1] * s0, w[0, 1] * w[1, 2] * s0], atol=tol)
+    np.testing.assert_allclose(means["p01"], [0, s1, w[1, 2] * s1], atol=tol)
+    np.testing.assert_allclose(means["p02"], [0, 0, s2], atol=tol)
+    np.testing.assert_allclose(means["control"], 0, atol=tol)
+
+
+def test_two_node_interventions_add_their_noise_shifts():
+    targets = np.array([[1, 0, 1], [0, 1, 0]])  # p00 hits z0 and z2, p01 hits z1
+    ad = simulate_sparse_shift(
+        n_perturbations=2, n_latent=3, targets=targets, latent_graph=CHAIN, n_pairs=1, **GRAPH
+    )
+    assert ad.uns["simulation"]["targets"] == "given"
+    np.testing.assert_array_equal(ad.uns["true_graph"].to_numpy(), targets)
+    shifts = ad.uns["true_shifts"].to_numpy()
+    total = np.linalg.inv(np.eye(3) - ad.uns["simulation"]["latent_edge_weights"].to_numpy())
+    means = _group_means(ad)
+    tol = 5 * 3.0 / np.sqrt(200)
+    np.testing.assert_allclose(means["p00"], shifts[0] @ total, atol=tol)
+    np.testing.assert_allclose(means["p00+p01"], (shifts[0] + shifts[1]) @ total, atol=tol)
+
+
+def test_nonlinear_mechanisms(tmp_path):
+    ad = simulate_sparse_shift(
+        n_perturbations=3,
+        n_latent=3,
+        targets="each_unit",
+        latent_graph=CHAIN,
+        mechanism="nonlinear",
+        seed=1,
+        **GRAPH,
+    )
+    sim = ad.uns["simulation"]
+    assert sim["mechanism"] == "nonlinear" and "latent_edge_weights" not in sim
+    params = sim["mechanism_parameters"]
+    assert sorted(params) == ["z1", "z2"] and params["z2"]["parents"] == ["z1"]
+    assert params["z1"]["input_weights"].shape == (1, 8)
+    means = _group_means(ad)
+    labels = ad.obs["perturbation"].to_numpy()
+    control = ad.obsm["z_true"][labels == "control"].astype(np.float64)
+    # each mechanism has mean 0 and sd 1 on the controls; its noise adds sd 1
+    np.testing.assert_allclose(control.mean(axis=0), 0, atol=0.3)
+    np.testing.assert_allclose(control.std(axis=0), [1, np.sqrt(2), np.sqrt(2)], atol=0.25)
+    tol = 5 * 2.0 / np.sqrt(200)
+    np.testing.assert_allclose(means["p02"][:2], 0, atol=tol)  # no effect on ancestors
+    np.testing.assert_allclose(means["p01"][0], 0, atol=tol)
+    assert abs(means["p00"][1]) > 0.3  # a descendant moves
+    # the mechanism of z1 is not linear in z0: its second differences are not 0
+    z0 = np.linspace(-4, 4, 9)[:, None]
+    net = params["z1"]
+    f = net["scale"] * (
+        np.tanh(z0 @ net["input_weights"] + net["input_bias"]) @ net["output_weights"]
+        - net["offset"]
+    )
+    assert np.abs(np.diff(f, 2)).max() > 0.05
+    ad.write_h5ad(tmp_path / "dag.h5ad")
+    back = anndata.read_h5ad(tmp_path / "dag.h5ad")
+    pd.testing.assert_frame_equal(
+        back.uns["true_latent_graph"], ad.uns["true_latent_graph"], check_dtype=False
+    )
+    np.testing.assert_array_equal(
+        back.uns["simulation"]["mechanism_parameters"]["z2"]["input_weights"],
+        params["z2"]["input_weights"],
+    )
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"latent_graph": "erdos"}, "latent_graph"),
+        ({"latent_graph": np.ones((3, 3))}, "shape"),
+        ({"latent_graph": np.eye(15)}, "acyclic"),
+        ({"latent_graph": np.triu(np.ones((15, 15)), 1) * 0.5}, "binary"),
+        ({"latent_graph": "random", "expected_in_degree": 8.0}, "expected_in_degree"),
+        ({"latent_graph": "random", "expected_in_degree": -1.0}, "expected_in_degree"),
+        ({"latent_graph": "random", "mechanism": "cubic"}, "mechanism"),
+        ({"protocol": "svae", "latent_graph": "random"}, "latent_graph"),
+        ({"targets": "all"}, "targets"),
+        ({"targets": np.ones((2, 15))}, "shape"),
+        ({"n_perturbations": 2, "targets": np.full((2, 15), 2)}, "binary"),
+    ],
+)
+def test_bad_graph_arguments_raise(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        simulate_sparse_shift(**kwargs)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Literal
 
 import anndata
@@ -52,13 +53,27 @@ _PROTOCOL_DEFAULTS = {"default": _DEFAULT_DEFAULTS, "svae": _SVAE_DEFAULTS, "har
 _N_GENE_INTERACTIONS = 5
 # ``np.random.default_rng([seed, _OPTION_STREAM, k])`` draws the random numbers of option ``k``.
 _OPTION_STREAM = 7
-_STREAM_CELLS, _STREAM_WEAK, _STREAM_GENES, _STREAM_INTERACTION, _STREAM_GENE_INTERACTION = range(5)
+(
+    _STREAM_CELLS,
+    _STREAM_WEAK,
+    _STREAM_GENES,
+    _STREAM_INTERACTION,
+    _STREAM_GENE_INTERACTION,
+    _STREAM_LATENT_GRAPH,
+) = range(6)
 _N_HIDDEN = 40
 _NEG_SLOPE = 0.2
 _SVAE_TOTAL_COUNT = 1e6
 _GENE_BASELINE_SD = 1.0
 _THETA_RANGE = (2.0, 20.0)
 _N_REFERENCE = 2000
+_TARGET_DESIGNS = ("random", "each_unit")
+_LATENT_GRAPHS = ("random",)
+_MECHANISMS = ("linear", "nonlinear")
+# latent SCM: |edge weight| of linear mechanisms ~ Uniform(_EDGE_WEIGHT_RANGE), random sign;
+# nonlinear mechanisms are one-hidden-layer tanh networks of this width
+_EDGE_WEIGHT_RANGE = (0.5, 1.5)
+_MECHANISM_HIDDEN = 8
 
 
 def simulate_sparse_shift(
@@ -79,6 +94,10 @@ def simulate_sparse_shift(
     gene_effect: float | None = None,
     interaction_scale: float | None = None,
     gene_interaction_scale: float | None = None,
+    targets: Literal["random", "each_unit"] | np.ndarray = "random",
+    latent_graph: Literal["random"] | np.ndarray | pd.DataFrame | None = None,
+    expected_in_degree: float = 1.0,
+    mechanism: Literal["linear", "nonlinear"] = "linear",
     seed: int = 0,
 ) -> anndata.AnnData:
     """Simulate a single-cell perturbation screen with sparse mechanism shifts.
@@ -143,6 +162,33 @@ def simulate_sparse_shift(
     the targets, the shifts before weakening and the chosen pairs do not depend on which options
     are on; with all options off the output is that of the plain ``"default"`` protocol.
 
+    **Latent causal graph.** With ``latent_graph`` (not with ``"svae"``) the latent units are the
+    variables of a structural causal model on a directed acyclic graph, ``G[i, j] = 1`` for an
+    edge ``z_i -> z_j``: in a causal order, ``z_j = f_j(z_pa(j)) + e_j`` with exogenous noise
+    ``e = m_G + eps``. The shifts ``s_p`` of a perturbation then move the noise of its *direct*
+    targets (a soft intervention) and the effect propagates to their descendants. A perturbation
+    with two targets (``max_target_draws=2``) or a pair ``"A+B"`` (noise shift
+    ``s_A + s_B``, plus ``d_AB``) is a two-node intervention. Controls have ``e = eps``.
+    ``latent_graph="random"`` draws an Erdos-Renyi DAG: a random causal order, and each of the
+    ``K (K - 1) / 2`` edges from an earlier to a later unit with probability
+    ``2 * expected_in_degree / (K - 1)``, so that a unit has ``expected_in_degree`` parents on
+    average; a ``(K, K)`` 0/1 array gives the DAG instead. The mechanisms ``f_j`` are
+
+    ``"linear"``
+        ``f_j(z_pa) = sum_i w_ij z_i`` with ``|w_ij| ~ Uniform(0.5, 1.5)`` and a random sign.
+    ``"nonlinear"``
+        a random network with 8 tanh hidden units per unit,
+        ``f_j(z_pa) = c_j * (tanh(z_pa @ B_j + b_j) @ a_j - o_j)`` with
+        ``B_j ~ N(0, 1 / |pa(j)|)`` and ``b_j, a_j ~ N(0, 1)``, centred and scaled (``o_j``,
+        ``c_j``) to mean 0 and standard deviation 1 on the unperturbed (control) distribution.
+
+    The decoder's output scale of the ``"default"`` protocol is then measured on reference cells
+    of the unperturbed model (``e ~ N(0, I)`` propagated through the graph). The graph and its
+    mechanisms come from a generator of their own (``np.random.default_rng([seed, 7, 5])``):
+    targets, shifts, noise ``eps`` and decoder weights are those of the same call without a
+    graph (the counts differ, and so does the order of the shuffled cells), and
+    ``latent_graph=None`` (default) gives the independent latents described above.
+
     In all protocols cells are shuffled, and everything is reproducible from ``seed``.
 
     Parameters
@@ -201,6 +247,21 @@ def simulate_sparse_shift(
         gets the logit offsets ``r_AB``, nonzero on 5 distinct random genes (all genes if
         ``n_genes < 5``) where they are drawn from ``N(0, gene_interaction_scale**2)``.
         Default: 0.5 (``"hard"``) or 0.
+    targets
+        Targets of the atomic perturbations: ``"random"`` (``max_target_draws`` draws, as
+        described above), ``"each_unit"`` (perturbation ``p`` targets unit ``p mod n_latent``
+        alone, so that ``n_perturbations=n_latent`` intervenes once on every unit;
+        ``max_target_draws`` is ignored) or a 0/1 array of shape ``(n_perturbations, n_latent)``.
+        Signs and magnitudes of the shifts are drawn as described above.
+    latent_graph
+        Not with ``"svae"``: ``None`` (independent latents), ``"random"`` (a random DAG) or a
+        0/1 ``(n_latent, n_latent)`` adjacency matrix of a DAG (array or DataFrame; rows =
+        parent, columns = child); see "Latent causal graph" above.
+    expected_in_degree
+        With ``latent_graph="random"``: mean number of parents of a unit, in
+        ``[0, (n_latent - 1) / 2]`` (the upper end gives a complete DAG).
+    mechanism
+        With ``latent_graph``: ``"linear"`` or ``"nonlinear"`` mechanisms.
     seed
         Seed for :func:`numpy.random.default_rng`.
 
@@ -217,9 +278,13 @@ def simulate_sparse_shift(
         - ``obs["n_counts"]``: total counts per cell.
         - ``obsm["z_true"]``: ``float32`` ``(n_cells, n_latent)`` true latents.
         - ``uns["true_graph"]``: DataFrame (atomic perturbations x ``"z0"``, ...) of 0/1
-          targets.
+          targets (with ``latent_graph``, the *direct* targets).
         - ``uns["true_shifts"]``: DataFrame of the same shape with the signed shifts ``s_p``
-          (0 off target; weak perturbations already multiplied by ``weak_scale``).
+          (0 off target; weak perturbations already multiplied by ``weak_scale``; with
+          ``latent_graph``, shifts of the exogenous noise).
+        - ``uns["true_latent_graph"]`` (only with ``latent_graph``): DataFrame
+          (``"z0"``, ... x ``"z0"``, ...) of the 0/1 edges of the DAG, rows = parent, columns =
+          child, as :meth:`~scvi_causal.model.SparseShiftVI.get_latent_graph`.
         - ``uns["simulation"]``: dict of all parameters used, with ``control_category``
           (``"control"``, or ``None`` without control cells). With any option of the
           ``"hard"`` protocol in use (always with ``protocol="hard"``) it also holds the
@@ -230,7 +295,14 @@ def simulate_sparse_shift(
           perturbation with the position ``gene_index`` and the ``original_name`` of its own
           gene; no rows when ``gene_effect=0``), ``interaction_shifts`` (DataFrame pairs x
           latents of ``d_AB``) and ``gene_interaction_offsets`` (DataFrame pairs x ``var_names``
-          of ``r_AB``).
+          of ``r_AB``). With ``targets`` other than ``"random"`` it holds ``targets``
+          (``"each_unit"`` or ``"given"``). With ``latent_graph`` it holds ``latent_graph``
+          (``"random"`` or ``"given"``), ``expected_in_degree`` (``None`` for a given graph),
+          ``mechanism``, ``causal_order`` (unit names, parents first) and the mechanisms'
+          parameters: ``latent_edge_weights`` (``"linear"``: DataFrame of ``w_ij``, rows =
+          parent) or ``mechanism_parameters`` (``"nonlinear"``: dict unit -> dict with
+          ``parents``, ``input_weights`` ``B_j``, ``input_bias`` ``b_j``, ``output_weights``
+          ``a_j``, ``offset`` ``o_j`` and ``scale`` ``c_j``; only units with parents).
         - ``var["theta_true"]`` (not with ``"svae"``): the per-gene inverse dispersions.
         - ``var["perturbation_target"]`` (only when ``gene_effect > 0``): the perturbation whose
           own gene it is, ``""`` for the other genes.
@@ -267,6 +339,26 @@ def simulate_sparse_shift(
     'p02'
     >>> adata.uns["simulation"]["interaction_shifts"].shape
     (2, 15)
+
+    A screen on a random latent DAG, with one perturbation per unit and one pair:
+
+    >>> adata = simulate_sparse_shift(
+    ...     n_perturbations=6, n_latent=6, n_genes=40, n_cells_per_perturbation=20,
+    ...     n_control_cells=100, n_pairs=1, targets="each_unit", latent_graph="random",
+    ...     mechanism="nonlinear", seed=0,
+    ... )
+    >>> adata.uns["true_latent_graph"]  # rows = parent, columns = child
+        z0  z1  z2  z3  z4  z5
+    z0   0   1   0   0   0   0
+    z1   0   0   0   0   0   0
+    z2   0   1   0   0   0   0
+    z3   0   1   0   0   0   0
+    z4   0   0   1   0   0   0
+    z5   0   0   1   1   0   0
+    >>> adata.uns["true_graph"].to_numpy().sum(axis=1)  # direct targets
+    array([1, 1, 1, 1, 1, 1])
+    >>> adata.uns["simulation"]["causal_order"]
+    ['z0', 'z4', 'z5', 'z2', 'z3', 'z1']
     """
     if protocol not in _PROTOCOLS:
         raise ValueError(f"`protocol` must be one of {_PROTOCOLS}, got {protocol!r}.")
@@ -307,7 +399,12 @@ def simulate_sparse_shift(
         gene_effect=gene_effect,
         interaction_scale=interaction_scale,
         gene_interaction_scale=gene_interaction_scale,
+        latent_graph=latent_graph,
+        expected_in_degree=expected_in_degree,
+        mechanism=mechanism,
     )
+    given_targets = _check_targets(targets, n_perturbations, n_latent)
+    given_graph = _check_latent_graph(latent_graph, n_latent)
     cell_range = None if np.ndim(n_cells_per_perturbation) == 0 else n_cells_per_perturbation
     harder = (
         protocol == "hard"
@@ -325,13 +422,19 @@ def simulate_sparse_shift(
         return np.random.default_rng([seed, _OPTION_STREAM, stream])
 
     # 1. sparse targets and signed shifts (same draw order as the published code)
-    targets = np.zeros((n_perturbations, n_latent))
-    for p in range(n_perturbations):
-        n_draws = rng.integers(1, max_target_draws + 1)
-        targets[p, rng.choice(n_latent, size=n_draws, replace=True)] = 1.0
-    shift_sign = np.where(rng.uniform(size=targets.shape) > 0.5, 1.0, -1.0)
-    shift_abs = rng.normal(shift_mean, shift_sd, size=targets.shape)
-    shifts = targets * shift_sign * shift_abs
+    if given_targets is not None:
+        target_matrix = given_targets
+    elif targets == "each_unit":
+        target_matrix = np.zeros((n_perturbations, n_latent))
+        target_matrix[np.arange(n_perturbations), np.arange(n_perturbations) % n_latent] = 1.0
+    else:
+        target_matrix = np.zeros((n_perturbations, n_latent))
+        for p in range(n_perturbations):
+            n_draws = rng.integers(1, max_target_draws + 1)
+            target_matrix[p, rng.choice(n_latent, size=n_draws, replace=True)] = 1.0
+    shift_sign = np.where(rng.uniform(size=target_matrix.shape) > 0.5, 1.0, -1.0)
+    shift_abs = rng.normal(shift_mean, shift_sd, size=target_matrix.shape)
+    shifts = target_matrix * shift_sign * shift_abs
     weak = np.zeros(0, dtype=np.int64)
     if weak_fraction > 0:
         n_weak = int(np.floor(weak_fraction * n_perturbations + 0.5))
@@ -386,10 +489,17 @@ def simulate_sparse_shift(
         for i, (a, b) in enumerate(pairs):
             offsets[n_perturbations + i] = knockdown[a] + knockdown[b] + gene_interaction[i]
 
-    # 4. latents
+    # 4. latents: exogenous noise, propagated through the latent graph if there is one
+    scm = None
+    if latent_graph is not None:
+        scm = _LatentSCM.draw(
+            option_rng(_STREAM_LATENT_GRAPH), given_graph, n_latent, expected_in_degree, mechanism
+        )
     z = np.concatenate(
         [mean + rng.standard_normal(size=(n_cells, n_latent)) for _, mean, n_cells in groups]
     )
+    if scm is not None:
+        z = scm.propagate(z)
     labels = np.concatenate([np.repeat(label, n_cells) for label, _, n_cells in groups])
 
     # 5. decoder and counts
@@ -405,6 +515,8 @@ def simulate_sparse_shift(
         log_theta = rng.uniform(np.log(_THETA_RANGE[0]), np.log(_THETA_RANGE[1]), size=n_genes)
         theta = np.exp(log_theta)
         z_reference = rng.standard_normal(size=(_N_REFERENCE, n_latent))
+        if scm is not None:
+            z_reference = scm.propagate(z_reference)
         scale = np.std(_mlp(z_reference, weights))
         # in place where possible: at genome-wide sizes every cells x genes float64 copy is
         # gigabytes (the same operations, so the same numbers, as out-of-place ones)
@@ -457,9 +569,13 @@ def simulate_sparse_shift(
     )
     adata.obsm["z_true"] = z.astype(np.float32)
     adata.uns["true_graph"] = pd.DataFrame(
-        targets.astype(np.int64), index=names, columns=latent_names
+        target_matrix.astype(np.int64), index=names, columns=latent_names
     )
     adata.uns["true_shifts"] = pd.DataFrame(shifts, index=names, columns=latent_names)
+    if scm is not None:
+        adata.uns["true_latent_graph"] = pd.DataFrame(
+            scm.adjacency.astype(np.int64), index=latent_names, columns=latent_names
+        )
     simulation = {
         "protocol": protocol,
         "seed": int(seed),
@@ -508,6 +624,16 @@ def simulate_sparse_shift(
             "gene_interaction_offsets": pd.DataFrame(
                 gene_interaction, index=pd.Index(pair_names, dtype=object), columns=var_names
             ),
+        }
+    if not isinstance(targets, str) or targets != "random":
+        simulation["targets"] = "given" if given_targets is not None else targets
+    if scm is not None:
+        simulation |= {
+            "latent_graph": "given" if given_graph is not None else latent_graph,
+            "expected_in_degree": None if given_graph is not None else float(expected_in_degree),
+            "mechanism": mechanism,
+            "causal_order": [latent_names[k] for k in scm.order],
+            **scm.parameters(latent_names),
         }
     adata.uns["simulation"] = simulation
     logger.info(
@@ -572,6 +698,9 @@ def _validate(
     gene_effect: float,
     interaction_scale: float,
     gene_interaction_scale: float,
+    latent_graph,
+    expected_in_degree: float,
+    mechanism: str,
 ) -> None:
     cell_range = np.ndim(n_cells_per_perturbation) != 0
     if cell_range:
@@ -627,6 +756,15 @@ def _validate(
             f"`gene_effect` > 0 gives each perturbation its own gene, which needs "
             f"n_perturbations ({n_perturbations}) <= n_genes ({n_genes})."
         )
+    if mechanism not in _MECHANISMS:
+        raise ValueError(f"`mechanism` must be one of {_MECHANISMS}, got {mechanism!r}.")
+    if isinstance(latent_graph, str) and latent_graph == "random":
+        max_degree = (n_latent - 1) / 2
+        if not (np.isfinite(expected_in_degree) and 0 <= expected_in_degree <= max_degree):
+            raise ValueError(
+                f"`expected_in_degree` must be in [0, (n_latent - 1) / 2 = {max_degree:g}] "
+                f"(a complete DAG), got {expected_in_degree!r}."
+            )
     if protocol == "svae":
         if n_pairs != 0:
             raise ValueError('`n_pairs` must be 0 with protocol="svae" (no combinations).')
@@ -638,6 +776,7 @@ def _validate(
                 ("gene_effect", gene_effect > 0),
                 ("interaction_scale", interaction_scale > 0),
                 ("gene_interaction_scale", gene_interaction_scale > 0),
+                ("latent_graph", latent_graph is not None),
             ]
             if on
         ]
@@ -661,6 +800,158 @@ def _validate(
             raise ValueError(f"`library_size_mean` must be > 0, got {library_size_mean!r}.")
         if not (np.isfinite(library_size_sd) and library_size_sd >= 0):
             raise ValueError(f"`library_size_sd` must be >= 0, got {library_size_sd!r}.")
+
+
+def _check_targets(targets, n_perturbations: int, n_latent: int) -> np.ndarray | None:
+    """The given ``(n_perturbations, n_latent)`` 0/1 target matrix, or ``None`` for a design."""
+    if isinstance(targets, str):
+        if targets not in _TARGET_DESIGNS:
+            raise ValueError(
+                f"`targets` must be one of {_TARGET_DESIGNS} or a 0/1 array, got {targets!r}."
+            )
+        return None
+    matrix = np.asarray(targets, dtype=float)
+    if matrix.shape != (n_perturbations, n_latent):
+        raise ValueError(
+            "`targets` as an array must have shape (n_perturbations, n_latent) = "
+            f"({n_perturbations}, {n_latent}), got {matrix.shape}."
+        )
+    if not np.all((matrix == 0) | (matrix == 1)):
+        raise ValueError("`targets` as an array must be binary (entries 0 or 1).")
+    return matrix
+
+
+def _check_latent_graph(latent_graph, n_latent: int) -> np.ndarray | None:
+    """The given ``(n_latent, n_latent)`` 0/1 DAG, or ``None`` for none or a random one."""
+    if latent_graph is None:
+        return None
+    if isinstance(latent_graph, str):
+        if latent_graph not in _LATENT_GRAPHS:
+            raise ValueError(
+                f"`latent_graph` must be None, one of {_LATENT_GRAPHS} or a 0/1 adjacency "
+                f"matrix, got {latent_graph!r}."
+            )
+        return None
+    adjacency = np.asarray(latent_graph, dtype=float)
+    if adjacency.shape != (n_latent, n_latent):
+        raise ValueError(
+            "`latent_graph` as an adjacency matrix must have shape (n_latent, n_latent) = "
+            f"({n_latent}, {n_latent}), got {adjacency.shape}."
+        )
+    if not np.all((adjacency == 0) | (adjacency == 1)):
+        raise ValueError("`latent_graph` as an adjacency matrix must be binary (entries 0 or 1).")
+    if _topological_order(adjacency) is None:
+        raise ValueError("`latent_graph` must be acyclic (a DAG), and it has a directed cycle.")
+    return adjacency
+
+
+def _topological_order(adjacency: np.ndarray) -> np.ndarray | None:
+    """Units in a causal order (parents first, lowest index first), ``None`` for a cyclic graph."""
+    n = adjacency.shape[0]
+    n_parents = (adjacency != 0).sum(axis=0)
+    order: list[int] = []
+    ready = sorted(np.flatnonzero(n_parents == 0).tolist())
+    while ready:
+        node = ready.pop(0)
+        order.append(node)
+        for child in np.flatnonzero(adjacency[node]):
+            n_parents[child] -= 1
+            if n_parents[child] == 0:
+                ready = sorted([*ready, int(child)])
+    return np.array(order, dtype=np.int64) if len(order) == n else None
+
+
+@dataclass
+class _LatentSCM:
+    """A structural causal model ``z_j = f_j(z_pa(j)) + e_j`` among the latent units."""
+
+    adjacency: np.ndarray  # (K, K) 0/1, rows = parent
+    order: np.ndarray  # causal order, parents first
+    weights: np.ndarray | None  # (K, K) linear edge weights, or None (nonlinear)
+    networks: dict[int, dict[str, np.ndarray]]  # nonlinear: unit -> its network's parameters
+
+    @classmethod
+    def draw(
+        cls,
+        rng: np.random.Generator,
+        adjacency: np.ndarray | None,
+        n_latent: int,
+        expected_in_degree: float,
+        mechanism: str,
+    ) -> _LatentSCM:
+        """A random (or the given) DAG with random mechanisms."""
+        if adjacency is None:  # Erdos-Renyi DAG on a random causal order
+            rank = np.argsort(rng.permutation(n_latent))  # rank[k]: position of unit k
+            p = 0.0 if n_latent < 2 else 2 * expected_in_degree / (n_latent - 1)
+            forward = rank[:, None] < rank[None, :]
+            adjacency = (forward & (rng.uniform(size=(n_latent, n_latent)) < p)).astype(float)
+        order = _topological_order(adjacency)
+        scm = cls(adjacency=adjacency, order=order, weights=None, networks={})
+        if mechanism == "linear":
+            low, high = _EDGE_WEIGHT_RANGE
+            sign = np.where(rng.uniform(size=adjacency.shape) > 0.5, 1.0, -1.0)
+            scm.weights = adjacency * sign * rng.uniform(low, high, size=adjacency.shape)
+            return scm
+        for j in order:
+            parents = np.flatnonzero(adjacency[:, j])
+            if parents.size:
+                scm.networks[int(j)] = {
+                    "parents": parents,
+                    "input_weights": rng.normal(
+                        0.0, 1 / np.sqrt(parents.size), (parents.size, _MECHANISM_HIDDEN)
+                    ),
+                    "input_bias": rng.standard_normal(_MECHANISM_HIDDEN),
+                    "output_weights": rng.standard_normal(_MECHANISM_HIDDEN),
+                    "offset": 0.0,
+                    "scale": 1.0,
+                }
+        # centre and scale each network on the unperturbed model, parents first
+        reference = rng.standard_normal((_N_REFERENCE, n_latent))
+        for j in order:
+            if int(j) in scm.networks:
+                net = scm.networks[int(j)]
+                raw = _tanh_network(reference[:, net["parents"]], net)
+                net["offset"] = float(raw.mean())
+                net["scale"] = float(1 / max(raw.std(), 1e-8))
+                reference[:, j] += scm._mechanism(int(j), reference)
+        return scm
+
+    def _mechanism(self, j: int, z: np.ndarray) -> np.ndarray:
+        if self.weights is not None:
+            parents = np.flatnonzero(self.adjacency[:, j])
+            return z[:, parents] @ self.weights[parents, j]
+        net = self.networks[j]
+        return net["scale"] * (_tanh_network(z[:, net["parents"]], net) - net["offset"])
+
+    def propagate(self, noise: np.ndarray) -> np.ndarray:
+        """Latents ``z`` of exogenous noise ``e`` (cells x units), units in causal order."""
+        z = np.array(noise, dtype=float)
+        for j in self.order:
+            if self.adjacency[:, j].any():
+                z[:, j] += self._mechanism(int(j), z)
+        return z
+
+    def parameters(self, names: list[str]) -> dict:
+        """The mechanisms' parameters for ``uns["simulation"]``."""
+        if self.weights is not None:
+            return {"latent_edge_weights": pd.DataFrame(self.weights, index=names, columns=names)}
+        return {
+            "mechanism_parameters": {
+                names[j]: {
+                    "parents": [names[i] for i in net["parents"]],
+                    "input_weights": net["input_weights"],
+                    "input_bias": net["input_bias"],
+                    "output_weights": net["output_weights"],
+                    "offset": net["offset"],
+                    "scale": net["scale"],
+                }
+                for j, net in sorted(self.networks.items())
+            }
+        }
+
+
+def _tanh_network(x: np.ndarray, net: dict) -> np.ndarray:
+    return np.tanh(x @ net["input_weights"] + net["input_bias"]) @ net["output_weights"]
 
 
 def _orthogonal_weight(rng: np.random.Generator, n_in: int, n_out: int) -> np.ndarray:
