@@ -13,9 +13,11 @@ from ._scm import LinearSCMNormal, LinearSCMPrior, notears_acyclicity
 from ._sparsity import bernoulli_kl, l1_penalty, l1_penalty_per_sample
 from ._tc import total_correlation
 from ._training import InterventionScheduleMixin, category_latent_sums, negative_elbo
+from ._weak import ada_gvae_average
 
 __all__ = [
     "DirectEffects",
+    "ada_gvae_average",
     "apply_log_offset",
     "InterventionMask",
     "InterventionScheduleMixin",
