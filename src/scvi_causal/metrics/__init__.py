@@ -7,6 +7,7 @@ from ._counterfactual import (
     logfc_agreement,
     normalize_counts,
 )
+from ._dag import descendant_depths, direct_target_scores, latent_graph_scores
 from ._disentanglement import dci, mig, modularity, mutual_information_matrix, sap
 from ._graph import binarize_top_k, target_graph_scores
 from ._identifiability import match_latents, mcc, r2
@@ -41,6 +42,9 @@ __all__ = [
     "binarize_top_k",
     "d_lsbd",
     "dci",
+    "descendant_depths",
+    "direct_target_scores",
+    "latent_graph_scores",
     "mig",
     "modularity",
     "mutual_information_matrix",

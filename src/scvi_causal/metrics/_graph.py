@@ -26,6 +26,40 @@ def _check_graph(x, name: str) -> np.ndarray:
     return arr
 
 
+def check_matching(matching, n_true: int, n_hat: int) -> np.ndarray:
+    """Validate a :func:`~scvi_causal.metrics.match_latents` matching of ``n_hat`` units onto
+    ``n_true`` true ones: integers, length ``n_true``, ``-1`` (unmatched) or in ``[0, n_hat)``."""
+    matching = np.asarray(matching)
+    if matching.shape != (n_true,):
+        raise ValueError(
+            f"`matching` must have shape (n_true,) = ({n_true},), got {matching.shape}."
+        )
+    if not np.issubdtype(matching.dtype, np.integer):
+        raise ValueError(f"`matching` must contain integers, got dtype {matching.dtype}.")
+    if np.any(matching < -1) or np.any(matching >= n_hat):
+        raise ValueError(
+            f"`matching` entries must be -1 (unmatched) or column indices in [0, {n_hat})."
+        )
+    return matching
+
+
+def align_columns(est: np.ndarray, matching, n_true: int) -> np.ndarray:
+    """Columns of ``est`` in the order of the ``n_true`` true units (unmatched units: 0)."""
+    n_hat = est.shape[1]
+    if matching is None:
+        if n_hat != n_true:
+            raise ValueError(
+                f"`est_graph` has {n_hat} columns but `true_graph` has {n_true}; pass the "
+                "`matching` returned by `match_latents` to align them."
+            )
+        return est
+    matching = check_matching(matching, n_true, n_hat)
+    matched = matching >= 0
+    aligned = np.zeros((est.shape[0], n_true))
+    aligned[:, matched] = est[:, matching[matched]]
+    return aligned
+
+
 def binarize_top_k(scores, k) -> np.ndarray:
     """Keep the ``k`` entries of largest absolute value in each row.
 
@@ -132,29 +166,7 @@ def target_graph_scores(
             "`true_graph` and `est_graph` must have the same number of perturbations (rows), "
             f"got {n_pert} and {est.shape[0]}."
         )
-    n_hat = est.shape[1]
-    if matching is None:
-        if n_hat != n_true:
-            raise ValueError(
-                f"`est_graph` has {n_hat} columns but `true_graph` has {n_true}; pass the "
-                "`matching` returned by `match_latents` to align them."
-            )
-        aligned = est
-    else:
-        matching = np.asarray(matching)
-        if matching.shape != (n_true,):
-            raise ValueError(
-                f"`matching` must have shape (n_true,) = ({n_true},), got {matching.shape}."
-            )
-        if not np.issubdtype(matching.dtype, np.integer):
-            raise ValueError(f"`matching` must contain integers, got dtype {matching.dtype}.")
-        if np.any(matching < -1) or np.any(matching >= n_hat):
-            raise ValueError(
-                f"`matching` entries must be -1 (unmatched) or column indices in [0, {n_hat})."
-            )
-        matched = matching >= 0
-        aligned = np.zeros((n_pert, n_true))
-        aligned[:, matched] = est[:, matching[matched]]
+    aligned = align_columns(est, matching, n_true)
 
     y_true = truth.ravel().astype(np.int64)
     y_score = aligned.ravel()
