@@ -29,7 +29,13 @@ from scvi_causal._constants import (
     DEFAULT_TEMPERATURE_END,
     DEFAULT_TEMPERATURE_START,
 )
-from scvi_causal.core import LatentRotationMixin, SparseShiftPrior, make_prior, total_correlation
+from scvi_causal.core import (
+    LatentRotationMixin,
+    SparseShiftPrior,
+    ada_gvae_average,
+    make_prior,
+    total_correlation,
+)
 from scvi_causal.core._priors import check_intervention_prior
 from scvi_causal.core._training import (
     InterventionScheduleMixin,
@@ -183,6 +189,40 @@ class ImageVAEModule(LatentRotationMixin, nn.Module):
             "kl_global": kl_global.detach(),
         }
 
+    def pair_loss(
+        self, x1: torch.Tensor, x2: torch.Tensor, kl_weight: float = 1.0
+    ) -> dict[str, torch.Tensor]:
+        """Ada-GVAE's loss on pairs that share all but a few factors :cite:p:`locatello2020weakly`.
+
+        Both images are encoded, the posterior dimensions that look shared are averaged
+        (:func:`~scvi_causal.core.ada_gvae_average`), and each image is reconstructed from a
+        sample of its averaged posterior; the loss is the mean over the pair of the
+        reconstruction loss plus ``beta`` times the KL of the averaged posterior to
+        :math:`\\mathcal{N}(0, I)` (beta-VAE). Only for ``intervention_prior="none"``.
+        """
+        if self.intervention_prior != "none":
+            raise ValueError(
+                "The pair loss needs the standard normal prior (intervention_prior='none'), got "
+                f"{self.intervention_prior!r}."
+            )
+        q1, q2, shared = ada_gvae_average(self.encoder(x1), self.encoder(x2))
+        pz = self.prior(None, n=x1.shape[0])
+        recon, kl_z = 0.0, 0.0
+        for x, qz in ((x1, q1), (x2, q2)):
+            logits = self.decoder(qz.rsample())
+            bce = F.binary_cross_entropy_with_logits(logits, x, reduction="none")
+            recon = recon + 0.5 * bce.flatten(1).sum(-1)
+            kl_z = kl_z + 0.5 * kl_divergence(qz, pz).sum(-1)
+        loss = negative_elbo(
+            recon, kl_z, self.prior.kl_global(), beta=self.beta, kl_weight=kl_weight
+        )
+        return {
+            "loss": loss,
+            "reconstruction_loss": recon.mean().detach(),
+            "kl_local": kl_z.mean().detach(),
+            "n_shared": shared.sum(-1).float().mean(),
+        }
+
 
 class _ImageTrainingPlan(InterventionScheduleMixin, pl.LightningModule):
     """Lightning wrapper: KL warm-up and epoch history; two learning rates, mask temperature and
@@ -233,13 +273,18 @@ class _ImageTrainingPlan(InterventionScheduleMixin, pl.LightningModule):
         self.set_epoch_temperature()
         self._sums, self._count = {}, 0
 
-    def training_step(self, batch, batch_idx):
+    def batch_loss(self, batch, kl_weight: float) -> dict[str, torch.Tensor]:
+        """The module's loss on one minibatch of ``(images, interventions)``."""
         x, a = batch
         x = x.to(torch.float32).unsqueeze(1)
-        out = self.module.loss(x, a, kl_weight=self._kl_weight(batch_idx), n_obs=self.n_obs)
+        return self.module.loss(x, a, kl_weight=kl_weight, n_obs=self.n_obs)
+
+    def training_step(self, batch, batch_idx):
+        out = self.batch_loss(batch, self._kl_weight(batch_idx))
+        n = len(batch[0])
         for key, value in out.items():
-            self._sums[key] = self._sums.get(key, 0.0) + float(value.detach()) * len(x)
-        self._count += len(x)
+            self._sums[key] = self._sums.get(key, 0.0) + float(value.detach()) * n
+        self._count += n
         self.log("loss", out["loss"], prog_bar=True, on_step=True, on_epoch=False)
         return out["loss"]
 
@@ -511,6 +556,18 @@ class ImageVAE:
             align_noise_z=align_noise_z,
             data=(x, a),
         )
+        self._fit(plan, loader, max_epochs, accelerator, devices, enable_progress_bar)
+
+    def _fit(
+        self,
+        plan: _ImageTrainingPlan,
+        loader: DataLoader,
+        max_epochs: int,
+        accelerator: str,
+        devices: int | str,
+        enable_progress_bar: bool,
+    ) -> None:
+        """Run Lightning on ``plan`` and append its epoch history."""
         trainer = pl.Trainer(
             max_epochs=max_epochs,
             accelerator=accelerator,
