@@ -13,6 +13,7 @@ from scvi.module._constants import MODULE_KEYS
 
 from scvi_causal._constants import EFFECTS_CHUNK
 from scvi_causal.metrics._counterfactual import log_fold_change
+from scvi_causal.metrics._dag import descendant_depths
 
 from ._validation import source_cells
 
@@ -184,7 +185,12 @@ class ReportMixin:
         * ``off_mask``: for every perturbation, the share of its cells' latent displacement
           on units it does not target and the largest such unit
           (:meth:`get_off_mask_shifts`): a large share flags a possibly missed target;
-        * ``figures``: the clustered target graph and a heatmap of the units' top genes.
+        * ``figures``: the clustered target graph and a heatmap of the units' top genes;
+        * with ``latent_graph="dag"``: ``latent_graph`` (:meth:`get_latent_graph`), its figure
+          in ``figures``, and ``cascade``: for every perturbation its direct targets (depth 0)
+          and then their descendants through the edges of ``get_latent_graph(dag=True)``
+          (probability >= 0.5, acyclic), each with its depth (edges below the nearest direct
+          target) and its parents in the cascade.
 
         With ``output_dir``, writes the tables as CSV, the figures as PNG and ``report.md``
         that shows them together.
@@ -211,14 +217,15 @@ class ReportMixin:
         dict
             ``graph``, ``targets``, ``unit_effects``, ``unit_genes``, ``perturbation_effects``
             (None without controls), ``perturbation_genes`` (None without controls),
-            ``direct_genes``, ``off_mask`` and ``figures`` (name -> matplotlib Figure).
+            ``direct_genes``, ``off_mask``, ``latent_graph`` and ``cascade`` (None without a
+            latent graph) and ``figures`` (name -> matplotlib Figure).
 
         Examples
         --------
         >>> report = model.target_report("report/")  # doctest: +SKIP
         >>> report["targets"].head()  # doctest: +SKIP
         """
-        from scvi_causal.pl import target_graph_heatmap, unit_gene_heatmap
+        from scvi_causal.pl import latent_graph, target_graph_heatmap, unit_gene_heatmap
 
         self._require_sparse_prior("A target report")
         graph = self.get_target_graph()
@@ -262,11 +269,77 @@ class ReportMixin:
                 self.get_direct_effects(), n_top_genes, min_direct_effect
             ),
             "off_mask": self.get_off_mask_shifts(threshold=threshold),
+            "latent_graph": None,
+            "cascade": None,
             "figures": figures,
         }
+        if self.module.latent_graph == "dag":
+            report["latent_graph"] = self.get_latent_graph()
+            report["cascade"] = _cascade_table(
+                graph, report["latent_graph"], self.get_latent_graph(dag=True), threshold
+            )
+            figures["latent_graph"] = latent_graph(report["latent_graph"], title="Latent graph")
         if output_dir is not None:
             _write_report(report, Path(output_dir))
         return report
+
+
+def _cascade_table(
+    target_graph: pd.DataFrame,
+    latent_probs: pd.DataFrame,
+    dag: pd.DataFrame,
+    threshold: float = 0.5,
+) -> pd.DataFrame:
+    """The cascade of every perturbation: its direct targets, then their descendants.
+
+    Parameters
+    ----------
+    target_graph
+        Perturbations x units target inclusion probabilities.
+    latent_probs
+        Units x units edge inclusion probabilities (rows = parent).
+    dag
+        Units x units 0/1 acyclic graph whose edges the cascade follows.
+    threshold
+        Target probability from which a unit is a direct target.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per (perturbation, unit) in a cascade, in order of depth: ``perturbation``,
+        ``unit``, ``role`` (``"direct"`` or ``"descendant"``), ``depth`` (0 for a direct target,
+        else the number of edges below the nearest direct target), ``parents`` (the units one
+        level up in the cascade with an edge into it, comma-separated) and ``probability`` (the
+        target probability of a direct target, else the largest probability of an edge from
+        those parents).
+    """
+    units = list(dag.columns)
+    depths = descendant_depths(dag.to_numpy(dtype=float))
+    edges = dag.to_numpy(dtype=float) >= 0.5
+    probs = latent_probs.loc[units, units].to_numpy(dtype=float)
+    rows = []
+    for pert, row in target_graph[units].iterrows():
+        direct = np.flatnonzero(row.to_numpy(dtype=float) >= threshold)
+        if direct.size == 0:
+            continue
+        depth = depths[direct].min(axis=0)
+        for k in sorted(np.flatnonzero(np.isfinite(depth)), key=lambda k: (depth[k], k)):
+            d = int(depth[k])
+            parents = [i for i in np.flatnonzero(edges[:, k]) if d > 0 and depth[i] == d - 1]
+            rows.append(
+                {
+                    "perturbation": pert,
+                    "unit": units[k],
+                    "role": "direct" if d == 0 else "descendant",
+                    "depth": d,
+                    "parents": ", ".join(units[i] for i in parents),
+                    "probability": float(row.iloc[k] if d == 0 else probs[parents, k].max()),
+                }
+            )
+    columns = ["perturbation", "unit", "role", "depth", "parents", "probability"]
+    return pd.DataFrame(rows, columns=columns).astype(
+        {"perturbation": str, "unit": str, "role": str, "depth": np.int64, "probability": float}
+    )
 
 
 def _top_genes(effects: pd.DataFrame, n: int, name: str, both_directions: bool = False):
@@ -296,10 +369,10 @@ def _direct_genes(effects: pd.DataFrame, n: int, min_effect: float) -> pd.DataFr
 
 def _write_report(report: dict, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    for name in ["graph", "unit_effects", "perturbation_effects", "off_mask"]:
+    for name in ["graph", "unit_effects", "perturbation_effects", "off_mask", "latent_graph"]:
         if report[name] is not None:
             report[name].to_csv(out / f"{name}.csv")
-    for name in ["targets", "unit_genes", "perturbation_genes", "direct_genes"]:
+    for name in ["targets", "unit_genes", "perturbation_genes", "direct_genes", "cascade"]:
         if report[name] is not None:
             report[name].to_csv(out / f"{name}.csv", index=False)
     for name, fig in report["figures"].items():
@@ -376,4 +449,34 @@ def _write_report(report: dict, out: Path) -> None:
                 f"{off.loc[pert, 'top_off_mask_shift']:+.2f})"
             )
         lines.append(f"| {pert} | {per_pert.loc[pert]} | {off_text} | {direct_text} | {genes} |")
+    if report["cascade"] is not None:
+        lines += _cascade_lines(report["cascade"], report["graph"].index)
     (out / "report.md").write_text("\n".join(lines) + "\n")
+
+
+def _cascade_lines(cascade: pd.DataFrame, perturbations) -> list[str]:
+    lines = [
+        "",
+        "## Latent graph: the cascade of each perturbation",
+        "",
+        "![latent graph](latent_graph.png)",
+        "",
+        "Direct targets, then the units below them in the learned graph (edges with "
+        "probability >= 0.5, acyclic), with their depth and their parents in the cascade.",
+        "",
+        "| perturbation | direct targets | descendants (depth, via) |",
+        "|---|---|---|",
+    ]
+    for pert in perturbations:
+        sub = cascade[cascade["perturbation"] == pert]
+        direct = ", ".join(sub.loc[sub["role"] == "direct", "unit"]) or "none"
+        below = sub[sub["role"] == "descendant"]
+        text = (
+            ", ".join(
+                f"{u} ({d}, via {v})"
+                for u, d, v in zip(below["unit"], below["depth"], below["parents"], strict=True)
+            )
+            or "none"
+        )
+        lines.append(f"| {pert} | {direct} | {text} |")
+    return lines
