@@ -9,6 +9,7 @@ from scvi_causal.core._scm import (
     LinearSCMNormal,
     LinearSCMPrior,
     _on_cycle,
+    fit_latent_graph,
     notears_acyclicity,
 )
 
@@ -94,7 +95,7 @@ def test_learns_a_chain_from_interventional_samples():
     shifts = 3.0 * torch.eye(k)
     a = torch.cat([torch.zeros(n, k)] + [torch.eye(k)[p].expand(n, k) for p in range(k)])
     z = LinearSCMNormal(a @ shifts, true_w).rsample()
-    prior = LinearSCMPrior(k, k, sparsity_penalty=0.25)
+    prior = LinearSCMPrior(k, k, sparsity_penalty=0.25, intervention_type="shift")
     opt = torch.optim.Adam(prior.parameters(), lr=0.05)
     for step in range(1000):
         prior.set_temperature(max(0.993**step, 0.2))
@@ -109,3 +110,82 @@ def test_learns_a_chain_from_interventional_samples():
     targets = prior.inclusion_probs() > 0.5
     assert targets.tolist() == torch.eye(k, dtype=torch.bool).tolist()
     assert float(prior.acyclicity()) < 1e-2
+
+
+def test_cut_edges_match_the_multivariate_normal_of_each_sample():
+    """With ``keep`` (hard interventions), each sample's law is the MVN of its own graph: the
+    edges into the units it cuts removed."""
+    torch.manual_seed(0)
+    loc = torch.randn(3, 3)
+    keep = torch.tensor([[1.0, 1.0, 1.0], [1.0, 0.0, 1.0], [1.0, 0.3, 0.0]])
+    p = LinearSCMNormal(loc, CHAIN, keep=keep)
+    z = torch.randn(3, 3)
+    q = Normal(torch.randn(3, 3), torch.rand(3, 3) + 0.5)
+    for i in range(3):
+        mvn = _mvn(loc[i], CHAIN * keep[i])
+        torch.testing.assert_close(p.log_prob(z)[i].sum(), mvn.log_prob(z[i]))
+        q_mvn = MultivariateNormal(q.loc[i], covariance_matrix=torch.diag(q.scale[i] ** 2))
+        torch.testing.assert_close(
+            kl_divergence(q, p)[i].sum(), kl_divergence(q_mvn, mvn), rtol=1e-4, atol=1e-4
+        )
+    torch.testing.assert_close(p.abduct(p.propagate(z)), z)
+    # the cut unit keeps its own noise mean; the leaf follows it
+    torch.testing.assert_close(
+        p.mean[1], torch.stack([loc[1, 0], loc[1, 1], loc[1, 2] - 2 * loc[1, 1]])
+    )
+
+
+def test_hard_interventions_cut_the_targets_parents():
+    prior = LinearSCMPrior(1, 3, intervention_type="do")
+    with torch.no_grad():
+        prior.edges.logits.fill_(-10.0)
+        prior.edges.logits[0, 1] = prior.edges.logits[1, 2] = 10.0
+        prior.edge_weights.copy_(CHAIN)
+        prior.mask.logits.fill_(-10.0)
+        prior.mask.logits[0, 1] = 10.0  # the perturbation hits the middle unit
+        prior.shifts.fill_(2.0)
+    prior.eval()
+    torch.manual_seed(0)
+    z = prior(torch.ones(20000, 1)).rsample()
+    # the middle unit no longer follows the root: variance 1 and no correlation
+    assert abs(float(torch.corrcoef(z[:, :2].T)[0, 1])) < 0.03
+    np.testing.assert_allclose(float(z[:, 1].var()), 1.0, atol=0.05)
+    np.testing.assert_allclose(
+        prior.expected_effects()[0].detach().numpy(), [0.0, 2.0, -4.0], atol=1e-3
+    )
+    soft = LinearSCMPrior(1, 3, intervention_type="shift")
+    soft.load_state_dict(prior.state_dict())
+    soft.eval()
+    z = soft(torch.ones(20000, 1)).rsample()
+    assert float(torch.corrcoef(z[:, :2].T)[0, 1]) > 0.7  # the soft shift keeps the edge
+    with pytest.raises(ValueError, match="intervention_type"):
+        LinearSCMPrior(1, 3, intervention_type="hard")
+
+
+def test_fit_latent_graph_finds_the_frame_and_the_chain_of_hard_interventions():
+    """Latents seen in the frame of the exogenous noise (where a VAE with independent units puts
+    them): the graph-alignment fit moves them back to the causal variables and finds the
+    chain, its direction and the direct targets."""
+    torch.manual_seed(0)
+    k, n = 4, 250
+    true_w = torch.zeros(k, k)
+    for i in range(k - 1):
+        true_w[i, i + 1] = 1.2
+    a = torch.cat([torch.zeros(2 * n, k)] + [torch.eye(k)[p].expand(n, k) for p in range(k)])
+    z = LinearSCMNormal(3.0 * a, true_w, keep=1.0 - a).rsample()
+    noise_frame = z @ (torch.eye(k) - true_w) + 0.2 * torch.randn(z.shape)
+    prior = LinearSCMPrior(k, k, intervention_type="do", sparsity_penalty=0.25, edge_penalty=0.2)
+    prior.activate_graph(True)
+    frame = fit_latent_graph(prior, noise_frame, a)
+    prior.eval()
+    fitted = (noise_frame @ frame).numpy()
+    corr = np.abs(np.corrcoef(z.numpy().T, fitted.T)[:k, k:])
+    assert corr.diagonal().min() > 0.9  # back in the frame of the causal variables
+    assert prior.dag().tolist() == (true_w != 0).tolist()
+    assert (prior.inclusion_probs() > 0.5).tolist() == torch.eye(k, dtype=torch.bool).tolist()
+    # the same fit with the graph switched off finds no edge (independent units)
+    off = LinearSCMPrior(k, k, intervention_type="do")
+    off.activate_graph(False)
+    assert float(off.latent_graph().sum()) == 0.0 and off.can_reset_in_frame()
+    with pytest.raises(ValueError, match="free_fraction"):
+        fit_latent_graph(prior, noise_frame, a, free_fraction=2.0)

@@ -583,3 +583,23 @@ def test_nonlinear_mechanisms(tmp_path):
 def test_bad_graph_arguments_raise(kwargs, match):
     with pytest.raises(ValueError, match=match):
         simulate_sparse_shift(**kwargs)
+
+
+def test_hard_interventions_cut_the_targets_mechanism():
+    """intervention_type="do": in the cells of a perturbation, its target no longer follows its
+    parent (no correlation, unit variance), and the children still follow the target."""
+    kw = dict(n_perturbations=3, n_latent=3, targets="each_unit", latent_graph=CHAIN, seed=0)
+    hard = simulate_sparse_shift(intervention_type="do", **kw, **GRAPH)
+    soft = simulate_sparse_shift(**kw, **GRAPH)
+    assert hard.uns["simulation"]["intervention_type"] == "do"
+    for ad, cut in [(hard, True), (soft, False)]:
+        z = ad.obsm["z_true"][ad.obs["perturbation"].astype(str).to_numpy() == "p01"]
+        corr_parent = abs(np.corrcoef(z[:, 0], z[:, 1])[0, 1])
+        assert (corr_parent < 0.2) if cut else (corr_parent > 0.3)
+        assert abs(np.corrcoef(z[:, 1], z[:, 2])[0, 1]) > 0.3
+    z = hard.obsm["z_true"][hard.obs["perturbation"].astype(str).to_numpy() == "p01"]
+    np.testing.assert_allclose(z[:, 1].std(), 1.0, atol=0.15)
+    with pytest.raises(ValueError, match="intervention_type"):
+        simulate_sparse_shift(intervention_type="hard", **kw, **GRAPH)
+    with pytest.raises(ValueError, match="needs a `latent_graph`"):
+        simulate_sparse_shift(n_perturbations=3, n_latent=3, intervention_type="do")

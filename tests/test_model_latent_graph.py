@@ -56,31 +56,43 @@ def test_trains_and_reports_a_graph(model):
     for _ in range(K):
         reach |= (reach.astype(int) @ dag.astype(int)) > 0
     assert not np.diag(reach).any()  # no directed cycle
-    assert "alignment_l1_ratio_train" not in hist  # no rotation of an SCM's units
+    # independent units (and the alignment steps) until graph_start, then the graph is on
+    assert bool(model.module.prior.graph_active)
+    rotated = hist["alignment_l1_ratio_train"].dropna().index
+    assert len(rotated) > 0 and max(rotated) < round(0.75 * 60)
     assert model.get_target_graph().shape == (K, K)
     assert np.isfinite(model.get_marginal_ll(n_mc_samples=5))
 
 
 def test_predict_propagates_through_the_graph(model):
     prior = model.module.prior
+    direct = (prior.inclusion_probs() * prior.shifts).detach()
+    # the perturbation with the largest direct shift, on unit u; an edge u -> v into the unit
+    # v it hits least
+    p, u = np.unravel_index(int(direct.abs().argmax()), tuple(direct.shape))
+    probs = prior.inclusion_probs().detach()[p].clone()
+    probs[u] = np.inf
+    v = int(probs.argmin())
     with torch.no_grad():
         logits = prior.edges.logits.clone()
         weights = prior.edge_weights.clone()
         prior.edges.logits.fill_(-10.0)
-        prior.edges.logits[0, 1] = 10.0
-        prior.edge_weights[0, 1] = 2.0
+        prior.edges.logits[u, v] = 10.0
+        prior.edge_weights[u, v] = 2.0
     try:
         effects = model._model_shift_matrix()
-        direct = (prior.inclusion_probs() * prior.shifts).detach()
         expected = direct.clone()
-        expected[:, 1] += 2.0 * direct[:, 0]  # z1 = 2 z0 + e1
+        # z_v = 2 z_u + e_v, the edge cut where a perturbation itself hits v (hard intervention)
+        keep = 1.0 - prior.inclusion_probs().detach()[:, v]
+        expected[:, v] += 2.0 * direct[:, u] * keep
         torch.testing.assert_close(effects, expected)
+        name = model.get_target_graph().index[p]
         torch.manual_seed(0)
-        with_edge = model.predict(perturbations=["p0"], shift="model", return_mean=True).X
+        with_edge = model.predict(perturbations=[name], shift="model", return_mean=True).X
         with torch.no_grad():
-            prior.edge_weights[0, 1] = 0.0
+            prior.edge_weights[u, v] = 0.0
         torch.manual_seed(0)
-        without = model.predict(perturbations=["p0"], shift="model", return_mean=True).X
+        without = model.predict(perturbations=[name], shift="model", return_mean=True).X
         assert not np.allclose(with_edge, without)
     finally:
         with torch.no_grad():

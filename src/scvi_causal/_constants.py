@@ -74,6 +74,11 @@ DEFAULT_N_STEPS = 10_000
 DEFAULT_DIRECT_PENALTY = 3.0
 #: Fraction of training from which direct effects are switched on.
 DEFAULT_DIRECT_START = 0.75
+#: Fraction of training at which a latent graph (``latent_graph="dag"``) is fitted and switched
+#: on (after the last default alignment step; independent units before).
+DEFAULT_GRAPH_START = 0.75
+#: Most cells whose posterior means the graph-alignment step fits.
+GRAPH_FIT_MAX_CELLS = 20_000
 
 # ---------------------------------------------------------------- computation sizes
 #: Scale of log fold changes: ``log1p(LFC_SCALE * proportion)`` (counts per 10,000).

@@ -5,11 +5,12 @@ from ._masks import InterventionMask, geometric_temperature
 from ._priors import LatentPrior, SparseShiftPrior, StandardNormalPrior, make_prior
 from ._rotation import (
     LatentRotationMixin,
+    change_latent_frame,
     rotate_latent_layers,
     sparse_alignment,
     sparse_rotation,
 )
-from ._scm import LinearSCMNormal, LinearSCMPrior, notears_acyclicity
+from ._scm import LinearSCMNormal, LinearSCMPrior, fit_latent_graph, notears_acyclicity
 from ._sparsity import bernoulli_kl, l1_penalty, l1_penalty_per_sample
 from ._tc import total_correlation
 from ._training import InterventionScheduleMixin, category_latent_sums, negative_elbo
@@ -29,6 +30,8 @@ __all__ = [
     "StandardNormalPrior",
     "bernoulli_kl",
     "category_latent_sums",
+    "change_latent_frame",
+    "fit_latent_graph",
     "geometric_temperature",
     "l1_penalty",
     "l1_penalty_per_sample",

@@ -274,17 +274,35 @@ class SparseShiftPrior(LatentPrior):
         own mask, as in the published sVAE+ (lower-variance gradients for the mask logits than
         one draw per step); otherwise one mask per intervention is shared by all samples.
         """
+        loc, _ = self._shift_and_reach(intervention, n)
+        return Normal(loc, torch.ones_like(loc))
+
+    def _shift_and_reach(
+        self, intervention: torch.Tensor | None, n: int | None, reach: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``(n, K)`` summed masked shifts of each sample and, with ``reach``, the probability
+        that each unit is left untouched by all of the sample's interventions (the product of
+        ``1 - m`` over them, from the same mask draws; None otherwise)."""
         if intervention is None or self.n_interventions == 0:
             loc = self.shifts.new_zeros((_n_samples(intervention, n), self.n_latent))
-        elif self.per_sample_masks and self.training and self.mask.kind == "spike_slab":
+            return loc, (torch.ones_like(loc) if reach else None)
+        untouched = None
+        if self.per_sample_masks and self.training and self.mask.kind == "spike_slab":
             cells, perts = intervention.nonzero(as_tuple=True)
             weights = intervention[cells, perts].to(self.shifts.dtype).unsqueeze(-1)
-            effects = self.mask(rows=perts) * self.shifts[perts] * weights
+            masks = self.mask(rows=perts)
             loc = self.shifts.new_zeros((intervention.shape[0], self.n_latent))
-            loc = loc.index_add(0, cells, effects)
+            loc = loc.index_add(0, cells, masks * self.shifts[perts] * weights)
+            if reach:
+                log_keep = torch.log1p(-masks.clamp(max=1.0 - 1e-6))
+                untouched = torch.zeros_like(loc).index_add(0, cells, log_keep).exp()
         else:
-            loc = intervention.to(self.shifts.dtype) @ self.effects()
-        return Normal(loc, torch.ones_like(loc))
+            masks = self.mask()
+            loc = intervention.to(self.shifts.dtype) @ (masks * self.shifts)
+            if reach:
+                log_keep = torch.log1p(-masks.clamp(max=1.0 - 1e-6))
+                untouched = ((intervention != 0).to(log_keep.dtype) @ log_keep).exp()
+        return loc, untouched
 
     def intervention_parameters(self) -> list[nn.Parameter]:
         """Mask logits and shifts (those that train)."""

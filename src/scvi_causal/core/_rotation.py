@@ -169,6 +169,76 @@ def rotate_latent_layers(
 
 
 @torch.no_grad()
+def change_latent_frame(
+    matrix: torch.Tensor,
+    mean_head: torch.nn.Linear,
+    decoder_input: torch.nn.Linear,
+    log_scale_head: torch.nn.Linear | None = None,
+    log_scale: str = "variance",
+) -> list[torch.nn.Parameter]:
+    r"""Re-express an encoder-decoder pair in the linear frame :math:`z' = z M`, any invertible
+    :math:`M` (:func:`rotate_latent_layers` for a rotation).
+
+    The encoder's mean head is multiplied by :math:`M`, the decoder's latent inputs by
+    :math:`M^{-1}`, so every sample decodes as before from its posterior mean. The posterior
+    stays diagonal: each new variance is :math:`\sum_j M_{jk}^2 \sigma_j^2`, taken with the old
+    log scales averaged with weights :math:`M_{jk}^2 / \sum_j M_{jk}^2` (exact when the
+    variances are equal).
+
+    Parameters
+    ----------
+    matrix
+        ``(K, K)`` invertible :math:`M` (row convention: new = old @ M).
+    mean_head, decoder_input, log_scale_head
+        As in :func:`rotate_latent_layers`.
+    log_scale
+        What ``log_scale_head`` outputs before its exp: ``"variance"`` or ``"std"``.
+
+    Returns
+    -------
+    list of torch.nn.Parameter
+        The parameters that changed.
+
+    Examples
+    --------
+    >>> import torch
+    >>> enc, dec = torch.nn.Linear(5, 3), torch.nn.Linear(3, 4)
+    >>> h = torch.randn(2, 5)
+    >>> before = dec(enc(h))
+    >>> m = torch.tensor([[1.0, 0.5, 0.0], [0.0, 2.0, 0.0], [0.3, 0.0, 1.0]])
+    >>> changed = change_latent_frame(m, enc, dec)
+    >>> torch.allclose(dec(enc(h)), before, atol=1e-5)
+    True
+    """
+    if log_scale not in ("variance", "std"):
+        raise ValueError(f"`log_scale` must be 'variance' or 'std', got {log_scale!r}.")
+    k = mean_head.out_features
+    m = matrix.to(mean_head.weight)
+    if m.shape != (k, k) or not bool(torch.isfinite(torch.linalg.inv(m)).all()):
+        raise ValueError(f"`matrix` must be an invertible ({k}, {k}) matrix.")
+    if decoder_input.in_features < k:
+        raise ValueError(f"`decoder_input` has {decoder_input.in_features} inputs, < {k}.")
+    mean_head.weight.copy_(m.T @ mean_head.weight)
+    changed = [mean_head.weight]
+    if mean_head.bias is not None:
+        mean_head.bias.copy_(mean_head.bias @ m)
+        changed.append(mean_head.bias)
+    if log_scale_head is not None:
+        squares = m**2
+        norms = squares.sum(0)  # (K,): sum_j M_jk^2
+        mix = squares / norms
+        log_norm = torch.log(norms) * (1.0 if log_scale == "variance" else 0.5)
+        log_scale_head.weight.copy_(mix.T @ log_scale_head.weight)
+        changed.append(log_scale_head.weight)
+        if log_scale_head.bias is not None:
+            log_scale_head.bias.copy_(log_scale_head.bias @ mix + log_norm)
+            changed.append(log_scale_head.bias)
+    decoder_input.weight[:, :k] = decoder_input.weight[:, :k] @ torch.linalg.inv(m).T
+    changed.append(decoder_input.weight)
+    return changed
+
+
+@torch.no_grad()
 def sparse_alignment(
     sums: torch.Tensor,
     counts: torch.Tensor,
@@ -383,3 +453,19 @@ class LatentRotationMixin:
             rotation, effects=effects, threshold=threshold, logit=logit, min_shift=min_shift
         )
         return changed
+
+    @torch.no_grad()
+    def change_latent_frame(self, matrix: torch.Tensor) -> list[torch.nn.Parameter]:
+        """Re-express the encoder and decoder in the linear frame :math:`z' = z M`
+        (:func:`change_latent_frame`; the prior is left alone: its parameters must already
+        be those of the new frame, as after :func:`~scvi_causal.core.fit_latent_graph`).
+        The encoder's head is taken to output log variances (``_log_scale`` = ``"std"`` for
+        log standard deviations)."""
+        mean_head, decoder_input, log_scale_head = self._latent_layers()
+        return change_latent_frame(
+            matrix,
+            mean_head,
+            decoder_input,
+            log_scale_head=log_scale_head,
+            log_scale=getattr(self, "_log_scale", "variance"),
+        )

@@ -76,6 +76,10 @@ class LinearSCMNormal(Distribution):
         ``(..., n, K)`` means of the exogenous noise.
     weights
         ``(K, K)`` weighted adjacency (row = parent, column = child).
+    keep
+        Optional ``(..., n, K)`` factor in [0, 1] on the edges *into* each unit of each sample:
+        0 cuts them (a hard intervention, :math:`do`, on that unit: it no longer listens to
+        its parents), 1 (or None) keeps the observational mechanism.
 
     Examples
     --------
@@ -90,15 +94,22 @@ class LinearSCMNormal(Distribution):
     support = constraints.real
     has_rsample = True
 
-    def __init__(self, loc: torch.Tensor, weights: torch.Tensor):
+    def __init__(self, loc: torch.Tensor, weights: torch.Tensor, keep: torch.Tensor | None = None):
         self.loc = loc
         self.weights = weights
+        self.keep = keep
         k = weights.shape[-1]
-        self.mixing = torch.eye(k, dtype=weights.dtype, device=weights.device) - weights  # I - W
+        eye = torch.eye(k, dtype=weights.dtype, device=weights.device)
+        if keep is None:
+            self.mixing = eye - weights  # I - W
+        else:  # one matrix per sample, (..., n, K, K): the edges into unit k scaled by keep_k
+            self.mixing = eye - weights * keep.unsqueeze(-2)
         super().__init__(batch_shape=loc.shape, validate_args=False)
 
     def _logdet(self) -> torch.Tensor:
-        return torch.linalg.slogdet(self.mixing)[1]
+        r""":math:`\log|\det(I - W)|`, 0-d, or ``(..., n, 1)`` with per-sample cuts."""
+        logdet = torch.linalg.slogdet(self.mixing)[1]
+        return logdet if self.keep is None else logdet.unsqueeze(-1)
 
     @property
     def mean(self) -> torch.Tensor:
@@ -107,11 +118,16 @@ class LinearSCMNormal(Distribution):
 
     def propagate(self, noise: torch.Tensor) -> torch.Tensor:
         """Latents :math:`z = e (I - W)^{-1}` of exogenous noise ``e`` (``(..., K)``)."""
-        return torch.linalg.solve(self.mixing, noise, left=False)
+        if self.keep is None:
+            return torch.linalg.solve(self.mixing, noise, left=False)
+        mixing = self.mixing.expand(*noise.shape[:-1], *self.mixing.shape[-2:])
+        return torch.linalg.solve(mixing, noise.unsqueeze(-2), left=False).squeeze(-2)
 
     def abduct(self, z: torch.Tensor) -> torch.Tensor:
         """Exogenous noise :math:`e = z (I - W)` of latents ``z`` (abduction)."""
-        return z @ self.mixing
+        if self.keep is None:
+            return z @ self.mixing
+        return z - (z @ self.weights) * self.keep
 
     def rsample(self, sample_shape: torch.Size | tuple = ()) -> torch.Tensor:
         """Reparameterised samples: noise drawn around ``loc``, propagated through the SCM."""
@@ -139,8 +155,11 @@ def _kl_normal_scm(q: Normal, p: LinearSCMNormal) -> torch.Tensor:
     mixing = p.mixing
     k = mixing.shape[-1]
     var = q.scale**2
-    trace = var @ (mixing**2)  # (..., K): sum_i s_i^2 B_ik^2
-    mean_term = (q.loc @ mixing - p.loc) ** 2
+    if p.keep is None:
+        trace = var @ (mixing**2)  # (..., K): sum_i s_i^2 B_ik^2
+    else:
+        trace = (var.unsqueeze(-2) @ (mixing**2)).squeeze(-2)
+    mean_term = (p.abduct(q.loc) - p.loc) ** 2
     logdet = p._logdet()
     return 0.5 * (trace + mean_term - 1.0 - torch.log(var)) - logdet / k
 
@@ -192,6 +211,15 @@ class LinearSCMPrior(SparseShiftPrior):
         local minima). Not yet tuned inside the VAE.
     acyclicity_weight
         Per-sample weight of the acyclicity function.
+    intervention_type
+        ``"do"`` (default): a hard intervention, the direct targets' incoming edges are cut
+        (:math:`z_k = \mu_{pk} + e_k`), as a knock-out decouples a gene from its regulators.
+        ``"shift"``: a perturbation shifts the noise of its direct targets, which keep
+        listening to their parents (a soft intervention). Inside a VAE only ``"do"`` makes the
+        graph identifiable: noise shifts are single-unit shifts of the exogenous noise, which
+        is itself an independent latent space (the decoder can absorb
+        :math:`(I - W)^{-1}`), so an empty graph explains them with the same targets and no
+        edge.
     **shift_kwargs
         Passed to :class:`SparseShiftPrior` (``sparsity_penalty``, ``prior_prob``, ...).
 
@@ -216,8 +244,13 @@ class LinearSCMPrior(SparseShiftPrior):
         edge_init_prob: float = DEFAULT_MASK_INIT_PROB,
         edge_penalty: float = 0.3,
         acyclicity_weight: float = 10.0,
+        intervention_type: str = "do",
         **shift_kwargs,
     ):
+        if intervention_type not in ("shift", "do"):
+            raise ValueError(
+                f"`intervention_type` must be 'shift' or 'do', got {intervention_type!r}."
+            )
         if n_latent < 2:
             raise ValueError(f"A latent graph needs n_latent >= 2, got {n_latent}.")
         super().__init__(n_interventions, n_latent, intervention_prior, **shift_kwargs)
@@ -233,21 +266,37 @@ class LinearSCMPrior(SparseShiftPrior):
         self.edge_slab_scale = edge_slab_scale
         self.edge_penalty = float(edge_penalty)
         self.acyclicity_weight = float(acyclicity_weight)
+        self.intervention_type = intervention_type
         self.edges = InterventionMask(
             n_latent, n_latent, kind="spike_slab", init_prob=edge_init_prob
         )
         self.edge_weights = nn.Parameter(torch.zeros(n_latent, n_latent))
         self.register_buffer("off_diagonal", 1.0 - torch.eye(n_latent))
+        self.register_buffer("graph_active", torch.tensor(True))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # saved before the graph could be switched off: it was always on
+        state_dict.setdefault(prefix + "graph_active", torch.tensor(True))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def activate_graph(self, active: bool = True) -> None:
+        """Switch the graph on, or off: the prior is then :class:`SparseShiftPrior`'s, with
+        independent units (the first phase of training, before :func:`fit_latent_graph`)."""
+        self.graph_active.fill_(bool(active))
 
     # ------------------------------------------------------------------ interface
     def weights(self) -> torch.Tensor:
         """One draw of the gated weights :math:`G \\odot V`, ``(K, K)``, zero diagonal (the
         gates' posterior mode in evaluation mode)."""
-        return self.edges() * self.edge_weights * self.off_diagonal
+        return self.edges() * self.edge_weights * self.off_diagonal * self.graph_active
 
     def forward(self, intervention: torch.Tensor | None = None, n: int | None = None):
         """The SCM's law of the latents of samples with ``intervention`` (``(n, P)``)."""
-        return LinearSCMNormal(super().forward(intervention, n=n).loc, self.weights())
+        if not bool(self.graph_active):
+            return super().forward(intervention, n=n)
+        hard = self.intervention_type == "do" and intervention is not None
+        loc, untouched = self._shift_and_reach(intervention, n, reach=hard)
+        return LinearSCMNormal(loc, self.weights(), keep=untouched)
 
     def local_penalty(self, intervention: torch.Tensor | None = None) -> torch.Tensor | None:
         """Per sample: the interventions' sparsity cost, ``edge_penalty`` per expected edge and
@@ -255,6 +304,8 @@ class LinearSCMPrior(SparseShiftPrior):
         ``intervention``, which gives the number of samples)."""
         if intervention is None:
             return None
+        if not bool(self.graph_active):
+            return super().local_penalty(intervention)
         graph = self.edge_penalty * self.latent_graph().sum()
         graph = (graph + self.acyclicity_weight * self.acyclicity()).expand(intervention.shape[0])
         cost = super().local_penalty(intervention)
@@ -268,6 +319,8 @@ class LinearSCMPrior(SparseShiftPrior):
         """The interventions' term, the edges' Bernoulli KL and the slab on edge weights."""
         probs = self.latent_graph()
         out = super().kl_global()
+        if not bool(self.graph_active):
+            return out
         out = (
             out + (bernoulli_kl(self.edges.logits, self.edge_prior_prob) * self.off_diagonal).sum()
         )
@@ -285,15 +338,16 @@ class LinearSCMPrior(SparseShiftPrior):
         self.edges.set_temperature(temperature)
 
     def can_reset_in_frame(self) -> bool:
-        """False: rotating the latent space would mix the units of the graph."""
-        return False
+        """False once the graph is on: rotating the latent space would mix its units."""
+        return not bool(self.graph_active) and super().can_reset_in_frame()
 
     def expected_effects(self) -> torch.Tensor:
         """``(P, K)`` effect of each intervention on the latents' mean: its expected noise
         shift propagated through the graph (gates at their posterior mode)."""
         with torch.no_grad():
             weights = (self.latent_graph() > 0.5) * self.edge_weights
-        return LinearSCMNormal(super().expected_effects(), weights).mean
+            keep = 1.0 - self.inclusion_probs() if self.intervention_type == "do" else None
+        return LinearSCMNormal(super().expected_effects(), weights, keep=keep).mean
 
     def extra_metrics(self) -> dict[str, torch.Tensor]:
         """The interventions' diagnostics, the acyclicity and the edge density."""
@@ -307,8 +361,9 @@ class LinearSCMPrior(SparseShiftPrior):
 
     # ------------------------------------------------------------------ the graph
     def latent_graph(self) -> torch.Tensor:
-        """Edge inclusion probabilities, ``(K, K)`` (row = parent, column = child)."""
-        return self.edges.inclusion_probs() * self.off_diagonal
+        """Edge inclusion probabilities, ``(K, K)`` (row = parent, column = child); zero while
+        the graph is off."""
+        return self.edges.inclusion_probs() * self.off_diagonal * self.graph_active
 
     @torch.no_grad()
     def dag(self, threshold: float = 0.5) -> torch.Tensor:
@@ -348,8 +403,8 @@ class LinearSCMPrior(SparseShiftPrior):
         ``new_intervention``: abduction of their noise, action on its mean, propagation."""
         observed = self(intervention, n=z.shape[-2])
         noise = observed.abduct(z) - observed.loc
-        new_loc = super().forward(new_intervention, n=z.shape[-2]).loc
-        return observed.propagate(noise + new_loc)
+        new = self(new_intervention, n=z.shape[-2])
+        return new.propagate(noise + new.loc)
 
 
 def _on_cycle(on: torch.Tensor) -> torch.Tensor:
@@ -360,3 +415,94 @@ def _on_cycle(on: torch.Tensor) -> torch.Tensor:
     for _ in range(k):
         reach = reach | (reach.float() @ on.float() > 0)
     return on & reach.T
+
+
+def fit_latent_graph(
+    prior: LinearSCMPrior,
+    latents: torch.Tensor,
+    intervention: torch.Tensor,
+    n_steps: int = 3000,
+    free_fraction: float = 2 / 3,
+    lr: float = 0.03,
+    seed: int = 0,
+) -> torch.Tensor:
+    r"""Fit the latent graph and the linear frame in which the latents follow it.
+
+    The graph-alignment step of ``latent_graph="dag"``: maximum likelihood of a linear
+    change of frame :math:`z' = z M` (with its log-Jacobian :math:`\log|\det M|`) and of the
+    prior's graph, masks and shifts on ``latents`` (e.g. the posterior means of a VAE trained
+    with independent units so far). A VAE with independent units finds the frame of the
+    *exogenous noise*, where hard interventions are not sparse; :math:`M` moves it to the frame
+    of the causal variables. The edges are learned without their per-sample cost during the
+    first ``free_fraction`` of the steps (from an empty graph and the noise frame, an edge only
+    pays off once the frame has moved, so a cost from the start removes every edge), then with
+    it, which prunes the edges that the data do not need. The gates' temperature is annealed
+    from 1 to the prior's final temperature.
+
+    ``prior`` is updated in place (edges, weights, masks, shifts); it is left in the mode it
+    was in.
+
+    Parameters
+    ----------
+    prior
+        The prior to fit (its masks and shifts are the starting point).
+    latents
+        ``(n, K)`` latents, in the current frame.
+    intervention
+        ``(n, P)`` interventions of the samples.
+    n_steps, free_fraction, lr, seed
+        Full-batch Adam steps, the fraction of them without edge cost, learning rate, seed of
+        the relaxed gates' draws.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(K, K)`` frame change :math:`M` (row convention, new = old @ M).
+
+    Examples
+    --------
+    >>> import torch
+    >>> prior = LinearSCMPrior(n_interventions=2, n_latent=2, intervention_type="do")
+    >>> a = torch.eye(2).repeat_interleave(50, 0)
+    >>> m = fit_latent_graph(prior, torch.randn(100, 2) + 3 * a, a, n_steps=20)
+    >>> m.shape
+    torch.Size([2, 2])
+    """
+    if not 0.0 <= free_fraction <= 1.0:
+        raise ValueError(f"`free_fraction` must be in [0, 1], got {free_fraction}.")
+    k = prior.n_latent
+    if latents.ndim != 2 or latents.shape[1] != k or intervention.shape[0] != latents.shape[0]:
+        raise ValueError(
+            f"Expected latents (n, {k}) and interventions (n, P), got {tuple(latents.shape)} "
+            f"and {tuple(intervention.shape)}."
+        )
+    was_training, penalty = prior.training, prior.edge_penalty
+    latents = latents.detach().to(prior.shifts)
+    intervention = intervention.detach().to(prior.shifts)
+    frame = nn.Parameter(torch.eye(k, dtype=latents.dtype, device=latents.device))
+    params = [p for p in prior.parameters() if p.requires_grad] + [frame]
+    optimizer = torch.optim.Adam(params, lr=lr)
+    final_temperature = float(prior.mask.temperature)
+    decay = (final_temperature ** (1.0 / max(n_steps, 1))) if final_temperature < 1 else 1.0
+    n_free = int(round(free_fraction * n_steps))
+    generator_state = torch.get_rng_state()
+    torch.manual_seed(seed)
+    prior.train()
+    try:
+        with torch.enable_grad():
+            for step in range(n_steps):
+                prior.set_temperature(max(decay**step, final_temperature))
+                prior.edge_penalty = 0.0 if step < n_free else penalty
+                optimizer.zero_grad()
+                z = latents @ frame
+                nll = -prior(intervention).log_prob(z).sum(-1)
+                loss = (nll + prior.local_penalty(intervention)).mean()
+                loss = loss - torch.linalg.slogdet(frame)[1] + prior.kl_global() / len(z)
+                loss.backward()
+                optimizer.step()
+    finally:
+        prior.edge_penalty = penalty
+        prior.set_temperature(final_temperature)
+        prior.train(was_training)
+        torch.set_rng_state(generator_state)
+    return frame.detach()

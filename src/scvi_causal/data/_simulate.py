@@ -98,6 +98,7 @@ def simulate_sparse_shift(
     latent_graph: Literal["random"] | np.ndarray | pd.DataFrame | None = None,
     expected_in_degree: float = 1.0,
     mechanism: Literal["linear", "nonlinear"] = "linear",
+    intervention_type: Literal["shift", "do"] = "shift",
     seed: int = 0,
 ) -> anndata.AnnData:
     """Simulate a single-cell perturbation screen with sparse mechanism shifts.
@@ -262,6 +263,12 @@ def simulate_sparse_shift(
         ``[0, (n_latent - 1) / 2]`` (the upper end gives a complete DAG).
     mechanism
         With ``latent_graph``: ``"linear"`` or ``"nonlinear"`` mechanisms.
+    intervention_type
+        With ``latent_graph``: ``"shift"`` (default) moves the noise of the direct targets,
+        which keep their mechanism; ``"do"`` is a hard intervention: a direct target's
+        mechanism is cut in the perturbed cells (``z_j = e_j``, parents ignored), as a
+        knock-out decouples a gene from its regulators. Only hard interventions make the latent
+        graph identifiable from the data (see ``docs/model.md``).
     seed
         Seed for :func:`numpy.random.default_rng`.
 
@@ -403,6 +410,12 @@ def simulate_sparse_shift(
         expected_in_degree=expected_in_degree,
         mechanism=mechanism,
     )
+    if intervention_type not in ("shift", "do"):
+        raise ValueError(f"`intervention_type` must be 'shift' or 'do', got {intervention_type!r}.")
+    if intervention_type == "do" and latent_graph is None:
+        raise ValueError(
+            "`intervention_type='do'` needs a `latent_graph` (there is no edge to cut)."
+        )
     given_targets = _check_targets(targets, n_perturbations, n_latent)
     given_graph = _check_latent_graph(latent_graph, n_latent)
     cell_range = None if np.ndim(n_cells_per_perturbation) == 0 else n_cells_per_perturbation
@@ -499,7 +512,12 @@ def simulate_sparse_shift(
         [mean + rng.standard_normal(size=(n_cells, n_latent)) for _, mean, n_cells in groups]
     )
     if scm is not None:
-        z = scm.propagate(z)
+        cut = None
+        if intervention_type == "do":  # direct targets no longer listen to their parents
+            cut = np.concatenate(
+                [np.repeat((mean != 0)[None], n_cells, axis=0) for _, mean, n_cells in groups]
+            )
+        z = scm.propagate(z, cut=cut)
     labels = np.concatenate([np.repeat(label, n_cells) for label, _, n_cells in groups])
 
     # 5. decoder and counts
@@ -632,6 +650,7 @@ def simulate_sparse_shift(
             "latent_graph": "given" if given_graph is not None else latent_graph,
             "expected_in_degree": None if given_graph is not None else float(expected_in_degree),
             "mechanism": mechanism,
+            "intervention_type": intervention_type,
             "causal_order": [latent_names[k] for k in scm.order],
             **scm.parameters(latent_names),
         }
@@ -923,12 +942,15 @@ class _LatentSCM:
         net = self.networks[j]
         return net["scale"] * (_tanh_network(z[:, net["parents"]], net) - net["offset"])
 
-    def propagate(self, noise: np.ndarray) -> np.ndarray:
-        """Latents ``z`` of exogenous noise ``e`` (cells x units), units in causal order."""
+    def propagate(self, noise: np.ndarray, cut: np.ndarray | None = None) -> np.ndarray:
+        """Latents ``z`` of exogenous noise ``e`` (cells x units), units in causal order;
+        ``cut`` (cells x units, bool): units whose mechanism is replaced by their noise alone
+        (a hard intervention)."""
         z = np.array(noise, dtype=float)
         for j in self.order:
             if self.adjacency[:, j].any():
-                z[:, j] += self._mechanism(int(j), z)
+                effect = self._mechanism(int(j), z)
+                z[:, j] += effect if cut is None else np.where(cut[:, j], 0.0, effect)
         return z
 
     def parameters(self, names: list[str]) -> dict:

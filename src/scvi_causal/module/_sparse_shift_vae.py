@@ -134,6 +134,8 @@ class SparseShiftVAE(LatentRotationMixin, VAE):
                 **(prior_kwargs or {}),
                 **(graph_kwargs or {}),
             )
+            # independent units until the training plan fits the graph (graph_start)
+            self.prior.activate_graph(False)
         else:
             self.prior = make_prior(
                 intervention_prior, matrix.shape[1], self.n_latent, **(prior_kwargs or {})

@@ -18,13 +18,16 @@ from scvi.train import TrainingPlan
 from scvi_causal._constants import (
     DEFAULT_ALIGN_NOISE_Z,
     DEFAULT_DIRECT_START,
+    DEFAULT_GRAPH_START,
     DEFAULT_INTERVENTION_LR_FACTOR,
     DEFAULT_TEMPERATURE_END,
     DEFAULT_TEMPERATURE_START,
+    GRAPH_FIT_MAX_CELLS,
     PERTURBATION_KEY,
     PLAN_STATE_KEY,
 )
-from scvi_causal.core import geometric_temperature
+from scvi_causal.core import fit_latent_graph, geometric_temperature
+from scvi_causal.core._rotation import forget_optimizer_state
 from scvi_causal.core._training import InterventionScheduleMixin, category_latent_sums
 
 logger = logging.getLogger(__name__)
@@ -112,6 +115,14 @@ class SparseShiftTrainingPlan(InterventionScheduleMixin, TrainingPlan):
         leave (a guide's own gene, small effects of weak perturbations). ``0`` trains them from
         the start. Logged per epoch as ``direct_effects_active_train`` and
         ``direct_effect_size_train`` (mean absolute effect).
+    graph_start
+        With a latent graph prior (``latent_graph="dag"``) that is still off: fraction of
+        ``max_epochs`` at which the graph-alignment step runs
+        (:func:`~scvi_causal.core.fit_latent_graph` on the training cells' posterior means,
+        then the encoder and decoder re-expressed in the fitted frame,
+        :meth:`~scvi_causal.core.LatentRotationMixin.change_latent_frame`) and the graph is
+        switched on. Before, the units are independent and the alignment steps run as for the
+        default prior. Default 0.75.
     **kwargs
         Passed to :class:`scvi.train.TrainingPlan` (``lr``, ``n_epochs_kl_warmup``, ...).
 
@@ -138,9 +149,13 @@ class SparseShiftTrainingPlan(InterventionScheduleMixin, TrainingPlan):
         align_threshold: float | None = None,
         align_noise_z: float | None = DEFAULT_ALIGN_NOISE_Z,
         direct_start: float = DEFAULT_DIRECT_START,
+        graph_start: float = DEFAULT_GRAPH_START,
         **kwargs,
     ):
         super().__init__(module, **kwargs)
+        if not 0.0 <= graph_start <= 1.0:
+            raise ValueError(f"`graph_start` must be in [0, 1], got {graph_start}.")
+        self.graph_start = float(graph_start)
         if not 0.0 <= direct_start <= 1.0:
             raise ValueError(f"`direct_start` must be in [0, 1], got {direct_start}.")
         self.direct_start = float(direct_start)
@@ -296,6 +311,7 @@ class SparseShiftTrainingPlan(InterventionScheduleMixin, TrainingPlan):
             "sparsity_penalty": [self.sparsity_penalty_end, self.sparsity_anneal_start],
             "align_at": list(self.align_at),
             "direct_start": self.direct_start,
+            "graph_start": self.graph_start,
         }
 
     def _train_cells_digest(self) -> str | None:
@@ -383,11 +399,56 @@ class SparseShiftTrainingPlan(InterventionScheduleMixin, TrainingPlan):
         direct = getattr(self.module, "direct", None)
         if direct is not None and self.current_epoch >= self.direct_start_epoch():
             direct.activate()
+        prior = self.module.prior
+        if (
+            hasattr(prior, "activate_graph")
+            and not bool(prior.graph_active)
+            and self.current_epoch >= self._start_epoch(self.graph_start)
+        ):
+            self.fit_latent_graph()
 
     def direct_start_epoch(self) -> int:
         """First epoch (0-based) with direct effects switched on (see ``direct_start``)."""
+        return self._start_epoch(self.direct_start)
+
+    def _start_epoch(self, fraction: float) -> int:
         n = max(int(getattr(self.trainer, "max_epochs", None) or 1), 1)
-        return min(int(round(self.direct_start * n)), n - 1)
+        return min(int(round(fraction * n)), n - 1)
+
+    @torch.no_grad()
+    def fit_latent_graph(self) -> None:
+        """The graph-alignment step (see ``graph_start``): fit the latent graph and its frame
+        on the posterior means of (at most ``GRAPH_FIT_MAX_CELLS``) training cells, re-express
+        the networks in that frame and switch the graph on. Under DDP every process fits on its
+        own cells, with the same seed."""
+        module = self.module
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if datamodule is None:
+            logger.warning("No data module to fit the latent graph on; it stays off.")
+            return
+        was_training = module.training
+        module.eval()
+        latents, interventions = [], []
+        try:
+            for tensors in datamodule.train_dataloader():
+                qz = module.inference(**module._get_inference_input(tensors))[MODULE_KEYS.QZ_KEY]
+                latents.append(qz.loc)
+                interventions.append(
+                    module.intervention_matrix[tensors[PERTURBATION_KEY].long().view(-1)]
+                )
+        finally:
+            module.train(was_training)
+        latents, interventions = torch.cat(latents), torch.cat(interventions)
+        if len(latents) > GRAPH_FIT_MAX_CELLS:
+            keep = torch.randperm(len(latents), generator=torch.Generator().manual_seed(0))
+            keep = keep[:GRAPH_FIT_MAX_CELLS].to(latents.device)
+            latents, interventions = latents[keep], interventions[keep]
+        prior = module.prior
+        prior.activate_graph(True)
+        frame = fit_latent_graph(prior, latents, interventions)
+        changed = module.change_latent_frame(frame)
+        forget_optimizer_state(self.trainer.optimizers, changed + list(prior.parameters()))
+        logger.info("Latent graph fitted: %d edges.", int(prior.dag().sum()))
 
     @torch.no_grad()
     def latent_sums_by_category(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
