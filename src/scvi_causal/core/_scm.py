@@ -424,6 +424,7 @@ def fit_latent_graph(
     n_steps: int = 3000,
     free_fraction: float = 2 / 3,
     lr: float = 0.03,
+    n_restarts: int = 4,
     seed: int = 0,
 ) -> torch.Tensor:
     r"""Fit the latent graph and the linear frame in which the latents follow it.
@@ -437,7 +438,11 @@ def fit_latent_graph(
     first ``free_fraction`` of the steps (from an empty graph and the noise frame, an edge only
     pays off once the frame has moved, so a cost from the start removes every edge), then with
     it, which prunes the edges that the data do not need. The gates' temperature is annealed
-    from 1 to the prior's final temperature.
+    from 1 to the prior's final temperature. The problem is not convex: the fit is restarted
+    ``n_restarts`` times (the first from zero edge weights, the others from random ones) and
+    the restart with the lowest penalised objective (gates at their mode) is kept; measured on
+    simulated 8-unit DAGs with the latents observed in the noise frame, one start found 1 of
+    7 edges where the best of 4 found 3 of 7 with 1 false edge (``docs/model.md``).
 
     ``prior`` is updated in place (edges, weights, masks, shifts); it is left in the mode it
     was in.
@@ -450,9 +455,11 @@ def fit_latent_graph(
         ``(n, K)`` latents, in the current frame.
     intervention
         ``(n, P)`` interventions of the samples.
-    n_steps, free_fraction, lr, seed
-        Full-batch Adam steps, the fraction of them without edge cost, learning rate, seed of
-        the relaxed gates' draws.
+    n_steps, free_fraction, lr
+        Full-batch Adam steps per restart, the fraction of them without edge cost, learning
+        rate.
+    n_restarts, seed
+        Number of starts, and the seed of their random weights and relaxed gates.
 
     Returns
     -------
@@ -464,29 +471,68 @@ def fit_latent_graph(
     >>> import torch
     >>> prior = LinearSCMPrior(n_interventions=2, n_latent=2, intervention_type="do")
     >>> a = torch.eye(2).repeat_interleave(50, 0)
-    >>> m = fit_latent_graph(prior, torch.randn(100, 2) + 3 * a, a, n_steps=20)
+    >>> m = fit_latent_graph(prior, torch.randn(100, 2) + 3 * a, a, n_steps=20, n_restarts=2)
     >>> m.shape
     torch.Size([2, 2])
     """
     if not 0.0 <= free_fraction <= 1.0:
         raise ValueError(f"`free_fraction` must be in [0, 1], got {free_fraction}.")
+    if n_restarts < 1:
+        raise ValueError(f"`n_restarts` must be >= 1, got {n_restarts}.")
     k = prior.n_latent
     if latents.ndim != 2 or latents.shape[1] != k or intervention.shape[0] != latents.shape[0]:
         raise ValueError(
             f"Expected latents (n, {k}) and interventions (n, P), got {tuple(latents.shape)} "
             f"and {tuple(intervention.shape)}."
         )
-    was_training, penalty = prior.training, prior.edge_penalty
+    was_training = prior.training
     latents = latents.detach().to(prior.shifts)
     intervention = intervention.detach().to(prior.shifts)
+    start = {name: value.clone() for name, value in prior.state_dict().items()}
+    generator_state = torch.get_rng_state()
+    best = None
+    try:
+        for restart in range(n_restarts):
+            prior.load_state_dict(start)
+            torch.manual_seed(seed + restart)
+            if restart > 0:
+                with torch.no_grad():
+                    prior.edge_weights.normal_(0.0, 0.3)
+            frame = _fit_frame_once(prior, latents, intervention, n_steps, free_fraction, lr)
+            prior.eval()
+            with torch.no_grad():
+                z = latents @ frame
+                objective = float(
+                    (-prior(intervention).log_prob(z).sum(-1) + prior.local_penalty(intervention))
+                    .mean()
+                    .sub(torch.linalg.slogdet(frame)[1])
+                )
+            if best is None or objective < best[0]:
+                best = (objective, frame, {n: v.clone() for n, v in prior.state_dict().items()})
+    finally:
+        torch.set_rng_state(generator_state)
+    prior.load_state_dict(best[2])
+    prior.train(was_training)
+    return best[1]
+
+
+def _fit_frame_once(
+    prior: LinearSCMPrior,
+    latents: torch.Tensor,
+    intervention: torch.Tensor,
+    n_steps: int,
+    free_fraction: float,
+    lr: float,
+) -> torch.Tensor:
+    """One start of :func:`fit_latent_graph`: Adam on the frame and the prior."""
+    k = prior.n_latent
+    penalty = prior.edge_penalty
     frame = nn.Parameter(torch.eye(k, dtype=latents.dtype, device=latents.device))
     params = [p for p in prior.parameters() if p.requires_grad] + [frame]
     optimizer = torch.optim.Adam(params, lr=lr)
     final_temperature = float(prior.mask.temperature)
     decay = (final_temperature ** (1.0 / max(n_steps, 1))) if final_temperature < 1 else 1.0
     n_free = int(round(free_fraction * n_steps))
-    generator_state = torch.get_rng_state()
-    torch.manual_seed(seed)
     prior.train()
     try:
         with torch.enable_grad():
@@ -503,6 +549,4 @@ def fit_latent_graph(
     finally:
         prior.edge_penalty = penalty
         prior.set_temperature(final_temperature)
-        prior.train(was_training)
-        torch.set_rng_state(generator_state)
     return frame.detach()

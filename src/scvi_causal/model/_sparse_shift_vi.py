@@ -148,11 +148,15 @@ class SparseShiftVI(
     latent_graph
         ``"none"`` (default): the latent units are independent under the prior. ``"dag"``
         (experimental): a linear-Gaussian structural causal model among the units with a
-        learned sparse DAG (:class:`~scvi_causal.core.LinearSCMPrior`); a perturbation shifts
-        the exogenous noise of its *direct* targets (:meth:`get_target_graph`) and its effect
-        propagates to their descendants, in the prior and in :meth:`predict`.
-        :meth:`get_latent_graph` returns the graph. The alignment steps are off (a rotation
-        would mix the graph's units).
+        learned sparse DAG (:class:`~scvi_causal.core.LinearSCMPrior`); a perturbation is a
+        hard intervention on its *direct* targets (:meth:`get_target_graph`): their incoming
+        edges are cut and their value shifted, and the effect propagates to their
+        descendants, in the prior and in :meth:`predict`. Training runs with independent
+        units (and the alignment steps) until ``graph_start`` (a training-plan argument,
+        default 0.75 of the epochs), when a graph-alignment step fits the graph and a linear
+        change of frame on the cells' posterior means
+        (:func:`~scvi_causal.core.fit_latent_graph`). :meth:`get_latent_graph` returns the
+        graph. See the model guide for what is identifiable and what was measured.
     graph_kwargs
         More arguments of :class:`~scvi_causal.core.LinearSCMPrior` (``edge_penalty``,
         ``acyclicity_weight``, ``edge_prior_prob``).
