@@ -109,7 +109,6 @@ MODEL = "docs/model.md"
 OWN = "docs/own_screen.md"
 SCALE_DOC = "docs/scale.md"
 WIDE = "scale/genome_wide/results.csv"
-WIDE = "scale/genome_wide/results.csv"
 FINDINGS = "docs/findings.md"
 
 CLAIMS: list[Claim] = [

@@ -139,3 +139,24 @@ def test_prior_reset_in_frame_and_edge_threshold():
     assert on.tolist() == [[True, False, False], [False, True, False]]
     torch.testing.assert_close(prior.shifts[0], effects[0])
     torch.testing.assert_close(prior.shifts[1], torch.tensor([0.0, 3.0, 0.0]), atol=1e-6, rtol=0)
+
+
+def test_change_latent_frame_keeps_decoding_and_the_variances():
+    """Any invertible frame change: same decoded output from the posterior mean, and with equal
+    posterior variances the new diagonal is exactly that of :math:`M^T \\Sigma M`."""
+    from scvi_causal.core import change_latent_frame
+
+    torch.manual_seed(0)
+    enc, dec, log_var = torch.nn.Linear(5, 3), torch.nn.Linear(4, 6), torch.nn.Linear(5, 3)
+    with torch.no_grad():
+        log_var.weight.zero_()
+        log_var.bias.fill_(-1.0)  # every variance exp(-1)
+    h, covariate = torch.randn(7, 5), torch.randn(7, 1)
+    before = dec(torch.cat([enc(h), covariate], 1))
+    m = torch.tensor([[2.0, 0.5, 0.0], [0.0, 1.0, -1.0], [0.3, 0.0, 0.5]])
+    change_latent_frame(m, enc, dec, log_scale_head=log_var)
+    torch.testing.assert_close(dec(torch.cat([enc(h), covariate], 1)), before)
+    expected = torch.diagonal(m.T @ (torch.exp(torch.tensor(-1.0)) * torch.eye(3)) @ m)
+    torch.testing.assert_close(log_var(h).exp()[0], expected)
+    with pytest.raises(ValueError, match="invertible"):
+        change_latent_frame(torch.zeros(3, 3), enc, dec)

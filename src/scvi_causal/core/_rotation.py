@@ -149,23 +149,7 @@ def rotate_latent_layers(
     eye = torch.eye(k, device=q.device, dtype=q.dtype)
     if q.shape != (k, k) or not torch.allclose(q @ q.T, eye, atol=1e-4):
         raise ValueError(f"`rotation` must be an orthogonal ({k}, {k}) matrix.")
-    if decoder_input.in_features < k:
-        raise ValueError(f"`decoder_input` has {decoder_input.in_features} inputs, < {k}.")
-    mean_head.weight.copy_(q.T @ mean_head.weight)
-    changed = [mean_head.weight]
-    if mean_head.bias is not None:
-        mean_head.bias.copy_(mean_head.bias @ q)
-        changed.append(mean_head.bias)
-    if log_scale_head is not None:
-        mix = q**2
-        log_scale_head.weight.copy_(mix.T @ log_scale_head.weight)
-        changed.append(log_scale_head.weight)
-        if log_scale_head.bias is not None:
-            log_scale_head.bias.copy_(log_scale_head.bias @ mix)
-            changed.append(log_scale_head.bias)
-    decoder_input.weight[:, :k] = decoder_input.weight[:, :k] @ q
-    changed.append(decoder_input.weight)
-    return changed
+    return _change_frame(q, q, q**2, None, mean_head, decoder_input, log_scale_head)
 
 
 @torch.no_grad()
@@ -214,8 +198,36 @@ def change_latent_frame(
         raise ValueError(f"`log_scale` must be 'variance' or 'std', got {log_scale!r}.")
     k = mean_head.out_features
     m = matrix.to(mean_head.weight)
-    if m.shape != (k, k) or not bool(torch.isfinite(torch.linalg.inv(m)).all()):
+    inverse, info = torch.linalg.inv_ex(m) if m.shape == (k, k) else (None, 1)
+    if int(info) != 0 or not bool(torch.isfinite(inverse).all()):
         raise ValueError(f"`matrix` must be an invertible ({k}, {k}) matrix.")
+    squares = m**2
+    norms = squares.sum(0)  # (K,): sum_j M_jk^2
+    log_norm = torch.log(norms) * (1.0 if log_scale == "variance" else 0.5)
+    return _change_frame(
+        m,
+        inverse.T,
+        squares / norms,
+        log_norm,
+        mean_head,
+        decoder_input,
+        log_scale_head,
+    )
+
+
+def _change_frame(
+    m: torch.Tensor,
+    decoder_map: torch.Tensor,
+    mix: torch.Tensor,
+    log_norm: torch.Tensor | None,
+    mean_head: torch.nn.Linear,
+    decoder_input: torch.nn.Linear,
+    log_scale_head: torch.nn.Linear | None,
+) -> list[torch.nn.Parameter]:
+    """The layer updates of a frame change ``z' = z m``: ``decoder_map`` is ``m^{-T}`` (``m``
+    itself for a rotation), ``mix`` the weights of the old log scales in the new ones and
+    ``log_norm`` what is added to them (None: nothing)."""
+    k = mean_head.out_features
     if decoder_input.in_features < k:
         raise ValueError(f"`decoder_input` has {decoder_input.in_features} inputs, < {k}.")
     mean_head.weight.copy_(m.T @ mean_head.weight)
@@ -224,16 +236,13 @@ def change_latent_frame(
         mean_head.bias.copy_(mean_head.bias @ m)
         changed.append(mean_head.bias)
     if log_scale_head is not None:
-        squares = m**2
-        norms = squares.sum(0)  # (K,): sum_j M_jk^2
-        mix = squares / norms
-        log_norm = torch.log(norms) * (1.0 if log_scale == "variance" else 0.5)
         log_scale_head.weight.copy_(mix.T @ log_scale_head.weight)
         changed.append(log_scale_head.weight)
         if log_scale_head.bias is not None:
-            log_scale_head.bias.copy_(log_scale_head.bias @ mix + log_norm)
+            bias = log_scale_head.bias @ mix
+            log_scale_head.bias.copy_(bias if log_norm is None else bias + log_norm)
             changed.append(log_scale_head.bias)
-    decoder_input.weight[:, :k] = decoder_input.weight[:, :k] @ torch.linalg.inv(m).T
+    decoder_input.weight[:, :k] = decoder_input.weight[:, :k] @ decoder_map
     changed.append(decoder_input.weight)
     return changed
 
