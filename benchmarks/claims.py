@@ -110,8 +110,42 @@ OWN = "docs/own_screen.md"
 SCALE_DOC = "docs/scale.md"
 WIDE = "scale/genome_wide/results.csv"
 FINDINGS = "docs/findings.md"
+GRAPH = "causal_graph/results.csv"
+DO_DAG = "screen == 'dag_do' and method == 'dag'"
+DO_IND = "screen == 'dag_do' and method == 'independent'"
 
 CLAIMS: list[Claim] = [
+    Claim(FINDINGS, "MCC 0.816 against 0.763 for independent", "0.816", GRAPH, DO_DAG, "mcc"),
+    Claim(FINDINGS, "MCC 0.816 against 0.763 for independent", "0.763", GRAPH, DO_IND, "mcc"),
+    Claim(FINDINGS, "precision 0.880 against 0.826", "0.880", GRAPH, DO_DAG, "direct_precision"),
+    Claim(FINDINGS, "precision 0.880 against 0.826", "0.826", GRAPH, DO_IND, "direct_precision"),
+    Claim(FINDINGS, "but directed-edge F1 0.200", "0.200", GRAPH, DO_DAG, "dag_f1"),
+    Claim(
+        FINDINGS,
+        "(directed-edge F1 0.000,",
+        "0.000",
+        GRAPH,
+        "screen == 'dag_shift' and method == 'dag'",
+        "dag_f1",
+    ),
+    Claim(MODEL, "| hard interventions | DAG | 0.816 |", "0.816", GRAPH, DO_DAG, "mcc"),
+    Claim(MODEL, "| hard interventions | independent | 0.763 |", "0.763", GRAPH, DO_IND, "mcc"),
+    Claim(MODEL, "| DAG | 0.816 | 0.880 |", "0.880", GRAPH, DO_DAG, "direct_precision"),
+    Claim(MODEL, "| independent | 0.763 | 0.826 |", "0.826", GRAPH, DO_IND, "direct_precision"),
+    Claim(MODEL, "| 0.880 | 0.897 | 0.200 |", "0.897", GRAPH, DO_DAG, "direct_f1"),
+    Claim(MODEL, "| 0.880 | 0.897 | 0.200 |", "0.200", GRAPH, DO_DAG, "dag_f1"),
+    Claim(MODEL, "| 0.897 | 0.200 | 454 s |", "454", GRAPH, DO_DAG, "train_seconds", ".0f"),
+    Claim(MODEL, "| 0.887 | | 365 s |", "365", GRAPH, DO_IND, "train_seconds", ".0f"),
+    Claim(
+        MODEL,
+        "| 0.858 | 0.000 | 458 s |",
+        "0.000",
+        GRAPH,
+        "screen == 'dag_shift' and method == 'dag'",
+        "dag_f1",
+    ),
+    Claim(MODEL, "precision 0.333 and recall 0.143", "0.333", GRAPH, DO_DAG, "dag_precision"),
+    Claim(MODEL, "precision 0.333 and recall 0.143", "0.143", GRAPH, DO_DAG, "dag_recall"),
     # ---- README.md: prediction table and identification
     Claim(
         README_TABLE,

@@ -27,8 +27,8 @@ README = BENCHMARKS / "README.md"
 
 #: Methods that are the package's default model, and readings / variants of it (shown, never
 #: marked as a baseline). Every other method of a block is a baseline.
-DEFAULT = {"spike_slab", "SparseShiftVI"}
-VARIANTS = {"spike_slab_fixed_masks", "SparseShiftVI-model", "SparseShiftVI-own"}
+DEFAULT = {"spike_slab", "SparseShiftVI", "independent"}
+VARIANTS = {"spike_slab_fixed_masks", "SparseShiftVI-model", "SparseShiftVI-own", "dag"}
 
 
 @dataclass(frozen=True)
@@ -380,6 +380,25 @@ def _real(folder: Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _causal_graph(folder: Path) -> pd.DataFrame:
+    df = pd.read_csv(folder / "results.csv")
+    rows = []
+    for screen, group in df.groupby("screen", sort=True):
+        kind = {"dag_do": "hard interventions", "dag_shift": "noise shifts"}.get(screen, screen)
+        data = f"simulated latent DAG, {kind} ({group['seed'].nunique()} seeds)"
+        mean = group.groupby("method").mean(numeric_only=True)
+        for task, metric, col in [
+            ("latent units", "MCC", "mcc"),
+            ("direct targets", "F1 (descendants are false positives)", "direct_f1"),
+            ("latent DAG", "directed-edge F1", "dag_f1"),
+        ]:
+            rows.append(_row(data, task, metric, mean[col].dropna().to_dict()))
+        rows.append(
+            _row(data, "training", "seconds", mean["train_seconds"].to_dict(), 0, lower=True)
+        )
+    return pd.DataFrame(rows)
+
+
 def _images(folder: Path) -> pd.DataFrame:
     df = pd.read_csv(folder / "results.csv")
     data = f"interventional dSprites ({df['seed'].nunique()} seeds)"
@@ -612,6 +631,17 @@ BLOCKS = [
         "IWELBO: mean over folds of the mean per-cell IWELBO of the held-out perturbations "
         "(20 % of the perturbations per fold).",
         ["spike_slab", "spike_slab_fixed_masks", "l1", "dense", "none"],
+    ),
+    Block(
+        "Latent causal graph",
+        "causal_graph",
+        "python -m benchmarks.causal_graph.run --update",
+        ("causal_graph/results.csv",),
+        "causal_graph/RESULTS.md",
+        _causal_graph,
+        "8 latent units on a random DAG, one perturbation per unit; `dag` is "
+        "`latent_graph=\"dag\"` (only it has a latent graph), `independent` the default model.",
+        ["independent", "dag"],
     ),
     Block(
         "Images: interventional dSprites",
