@@ -1,9 +1,9 @@
 """The benchmark scripts run end to end in their quick mode (CI) and write their tables.
 
 Each script runs through its ``main(argv)``, as ``python -m benchmarks.<area>.<script>`` does
-(in this process, to save an interpreter start-up per call; its worker runs still get their own
-processes), writes into ``--out`` and records how it ran in ``run.json``; its tables can be rewritten from
-its CSVs alone (``--render-only``) and come out byte for byte the same.
+(in this process, to save an interpreter start-up per call; its worker runs still get their
+own processes), writes into ``--out`` and records how it ran in ``run.json``; its tables can
+be rewritten from its CSVs alone (``--render-only``) and come out byte for byte the same.
 """
 
 import importlib
