@@ -640,7 +640,7 @@ BLOCKS = [
         "causal_graph/RESULTS.md",
         _causal_graph,
         "8 latent units on a random DAG, one perturbation per unit; `dag` is "
-        "`latent_graph=\"dag\"` (only it has a latent graph), `independent` the default model.",
+        '`latent_graph="dag"` (only it has a latent graph), `independent` the default model.',
         ["independent", "dag"],
     ),
     Block(
