@@ -829,14 +829,18 @@ def _check_targets(targets, n_perturbations: int, n_latent: int) -> np.ndarray |
                 f"`targets` must be one of {_TARGET_DESIGNS} or a 0/1 array, got {targets!r}."
             )
         return None
-    matrix = np.asarray(targets, dtype=float)
-    if matrix.shape != (n_perturbations, n_latent):
-        raise ValueError(
-            "`targets` as an array must have shape (n_perturbations, n_latent) = "
-            f"({n_perturbations}, {n_latent}), got {matrix.shape}."
-        )
+    return _binary_matrix(
+        targets, "`targets` as an array", "(n_perturbations, n_latent)", (n_perturbations, n_latent)
+    )
+
+
+def _binary_matrix(values, what: str, dims: str, shape: tuple[int, int]) -> np.ndarray:
+    """``values`` as a float 0/1 matrix of ``shape``; a clear error naming ``what`` otherwise."""
+    matrix = np.asarray(values, dtype=float)
+    if matrix.shape != shape:
+        raise ValueError(f"{what} must have shape {dims} = {shape}, got {matrix.shape}.")
     if not np.all((matrix == 0) | (matrix == 1)):
-        raise ValueError("`targets` as an array must be binary (entries 0 or 1).")
+        raise ValueError(f"{what} must be binary (entries 0 or 1).")
     return matrix
 
 
@@ -851,14 +855,12 @@ def _check_latent_graph(latent_graph, n_latent: int) -> np.ndarray | None:
                 f"matrix, got {latent_graph!r}."
             )
         return None
-    adjacency = np.asarray(latent_graph, dtype=float)
-    if adjacency.shape != (n_latent, n_latent):
-        raise ValueError(
-            "`latent_graph` as an adjacency matrix must have shape (n_latent, n_latent) = "
-            f"({n_latent}, {n_latent}), got {adjacency.shape}."
-        )
-    if not np.all((adjacency == 0) | (adjacency == 1)):
-        raise ValueError("`latent_graph` as an adjacency matrix must be binary (entries 0 or 1).")
+    adjacency = _binary_matrix(
+        latent_graph,
+        "`latent_graph` as an adjacency matrix",
+        "(n_latent, n_latent)",
+        (n_latent, n_latent),
+    )
     if _topological_order(adjacency) is None:
         raise ValueError("`latent_graph` must be acyclic (a DAG), and it has a directed cycle.")
     return adjacency

@@ -519,16 +519,8 @@ class ImageVAE:
         a = self._interventions(interventions, len(x))
         if len(x) < 2:
             raise ValueError("Need at least 2 images to train.")
-        if seed is not None:
-            pl.seed_everything(seed, workers=True, verbose=False)
-        if n_epochs_kl_warmup is None:
-            n_epochs_kl_warmup = max(max_epochs // 5, 0)
-        loader = DataLoader(
-            TensorDataset(x, a),
-            batch_size=min(batch_size, len(x)),
-            shuffle=True,
-            drop_last=len(x) > batch_size,
-            num_workers=num_workers,
+        loader, n_epochs_kl_warmup = _training_loader(
+            (x, a), batch_size, num_workers, seed, max_epochs, n_epochs_kl_warmup
         )
         if align_at is None:
             sparse = self.init_params_["intervention_prior"] == "spike_slab"
@@ -686,3 +678,28 @@ class ImageVAE:
         model.history_ = state["history"]
         model.is_trained_ = state["is_trained"]
         return model
+
+
+def _training_loader(
+    tensors: tuple[torch.Tensor, ...],
+    batch_size: int,
+    num_workers: int,
+    seed: int | None,
+    max_epochs: int,
+    n_epochs_kl_warmup: int | None,
+) -> tuple[DataLoader, int]:
+    """Seed, shuffled training loader over ``tensors`` (one row per sample) and the KL
+    warm-up length (default a fifth of ``max_epochs``), shared by the image models' ``train``."""
+    if seed is not None:
+        pl.seed_everything(seed, workers=True, verbose=False)
+    if n_epochs_kl_warmup is None:
+        n_epochs_kl_warmup = max(max_epochs // 5, 0)
+    n = len(tensors[0])
+    loader = DataLoader(
+        TensorDataset(*tensors),
+        batch_size=min(batch_size, n),
+        shuffle=True,
+        drop_last=n > batch_size,
+        num_workers=num_workers,
+    )
+    return loader, n_epochs_kl_warmup

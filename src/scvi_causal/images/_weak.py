@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import lightning.pytorch as pl
 import torch
-from torch.utils.data import DataLoader, TensorDataset
 
-from ._vae import ImageVAE, _ImageTrainingPlan
+from ._vae import ImageVAE, _ImageTrainingPlan, _training_loader
 
 
 class _PairTrainingPlan(_ImageTrainingPlan):
@@ -119,16 +117,8 @@ class AdaGVAE(ImageVAE):
             )
         if len(x1) < 2:
             raise ValueError("Need at least 2 pairs to train.")
-        if seed is not None:
-            pl.seed_everything(seed, workers=True, verbose=False)
-        if n_epochs_kl_warmup is None:
-            n_epochs_kl_warmup = max(max_epochs // 5, 0)
-        loader = DataLoader(
-            TensorDataset(x1, x2),
-            batch_size=min(batch_size, len(x1)),
-            shuffle=True,
-            drop_last=len(x1) > batch_size,
-            num_workers=num_workers,
+        loader, n_epochs_kl_warmup = _training_loader(
+            (x1, x2), batch_size, num_workers, seed, max_epochs, n_epochs_kl_warmup
         )
         plan = _PairTrainingPlan(
             self.module,

@@ -422,22 +422,13 @@ class SparseShiftTrainingPlan(InterventionScheduleMixin, TrainingPlan):
         the networks in that frame and switch the graph on. Under DDP every process fits on its
         own cells, with the same seed."""
         module = self.module
-        datamodule = getattr(self.trainer, "datamodule", None)
-        if datamodule is None:
+        if getattr(self.trainer, "datamodule", None) is None:
             logger.warning("No data module to fit the latent graph on; it stays off.")
             return
-        was_training = module.training
-        module.eval()
         latents, interventions = [], []
-        try:
-            for tensors in datamodule.train_dataloader():
-                qz = module.inference(**module._get_inference_input(tensors))[MODULE_KEYS.QZ_KEY]
-                latents.append(qz.loc)
-                interventions.append(
-                    module.intervention_matrix[tensors[PERTURBATION_KEY].long().view(-1)]
-                )
-        finally:
-            module.train(was_training)
+        for loc, codes in self._posterior_means():
+            latents.append(loc)
+            interventions.append(module.intervention_matrix[codes.long().view(-1)])
         latents, interventions = torch.cat(latents), torch.cat(interventions)
         if len(latents) > GRAPH_FIT_MAX_CELLS:
             keep = torch.randperm(len(latents), generator=torch.Generator().manual_seed(0))
@@ -450,6 +441,19 @@ class SparseShiftTrainingPlan(InterventionScheduleMixin, TrainingPlan):
         forget_optimizer_state(self.trainer.optimizers, changed + list(prior.parameters()))
         logger.info("Latent graph fitted: %d edges.", int(prior.dag().sum()))
 
+    def _posterior_means(self):
+        """Posterior means and perturbation codes of the training cells, batch by batch, with
+        the module in evaluation mode while they are computed."""
+        module = self.module
+        was_training = module.training
+        module.eval()
+        try:
+            for tensors in self.trainer.datamodule.train_dataloader():
+                qz = module.inference(**module._get_inference_input(tensors))[MODULE_KEYS.QZ_KEY]
+                yield qz.loc, tensors[PERTURBATION_KEY]
+        finally:
+            module.train(was_training)
+
     @torch.no_grad()
     def latent_sums_by_category(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
         """Sum and count of posterior means per perturbation category over the training cells
@@ -461,26 +465,12 @@ class SparseShiftTrainingPlan(InterventionScheduleMixin, TrainingPlan):
                 "latent space is not rotated."
             )
             return None
-        was_training = module.training
-        module.eval()
-        try:
-            batches = (
-                (
-                    module.inference(**module._get_inference_input(tensors))[
-                        MODULE_KEYS.QZ_KEY
-                    ].loc,
-                    tensors[PERTURBATION_KEY],
-                )
-                for tensors in self.trainer.datamodule.train_dataloader()
-            )
-            sums, counts = category_latent_sums(
-                batches,
-                module.intervention_matrix.shape[0],
-                module.n_latent,
-                module.intervention_matrix,
-            )
-        finally:
-            module.train(was_training)
+        sums, counts = category_latent_sums(
+            self._posterior_means(),
+            module.intervention_matrix.shape[0],
+            module.n_latent,
+            module.intervention_matrix,
+        )
         if dist.is_available() and dist.is_initialized():
             dist.all_reduce(sums)
             dist.all_reduce(counts)
