@@ -176,7 +176,7 @@ def test_fit_latent_graph_finds_the_frame_and_the_chain_of_hard_interventions():
     noise_frame = z @ (torch.eye(k) - true_w) + 0.2 * torch.randn(z.shape)
     prior = LinearSCMPrior(k, k, intervention_type="do", sparsity_penalty=0.25, edge_penalty=0.2)
     prior.activate_graph(True)
-    frame = fit_latent_graph(prior, noise_frame, a, n_restarts=2)
+    frame = fit_latent_graph(prior, noise_frame, a, n_steps=1200, n_restarts=2)
     prior.eval()
     fitted = (noise_frame @ frame).numpy()
     corr = np.abs(np.corrcoef(z.numpy().T, fitted.T)[:k, k:])

@@ -39,7 +39,9 @@ def model():
     SparseShiftVI.setup_anndata(adata, control_category="control")
     scvi.settings.seed = 0
     model = SparseShiftVI(adata, n_latent=K, n_hidden=32, latent_graph="dag")
-    model.train(max_epochs=60, **TRAIN)
+    # a short graph-alignment fit: what is tested here is the model's plumbing
+    fit = {"n_steps": 500, "n_restarts": 1}
+    model.train(max_epochs=60, plan_kwargs={"graph_fit_kwargs": fit}, **TRAIN)
     return model
 
 
@@ -124,3 +126,6 @@ def test_latent_graph_errors():
         SparseShiftVI(adata, latent_graph="dag", intervention_prior="none")
     with pytest.raises(ValueError, match="no latent graph"):
         SparseShiftVI(adata, n_latent=K).get_latent_graph()
+    model = SparseShiftVI(adata, n_latent=K, latent_graph="dag")
+    with pytest.raises(ValueError, match="Unknown `graph_fit_kwargs`.*n_step"):
+        model.train(max_epochs=1, plan_kwargs={"graph_fit_kwargs": {"n_step": 5}}, **TRAIN)
