@@ -230,8 +230,8 @@ CLAIMS: list[Claim] = [
     ),
     Claim(
         README_TABLE,
-        "(5 patients) | **0.733 / 0.568** | other patients 0.706 / 0.535 |",
-        "0.733",
+        "(5 patients x 3 seeds) | **0.738 / 0.573** | other patients 0.706 / 0.535 |",
+        "0.738",
         CF,
         ZHAO.format("SparseShiftVI"),
         "pearson_delta_top",
@@ -239,7 +239,7 @@ CLAIMS: list[Claim] = [
     ),
     Claim(
         README_TABLE,
-        "(5 patients) | **0.733 / 0.568** | other patients 0.706 / 0.535 |",
+        "(5 patients x 3 seeds) | **0.738 / 0.573** | other patients 0.706 / 0.535 |",
         "0.535",
         CF,
         ZHAO.format("other_patients"),
@@ -606,8 +606,8 @@ CLAIMS: list[Claim] = [
     ),
     Claim(
         MODEL,
-        "| 5 patients | **0.733** / **0.568** / **0.558** |",
-        "0.558",
+        "| 5 patients x 3 seeds | **0.738** / **0.573** / **0.564** |",
+        "0.564",
         CF,
         ZHAO.format("SparseShiftVI"),
         "cosine_all",
@@ -714,8 +714,8 @@ CLAIMS: list[Claim] = [
     ),
     Claim(
         MODEL,
-        '(`context="own"`, the earlier default) scores 0.685 / 0.481 / 0.472',
-        "0.685",
+        '(`context="own"`, the earlier default) scores 0.702 / 0.490 / 0.484',
+        "0.702",
         CF,
         ZHAO.format("SparseShiftVI-own"),
         "pearson_delta_top",

@@ -87,12 +87,6 @@ LEGACY: dict[str, Legacy] = {
         "`python benchmarks/simulated/diagnose.py --method dense --seeds 101 102 103 --workers 1 "
         "--out benchmarks/simulated/diagnosis/dense`",
     ),
-    "counterfactual/results.csv": Legacy(
-        "5660055", "the commands of the CSV's `command` column (temporary `--out` folders)"
-    ),
-    "counterfactual/cis.csv": Legacy(
-        "5660055", "the command of the CSV's `command` column (temporary `--out` folder)"
-    ),
     "real/heldout.csv": Legacy(
         "143e579", "`python benchmarks/real/run.py --workers 2 --threads 1` (`real/NOTES.md`)"
     ),
@@ -720,12 +714,19 @@ def provenance(block: Block) -> list[str]:
     lines = []
     for rel in block.csvs:
         record = read_run_json(BENCHMARKS / Path(rel).parent, module_of(rel))
-        if record is not None:
+        if record is not None and Path(rel).name not in record.get("writes", [Path(rel).name]):
+            lines.append(
+                f"- `{rel}`: kept from an earlier run than the folder's last (`previous_runs` "
+                "in `run.json`)"
+            )
+        elif record is not None:
             commit = (record.get("commit") or "unknown")[:7]
             dirty = " with uncommitted changes" if record.get("dirty") else ""
+            kept = len(record.get("previous_runs", []))
+            earlier = f", keeping the rows of {kept} earlier run(s) listed there" if kept else ""
             lines.append(
                 f"- `{rel}`: made at commit `{commit}`{dirty} on "
-                f"{record['date_utc'][:10]} by `{record['command']}` (`run.json`)"
+                f"{record['date_utc'][:10]} by `{record['command']}` (`run.json`{earlier})"
             )
         elif rel in LEGACY:
             old = LEGACY[rel]

@@ -531,7 +531,13 @@ def render(df: pd.DataFrame, cis: pd.DataFrame | None) -> str:
                 per = df[df["task"] == task].pivot_table(
                     index="patient", columns="method", values=["pearson_delta_top", "cosine_all"]
                 )
-                lines += ["Per held-out patient:", "", per.round(3).to_markdown(), ""]
+                lines += [
+                    "Per held-out patient (mean over the patient's runs of each method; "
+                    "`n_runs` above gives the runs per method):",
+                    "",
+                    per.round(3).to_markdown(),
+                    "",
+                ]
                 if {REFERENCE, "other_patients"} <= set(per.columns.get_level_values(1)):
                     wins = [
                         (per[(m, REFERENCE)] >= per[(m, "other_patients")])
@@ -637,7 +643,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         nargs="+",
         type=int,
         default=[0, 1, 2, 3, 4],
-        help="held-out patients (one run each, first seed)",
+        help="held-out patients (one run per patient and seed)",
     )
     parser.add_argument(
         "--configs",
@@ -685,6 +691,11 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         append=args.append,
         extra={
             "tasks": args.tasks,
+            # the CSVs this run writes (with --append the others keep earlier runs' rows)
+            "writes": [
+                *(["results.csv"] if set(args.tasks) - {"gasperini_cis"} else []),
+                *(["cis.csv"] if "gasperini_cis" in args.tasks else []),
+            ],
             "zhao_folds": args.zhao_folds,
             "configs": args.configs,
             "max_epochs": args.max_epochs,
@@ -697,8 +708,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     jobs = []
     for task in args.tasks:
         folds = args.zhao_folds if task == "zhao_patient" else [None]
-        one_seed = task in ("zhao_patient", "gasperini_cis")
-        seeds = args.seeds[:1] if one_seed else args.seeds
+        seeds = args.seeds[:1] if task == "gasperini_cis" else args.seeds
         jobs += [(task, s, f) for s in seeds for f in folds]
     rows, cis = [], []
     with process_pool(args.workers) as pool:
@@ -733,18 +743,16 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
                 print(result["cis"].to_string(index=False), flush=True)
     df = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
     cis_df = pd.concat(cis, ignore_index=True) if cis else None
+    if cis_df is not None:  # a cis.csv kept by --append is not rewritten (nor reformatted)
+        cis_df.to_csv(out / "cis.csv", index=False)
     if args.append:
         done = {(t, s) for t, s, _ in jobs}
         if (out / "results.csv").exists():
             old = pd.read_csv(out / "results.csv")
             old = old[[(t, s) not in done for t, s in zip(old["task"], old["seed"], strict=True)]]
             df = pd.concat([old, df], ignore_index=True)
-        if (out / "cis.csv").exists() and cis_df is None:
-            cis_df = pd.read_csv(out / "cis.csv")
     if len(df):
         df.to_csv(out / "results.csv", index=False)
-    if cis_df is not None:
-        cis_df.to_csv(out / "cis.csv", index=False)
     tabulate(out)
     if len(df):
         print(summary_table(df).round(3).to_string(index=False))
