@@ -7,6 +7,9 @@ STAMP  := $(VENV)/.installed
 # pip never pulls a multi-GB CUDA build.
 TORCH_PIN ?= torch==2.13.0
 PYTEST_ARGS ?=
+# test processes (pytest-xdist), one per core of the 2-core CI machine; each file stays on one
+# process (module fixtures are trained once) and each process uses one torch thread
+PYTEST_WORKERS ?= 2
 # headless plotting for the demo, tests and benchmarks
 export MPLBACKEND ?= Agg
 
@@ -27,7 +30,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks tutorials
 	$(VENV)/bin/ruff format --check src tests benchmarks tutorials
-	$(PY) -m pytest --doctest-modules $(PYTEST_ARGS) src tests
+	$(PY) -m pytest --doctest-modules -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS) src tests
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks tutorials

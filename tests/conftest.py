@@ -1,5 +1,8 @@
 """Test options and the real data.
 
+* Under pytest-xdist (``make test`` runs one test process per core) every process, and the
+  processes it starts (tutorial kernels, benchmark workers), uses one torch thread, so that the
+  processes do not compete for the same cores.
 * Tests marked ``internet`` run only with ``--internet``.
 * Tests that read the real screens and image sets of ``../shared/data`` call
   :func:`require_data`: without the files they are skipped with the reason, except in CI
@@ -11,6 +14,12 @@ import os
 from pathlib import Path
 
 import pytest
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    import torch
+
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 #: The shared data folder, beside the repository.
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
