@@ -53,6 +53,8 @@ _diagnosis = _from_csv("simulated.diagnose", "diagnosis.csv")
 TABLES: dict[str, Callable[[Path], str]] = {
     "simulated/RESULTS.md": _simulated_run,
     "simulated/default_protocol/RESULTS.md": _simulated_run,
+    "simulated/latent_graph/independent/RESULTS.md": _simulated_run,
+    "simulated/latent_graph/dag/RESULTS.md": _simulated_run,
     "simulated/FEWSHOT.md": _from_csv("simulated.fewshot", "fewshot.csv"),
     "simulated/SELECT_N_LATENT.md": _from_csv("simulated.select_n_latent", "select_n_latent.csv"),
     "simulated/TIMING.md": _from_csv("simulated.timing", "timing.csv"),
