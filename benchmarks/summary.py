@@ -399,25 +399,17 @@ def _latent_graph_svae(folder: Path) -> pd.DataFrame:
     seeds = sorted(set.intersection(*(set(df["seed"]) for df in runs.values())))
     data = f"simulated, sVAE protocol, independent latents ({len(seeds)} seeds)"
     mean = {m: df[df["seed"].isin(seeds)].mean(numeric_only=True) for m, df in runs.items()}
-    rows = [
-        _row(data, task, metric, {m: v[col] for m, v in mean.items()})
-        for task, metric, col in [
-            ("latent units", "MCC", "mcc_pearson"),
-            ("target graph, training perturbations", "F1", "graph_f1"),
-            ("held-out perturbations (query)", "target F1", "heldout_graph_f1"),
+    return pd.DataFrame(
+        [
+            _row(data, task, metric, {m: v[col] for m, v in mean.items()}, digits, lower)
+            for task, metric, col, digits, lower in [
+                ("latent units", "MCC", "mcc_pearson", 3, False),
+                ("target graph, training perturbations", "F1", "graph_f1", 3, False),
+                ("held-out perturbations (query)", "target F1", "heldout_graph_f1", 3, False),
+                ("training", "seconds", "train_seconds", 0, True),
+            ]
         ]
-    ]
-    rows.append(
-        _row(
-            data,
-            "training",
-            "seconds",
-            {m: v["train_seconds"] for m, v in mean.items()},
-            0,
-            lower=True,
-        )
     )
-    return pd.DataFrame(rows)
 
 
 def _images(folder: Path) -> pd.DataFrame:
