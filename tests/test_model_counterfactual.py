@@ -65,7 +65,7 @@ def test_zero_shift_predicts_the_source_reconstruction(model):
     try:
         prior.shifts.data[1] = 0.0  # p01
         direct.effects.data[1] = 0.0
-        pred = model.predict(perturbations=["p01", "control"], shift="model")
+        pred = model.predict(perturbations=["p01", "control"], shift="model", residual=False)
     finally:
         prior.shifts.data.copy_(saved[0])
         direct.effects.data.copy_(saved[1])
@@ -86,7 +86,9 @@ def test_direct_effects_reweight_the_prediction(model):
         prior.shifts.data[[1, 2]] = 0.0
         direct.effects.data[1] = torch.as_tensor(effect)
         direct.effects.data[2] = torch.as_tensor(effect)
-        pred = model.predict(perturbations=["p01", "p01+p02", "control"], shift="model")
+        pred = model.predict(
+            perturbations=["p01", "p01+p02", "control"], shift="model", residual=False
+        )
     finally:
         prior.shifts.data.copy_(saved[0])
         direct.effects.data.copy_(saved[1])
@@ -102,7 +104,9 @@ def test_direct_effects_reweight_the_prediction(model):
 def test_abduction_removes_the_source_shift(model, screen):
     """From p00 cells, predicting p00 decodes their posterior mean with p00's direct effects,
     and predicting control decodes the posterior mean minus p00's expected masked shift."""
-    pred = model.predict(perturbations=["p00", "control"], source_category="p00", shift="model")
+    pred = model.predict(
+        perturbations=["p00", "control"], source_category="p00", shift="model", residual=False
+    )
     idx = np.flatnonzero(screen.obs["perturbation"].to_numpy() == "p00")
     prior = model.module.prior
     shift = (prior.inclusion_probs() * prior.shifts).detach()[0]
@@ -197,7 +201,7 @@ def test_predict_latent_shift_is_latent_arithmetic(model, screen):
     learned = model.get_perturbation_shifts()
     # the two shifts differ (the sparse prior pulls some units to zero), so do the predictions
     assert not np.allclose(latent.to_numpy(), learned.to_numpy(), atol=1e-3)
-    pred = model.predict(perturbations=["p00+p01", "control"], shift="latent")
+    pred = model.predict(perturbations=["p00+p01", "control"], shift="latent", residual=False)
     assert pred.uns["predict"]["shift"] == "latent"
     idx = np.flatnonzero(screen.obs["perturbation"].to_numpy() == "control")
     shift = torch.tensor((latent.loc["p00"] + latent.loc["p01"]).to_numpy(), dtype=torch.float32)
@@ -214,7 +218,7 @@ def test_predict_latent_shift_is_latent_arithmetic(model, screen):
         gen["direct_intervention"] = rows
         expected = module.generative(**gen)["px"].scale.numpy()
     np.testing.assert_allclose(pred.X[: len(idx)], expected, rtol=1e-4, atol=1e-7)
-    model_pred = model.predict(perturbations=["p00+p01"], shift="model")
+    model_pred = model.predict(perturbations=["p00+p01"], shift="model", residual=False)
     assert not np.allclose(model_pred.X, pred.X[: len(idx)], atol=1e-5)
     with pytest.raises(ValueError, match="shift"):
         model.predict(perturbations=["p00"], shift="posterior")
@@ -279,17 +283,21 @@ def test_predict_context_carries_effects_to_unobserved_batches():
     # with and without p00, put on each cell's b1 reconstruction
     moved = b1.copy()
     moved.obs["batch"] = pd.Categorical(["b0"] * n, categories=["b0", "b1"])
-    in_b0 = model.predict(moved, perturbations=["p00", "control"], context="own")
+    in_b0 = model.predict(moved, perturbations=["p00", "control"], context="own", residual=False)
     eps = CARRY_PSEUDOCOUNT  # one count per 10,000: a barely expressed gene carries no ratio
     ratio = np.log(in_b0.X[:n].mean(0) + eps) - np.log(in_b0.X[n:].mean(0) + eps)
     expect = own.X[2 * n :] * np.exp(ratio)
     expect /= expect.sum(1, keepdims=True)
     np.testing.assert_allclose(auto.X[:n], expect, rtol=1e-3, atol=1e-7)
+    # the residual effects (fitted where p00 was observed) are not carried over
+    assert np.abs(model.get_residual_effects().loc["p00"]).max() > 0
+    uncorrected = model.predict(b1, perturbations=["p00"], residual=False)
+    np.testing.assert_allclose(auto.X[:n], uncorrected.X, rtol=1e-5, atol=1e-7)
     # "observed" carries over even where the perturbation was seen (b0 cells, from b0): one
     # gene-wise factor per batch instead of each cell's own decoded effect, the same on average
     both = ["p00", "control"]
     carried = model.predict(b0, perturbations=both, context="observed")
-    decoded = model.predict(b0, perturbations=both, context="own")
+    decoded = model.predict(b0, perturbations=both, context="own", residual=False)
     m = b0.n_obs
     assert not np.allclose(carried.X[:m], decoded.X[:m], atol=1e-6)
     lfc_carried = log_fold_change(carried.X[:m], carried.X[m:])

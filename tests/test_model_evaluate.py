@@ -47,21 +47,26 @@ def test_table_holds_every_method_and_perturbation(split):
         heldout,
         energy=False,
         extra_shifts=("model",),
+        residual_ablation=True,
         baselines=("control", "additive", "linear", "latent_additive"),
     )
     labels = sorted(set(heldout.obs["perturbation"].astype(str)) - {"control"})
     assert set(table["method"]) == {
         "SparseShiftVI",
         "SparseShiftVI-model",
+        "SparseShiftVI-no-residual",
         "control",
         "additive",
         "linear",
         "latent_additive",
     }
-    # every member has cells of its own: the default reading is latent arithmetic
-    default = table[table["method"] == "SparseShiftVI"].set_index("perturbation")
+    # every member has cells of its own: the default reading is latent arithmetic, plus the
+    # residual effects
+    default = table[table["method"] == "SparseShiftVI-no-residual"].set_index("perturbation")
     latent = table[table["method"] == "latent_additive"].set_index("perturbation")
     np.testing.assert_allclose(default["pearson_delta_all"], latent["pearson_delta_all"])
+    with_residual = table[table["method"] == "SparseShiftVI"].set_index("perturbation")
+    assert not np.allclose(with_residual["pearson_delta_all"], latent["pearson_delta_all"])
     for method, sub in table.groupby("method"):
         assert sorted(sub["perturbation"]) == labels, method
     # the control baseline predicts no change: Pearson 0, recall 0

@@ -60,17 +60,28 @@ def test_query_trains_only_new_perturbations(reference, query_adata):
     start = _snapshot(query.module)
     # the reference's weights were carried over
     for k, v in before_ref.items():
-        if k.startswith("prior.") or k in ("intervention_matrix", "direct.effects"):
+        if k.startswith("prior.") or k in (
+            "intervention_matrix",
+            "direct.effects",
+            "residual_effects",
+        ):
             continue
         torch.testing.assert_close(start[k], v)
     ref_rows = slice(0, len(REF))
     torch.testing.assert_close(start["prior.shifts"][ref_rows], before_ref["prior.shifts"])
     torch.testing.assert_close(start["direct.effects"][ref_rows], before_ref["direct.effects"])
+    torch.testing.assert_close(start["residual_effects"][ref_rows], before_ref["residual_effects"])
     assert before_ref["direct.effects"].abs().sum() > 0  # the reference has direct effects
     query.train(max_epochs=30, batch_size=64, **TRAIN_KWARGS)
     after = _snapshot(query.module)
     for k, v in start.items():
-        if k in ("prior.shifts", "prior.mask.logits", "prior.mask.temperature", "direct.effects"):
+        if k in (
+            "prior.shifts",
+            "prior.mask.logits",
+            "prior.mask.temperature",
+            "direct.effects",
+            "residual_effects",
+        ):
             continue
         torch.testing.assert_close(after[k], v, msg=f"{k} changed during query training")
     torch.testing.assert_close(after["prior.shifts"][ref_rows], start["prior.shifts"][ref_rows])
@@ -78,6 +89,13 @@ def test_query_trains_only_new_perturbations(reference, query_adata):
         after["prior.mask.logits"][ref_rows], start["prior.mask.logits"][ref_rows]
     )
     torch.testing.assert_close(after["direct.effects"][ref_rows], start["direct.effects"][ref_rows])
+    # residual effects: the reference's kept; the query data hold no control cells, so the
+    # new perturbations' residuals have nothing to be measured against and stay zero
+    torch.testing.assert_close(
+        after["residual_effects"][ref_rows], start["residual_effects"][ref_rows]
+    )
+    assert before_ref["residual_effects"].abs().sum() > 0
+    assert after["residual_effects"][len(REF) :].abs().sum() == 0
     new_rows = slice(len(REF), None)
     assert not torch.allclose(after["prior.shifts"][new_rows], start["prior.shifts"][new_rows])
     assert not torch.allclose(after["direct.effects"][new_rows], start["direct.effects"][new_rows])

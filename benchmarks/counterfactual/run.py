@@ -160,7 +160,11 @@ def papalexi_seen(seed: int, quick: bool, max_epochs, configs) -> dict:
     train = subset(adata, ~test)
     model, others = _models(train, control, seed, max_epochs, configs, n_latent=N_LATENT_PAPALEXI)
     table = model.evaluate_predictions(
-        subset(adata, test), other_models=others, seed=seed, extra_shifts=EXTRA_SHIFTS
+        subset(adata, test),
+        other_models=others,
+        seed=seed,
+        extra_shifts=EXTRA_SHIFTS,
+        residual_ablation=True,
     )
     graph = model.get_target_graph()
     return {"rows": table, "graph_density": float((graph.to_numpy() > 0.5).mean())}
@@ -193,6 +197,7 @@ def simulated_pairs(seed: int, quick: bool, max_epochs, configs) -> dict:
         other_models=others,
         seed=seed,
         extra_shifts=EXTRA_SHIFTS,
+        residual_ablation=True,
     )
     graph = model.get_target_graph()
     return {"rows": table, "graph_density": float((graph.to_numpy() > 0.5).mean())}
@@ -312,6 +317,7 @@ def papalexi_fewshot(seed: int, quick: bool, max_epochs, configs, fold: int = 0)
             other_models={k: v for k, v in fitted.items() if k != REFERENCE},
             seed=seed,
             extra_shifts=EXTRA_SHIFTS,
+            residual_ablation=True,
         )
         table["shots"] = shots
         rows.append(table)
@@ -352,6 +358,10 @@ def gasperini_cis(seed: int, quick: bool, max_epochs, configs) -> dict:
     )  # predict's default reading
     reported = report["perturbation_effects"]
     direct = model.get_direct_effects()
+    residual = model.get_residual_effects()
+    no_residual = model.get_perturbation_gene_effects(
+        perturbations=list(pcs), max_cells=1000, seed=seed, residual=False
+    )
     expr = normalize_counts(adata.X)
     labels = adata.obs["perturbation"].astype(str).to_numpy()
     rows = []
@@ -371,6 +381,8 @@ def gasperini_cis(seed: int, quick: bool, max_epochs, configs) -> dict:
                 "predicted_lfc": float(effects.loc[group, gene]),
                 "report_lfc": float(reported.loc[group, gene]),
                 "direct_effect": float(direct.loc[group, gene]),
+                "residual_effect": float(residual.loc[group, gene]),
+                "predicted_lfc_no_residual": float(no_residual.loc[group, gene]),
                 "rank_in_prediction": int(
                     (effects.loc[group].abs() > abs(effects.loc[group, gene])).sum()
                 )

@@ -225,6 +225,7 @@ class CounterfactualMixin:
         shift: str = "auto",
         context: str = "auto",
         return_mean: bool = True,
+        residual: bool = True,
     ) -> AnnData:
         r"""Counterfactual expression of source cells under the requested perturbations.
 
@@ -241,7 +242,9 @@ class CounterfactualMixin:
            covariates, and, if the model has direct effects (``direct_penalty``), add the
            requested label's direct gene-level effects :math:`\sum_p a_p \delta_p` to the
            decoded log-proportions (the source cell's own direct effects are not carried
-           over).
+           over), and the requested label's residual effects (:meth:`fit_residual_effects`,
+           the shrunk part of its observed change in training that the latents and direct
+           effects miss).
 
         The decoder conditions on batch. In a batch where the requested perturbation was
         never observed in training (a new patient, donor or cell line) the decoder has never
@@ -304,6 +307,11 @@ class CounterfactualMixin:
             With ``return_counts=False`` and ``n_samples > 1``: average the expression over the
             posterior samples (default), or return each sample as a separate predicted cell, as
             counts are (posterior samples of the normalised expression).
+        residual
+            Add the residual effects of the requested label's members
+            (:meth:`fit_residual_effects`, fitted by :meth:`train`; default). They are not
+            added to predictions carried to a batch where the label was never observed.
+            ``False``: what the latent shift and the direct effects alone predict.
 
         Returns
         -------
@@ -347,6 +355,11 @@ class CounterfactualMixin:
         category_matrix = self.module.intervention_matrix.to(atomic.device)
         category_shift = category_matrix @ atomic  # (n_categories, K)
         effect_batches = self._effect_batches(targets, context)
+        residuals = self.module.residual_effects.to(atomic.device)
+        residual_rows = [
+            row if residual and row.abs().max() > 0 else None
+            for row in (target_rows.to(residuals.dtype) @ residuals)[:, None, :]
+        ]  # (1, G) log-rate offset per requested label, None when all zero
 
         self.module.eval()
         dl = self._make_data_loader(adata=adata, indices=indices, batch_size=batch_size)
@@ -366,6 +379,8 @@ class CounterfactualMixin:
             for t in range(len(perturbations)):
                 z_cf = u + target_shift[t]  # action
                 px = self.module.decode(tensors, z_cf, library, direct=target_rows[t : t + 1])
+                if residual_rows[t] is not None:
+                    px = _offset_likelihood(px, residual_rows[t])
                 if offsets[t] is not None:  # cells whose effect is carried from other batches
                     offset = offsets[t][own]
                     carried = ~torch.isnan(offset).any(-1)
@@ -412,6 +427,7 @@ class CounterfactualMixin:
             "n_samples": int(n_samples),
             "values": "counts" if return_counts else "normalized_expression",
             "shift": shift,
+            "residual": bool(residual),
         }
         return out
 

@@ -52,6 +52,7 @@ class EvaluationMixin:
         name: str = "SparseShiftVI",
         shift: str = "auto",
         extra_shifts: Sequence[str] = (),
+        residual_ablation: bool = False,
         top_k: int = 20,
         max_source_cells: int = 2000,
         energy: bool = True,
@@ -72,7 +73,9 @@ class EvaluationMixin:
 
         * ``name``: this model's :meth:`predict` with ``shift`` (control cells of the training
           data moved to each label, compared with the same cells decoded as control), and
-          ``f"{name}-{s}"`` for every reading ``s`` in ``extra_shifts``;
+          ``f"{name}-{s}"`` for every reading ``s`` in ``extra_shifts`` (without the residual
+          effects: what the latent shift and the direct effects alone predict), and with
+          ``residual_ablation`` ``f"{name}-no-residual"``: ``predict(residual=False)``;
         * ``"control"``: the control mean (no change);
         * ``"additive"``: the sum of the members' log fold changes observed in the training
           cells (for a seen label, its own training log fold change);
@@ -116,6 +119,9 @@ class EvaluationMixin:
         extra_shifts
             Other readings of this model to score too, named ``f"{name}-{shift}"`` (e.g.
             ``("model",)``: what the sparse target graph alone predicts).
+        residual_ablation
+            Also score ``predict(residual=False)`` (see :meth:`fit_residual_effects`), named
+            ``f"{name}-no-residual"``.
         top_k
             Genes of the ``*_top`` scores and of the recall.
         max_source_cells
@@ -205,10 +211,13 @@ class EvaluationMixin:
         }
         base_mean = _log_expr(train_control.mean(0))
         predicted: dict[str, dict[str, dict]] = {}
-        models = [(name, self, shift)] + [(f"{name}-{s}", self, s) for s in extra_shifts]
+        models = [(name, self, {"shift": shift})]
+        models += [(f"{name}-{s}", self, {"shift": s, "residual": False}) for s in extra_shifts]
+        if residual_ablation:
+            models.append((f"{name}-no-residual", self, {"shift": shift, "residual": False}))
         if "latent_additive" in baselines:
-            models.append(("latent_additive", self, "latent"))
-        models += [(n, m, shift) for n, m in (other_models or {}).items()]
+            models.append(("latent_additive", self, {"shift": "latent", "residual": False}))
+        models += [(n, m, {"shift": shift}) for n, m in (other_models or {}).items()]
         for method, model, reading in models:
             predicted[method] = _model_predictions(
                 model, source, perturbations, controls[0], reading, energy, observed, seed
@@ -281,23 +290,24 @@ def _model_predictions(
     source: AnnData,
     perturbations: list[str],
     control: str,
-    shift: str,
+    reading: dict,
     energy: bool,
     observed: dict,
     seed: int,
 ) -> dict:
-    """Predicted log fold change (and mean, energy distance) of every label by one model."""
+    """Predicted log fold change (and mean, energy distance) of every label by one model,
+    with ``predict`` arguments ``reading`` (``shift``, ``residual``)."""
     out = {}
     try:
-        pred = model.predict(source, perturbations=perturbations + [control], shift=shift)
+        pred = model.predict(source, perturbations=perturbations + [control], **reading)
     except ValueError as err:  # e.g. latent arithmetic without cells of a member
-        logger.warning("No %s predictions: %s", shift, err)
+        logger.warning("No %s predictions: %s", reading, err)
         return out
     labels = pred.obs["perturbation"].astype(str).to_numpy()
     base = pred.X[labels == control]
     sampled = None
     if energy:
-        counts = model.predict(source, perturbations=perturbations, shift=shift, return_counts=True)
+        counts = model.predict(source, perturbations=perturbations, return_counts=True, **reading)
         sampled = (normalize_counts(counts.X), counts.obs["perturbation"].astype(str).to_numpy())
     for p in perturbations:
         x = pred.X[labels == p]

@@ -209,7 +209,7 @@ def _load_reference_state(module, state: dict, n_reference: int) -> None:
     """Copy the reference's weights; its per-perturbation rows into the first rows (the new
     perturbations' rows keep their initial values), as ``ArchesMixin`` pads new covariate
     columns at the end."""
-    rows = _row_params(module)
+    rows = {**_row_params(module), "residual_effects": module.residual_effects}
     new_state = module.state_dict()
     for k, value in state.items():
         if k == "intervention_matrix":

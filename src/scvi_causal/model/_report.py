@@ -108,6 +108,7 @@ class ReportMixin:
         batch_size: int | None = None,
         seed: int = 0,
         shift: str = "auto",
+        residual: bool = True,
     ) -> pd.DataFrame:
         """Predicted log fold change of every perturbation against control, per gene.
 
@@ -130,6 +131,8 @@ class ReportMixin:
         shift
             Reading of the latent shift (see :meth:`~scvi_causal.model.SparseShiftVI.predict`):
             ``"model"`` gives what the target graph and the direct effects say.
+        residual
+            Include the residual effects (see :meth:`~scvi_causal.model.SparseShiftVI.predict`).
 
         Returns
         -------
@@ -151,7 +154,11 @@ class ReportMixin:
         for start in range(0, len(perturbations), EFFECTS_CHUNK):
             chunk = perturbations[start : start + EFFECTS_CHUNK]
             pred = self.predict(
-                source, perturbations=chunk + [control], batch_size=batch_size, shift=shift
+                source,
+                perturbations=chunk + [control],
+                batch_size=batch_size,
+                shift=shift,
+                residual=residual,
             )
             labels = pred.obs["perturbation"].astype(str).to_numpy()
             base = pred.X[labels == control]
@@ -182,6 +189,10 @@ class ReportMixin:
         * ``direct_genes``: for every perturbation, its largest direct gene-level effects
           (:meth:`get_direct_effects`, at least ``min_direct_effect`` in absolute value): the
           genes it moves without going through a latent unit, e.g. a guide's own gene;
+        * ``residual_genes``: the same for the residual effects
+          (:meth:`get_residual_effects`): changes its training cells show beyond what the
+          targets and direct effects carry, which :meth:`predict` adds (e.g. a knockdown the
+          encoder absorbed into the cells' latents);
         * ``off_mask``: for every perturbation, the share of its cells' latent displacement
           on units it does not target and the largest such unit
           (:meth:`get_off_mask_shifts`): a large share flags a possibly missed target;
@@ -249,7 +260,7 @@ class ReportMixin:
         pert_effects = pert_genes = None
         if self.control_categories_:
             pert_effects = self.get_perturbation_gene_effects(
-                max_cells=max_cells, seed=seed, shift="model"
+                max_cells=max_cells, seed=seed, shift="model", residual=False
             )
             pert_genes = _top_genes(pert_effects, n_top_genes, "perturbation")
         figures = {
@@ -267,6 +278,9 @@ class ReportMixin:
             "perturbation_genes": pert_genes,
             "direct_genes": _direct_genes(
                 self.get_direct_effects(), n_top_genes, min_direct_effect
+            ),
+            "residual_genes": _direct_genes(
+                self.get_residual_effects(), n_top_genes, min_direct_effect
             ),
             "off_mask": self.get_off_mask_shifts(threshold=threshold),
             "latent_graph": None,
@@ -372,7 +386,8 @@ def _write_report(report: dict, out: Path) -> None:
     for name in ["graph", "unit_effects", "perturbation_effects", "off_mask", "latent_graph"]:
         if report[name] is not None:
             report[name].to_csv(out / f"{name}.csv")
-    for name in ["targets", "unit_genes", "perturbation_genes", "direct_genes", "cascade"]:
+    tables = ["targets", "unit_genes", "perturbation_genes", "direct_genes", "residual_genes"]
+    for name in [*tables, "cascade"]:
         if report[name] is not None:
             report[name].to_csv(out / f"{name}.csv", index=False)
     for name, fig in report["figures"].items():
@@ -416,27 +431,32 @@ def _write_report(report: dict, out: Path) -> None:
         "a latent unit (log scale), e.g. a guide's own gene.",
         "",
         "| perturbation | targets (probability) | off-mask (largest unit) | "
-        "direct effects | top genes (targets and direct effects) |",
-        "|---|---|---|---|---|",
+        "direct effects | residual effects | top genes (targets and direct effects) |",
+        "|---|---|---|---|---|---|",
     ]
     pg = report["perturbation_genes"]
     off = report["off_mask"]
     direct = report["direct_genes"]
-    for pert in report["graph"].index:
-        genes = ""
-        sub_direct = direct[direct["perturbation"] == pert]
-        direct_text = (
+    residual = report["residual_genes"]
+
+    def listed(table):
+        return (
             ", ".join(
-                f"{g} ({v:+.2f})"
-                for g, v in zip(sub_direct["gene"], sub_direct["effect"], strict=True)
+                f"{g} ({v:+.2f})" for g, v in zip(table["gene"], table["effect"], strict=True)
             )
             or "none"
         )
+
+    for pert in report["graph"].index:
+        genes = ""
+        sub_direct = direct[direct["perturbation"] == pert]
+        direct_text = listed(sub_direct)
+        residual_text = listed(residual[residual["perturbation"] == pert])
         if pg is not None:
             sub = pg[pg["perturbation"] == pert]
             if pert not in set(targets["perturbation"]) and sub_direct.empty:
                 # no targeted unit, no direct effect: decoded expression equals control
-                genes = "none (no targeted unit, no direct effect: predicted as control)"
+                genes = "none (no targeted unit, no direct effect)"
             else:
                 genes = ", ".join(
                     f"{g} ({v:+.2f})" for g, v in zip(sub["gene"], sub["lfc"], strict=True)
@@ -448,7 +468,10 @@ def _write_report(report: dict, out: Path) -> None:
                 f"({off.loc[pert, 'top_off_mask_unit']} "
                 f"{off.loc[pert, 'top_off_mask_shift']:+.2f})"
             )
-        lines.append(f"| {pert} | {per_pert.loc[pert]} | {off_text} | {direct_text} | {genes} |")
+        lines.append(
+            f"| {pert} | {per_pert.loc[pert]} | {off_text} | {direct_text} | {residual_text} "
+            f"| {genes} |"
+        )
     if report["cascade"] is not None:
         lines += _cascade_lines(report["cascade"], report["graph"].index)
     (out / "report.md").write_text("\n".join(lines) + "\n")

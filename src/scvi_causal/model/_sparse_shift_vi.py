@@ -46,6 +46,7 @@ from ._evaluate import EvaluationMixin
 from ._io import AtomicSaveMixin
 from ._query import QueryMixin
 from ._report import ReportMixin
+from ._residual import ResidualMixin
 from ._scverse import ScverseMixin
 from ._validation import (
     check_counts,
@@ -62,6 +63,7 @@ class SparseShiftVI(
     CounterfactualMixin,
     EvaluationMixin,
     ReportMixin,
+    ResidualMixin,
     ScverseMixin,
     RNASeqMixin,
     VAEMixin,
@@ -393,6 +395,7 @@ class SparseShiftVI(
         align_at: Sequence[float] | None = None,
         plan_kwargs: dict | None = None,
         ckpt_path: str | None = None,
+        fit_residual: bool = True,
         **kwargs,
     ):
         """Train the model.
@@ -438,6 +441,9 @@ class SparseShiftVI(
             interrupted run's ``max_epochs``, training arguments and ``scvi.settings.seed``
             (otherwise a warning says what differs). ``model.history`` then starts at the
             resumed epoch.
+        fit_residual
+            After training, fit the residual effects that :meth:`predict` adds
+            (:meth:`fit_residual_effects`; a query model fits those of its new perturbations).
         **kwargs
             Passed to :meth:`scvi.model.base.UnsupervisedTrainingMixin.train` (``accelerator``,
             ``devices``, ``strategy``, ``early_stopping``, ``train_size``, ...).
@@ -487,13 +493,16 @@ class SparseShiftVI(
         if kwargs.get("strategy") == "ddp":
             # scVI's library-size encoder has no gradient with observed library sizes
             kwargs["strategy"] = "ddp_find_unused_parameters_true"
-        return super().train(
+        out = super().train(
             max_epochs=max_epochs,
             batch_size=batch_size,
             plan_kwargs=plan,
             ckpt_path=ckpt_path,
             **kwargs,
         )
+        if fit_residual and self.module.n_interventions:
+            self.fit_residual_effects(perturbations=getattr(self, "new_perturbations_", None))
+        return out
 
     def _validate_anndata(self, adata: AnnData | None = None, copy_if_view: bool = True):
         """Validate ``adata``; unseen perturbation labels get a clear error first."""

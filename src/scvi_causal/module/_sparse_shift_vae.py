@@ -150,6 +150,15 @@ class SparseShiftVAE(LatentRotationMixin, VAE):
             if direct_penalty is None
             else DirectEffects(matrix.shape[1], n_input, penalty=direct_penalty)
         )
+        # residual effects, fitted after training (SparseShiftVI.fit_residual_effects) and
+        # added by predict only; they never enter the likelihood
+        self.register_buffer("residual_effects", torch.zeros(matrix.shape[1], n_input))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # a model saved before residual effects existed: load them as zero
+        if prefix + "residual_effects" not in state_dict:
+            state_dict[prefix + "residual_effects"] = torch.zeros_like(self.residual_effects)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     @property
     def n_interventions(self) -> int:
