@@ -1,9 +1,14 @@
 """Images on top of ``scvi_causal.core``: a convolutional VAE, interventional and paired dSprites.
 
 No scvi and no AnnData here: the image VAE uses the same causal priors, masks and sparsity
-penalties as the single-cell model.
+penalties as the single-cell model. Beside it: Ada-GVAE on pairs, CCVAE with labels as
+characteristics of latent subspaces (and interventions on them), a small image classifier, and
+latent counterfactual explanations of a classifier's decisions.
 """
 
+from ._ccvae import CCVAE, CCVAEModule, LabelConditionalPrior
+from ._classifier import ConvClassifier, ImageClassifier
+from ._counterfactual import CounterfactualExplanations, latent_counterfactuals
 from ._dsprites import (
     FACTOR_NAMES as FACTOR_NAMES,
 )
@@ -13,6 +18,7 @@ from ._dsprites import (
 from ._dsprites import (
     ImagePairs,
     InterventionalImages,
+    discretize_factors,
     dsprites_pairs,
     interventional_dsprites,
     load_dsprites,
@@ -24,6 +30,14 @@ from ._weak import AdaGVAE
 # list functions and classes only
 __all__ = [
     "AdaGVAE",
+    "CCVAE",
+    "CCVAEModule",
+    "ConvClassifier",
+    "CounterfactualExplanations",
+    "ImageClassifier",
+    "latent_counterfactuals",
+    "LabelConditionalPrior",
+    "discretize_factors",
     "ConvDecoder",
     "ConvEncoder",
     "ImageVAE",

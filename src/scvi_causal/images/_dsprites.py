@@ -76,6 +76,51 @@ def regimes_to_interventions(regimes, n_interventions: int) -> np.ndarray:
     return out
 
 
+def discretize_factors(factors, n_bins=(3, 2, 2, 2, 2)) -> np.ndarray:
+    """Labels from dSprites factor classes: each factor's classes cut into equal-width bins.
+
+    The labels of a label-conditioned model such as :class:`~scvi_causal.images.CCVAE`: e.g.
+    ``shape`` kept as its 3 classes, ``scale`` small / large, ``pos_x`` left / right.
+
+    Parameters
+    ----------
+    factors
+        ``(n, 5)`` integer factor classes (columns :data:`FACTOR_NAMES`), e.g. from
+        :func:`load_dsprites`.
+    n_bins
+        Number of bins per factor, each in ``[1, factor size]`` (an int: the same for all).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(n, 5)`` int64 labels; label ``b`` of a factor with ``s`` classes holds the classes
+        ``c`` with ``floor(c * n_bins / s) == b``.
+
+    Examples
+    --------
+    >>> factors = np.array([[0, 0, 0, 0, 15], [2, 5, 9, 8, 7]])
+    >>> discretize_factors(factors, n_bins=(3, 2, 2, 2, 4))
+    array([[0, 0, 0, 0, 3],
+           [2, 1, 1, 1, 1]])
+    """
+    sizes = np.array(FACTOR_SIZES)
+    factors = np.asarray(factors)
+    if factors.ndim != 2 or factors.shape[1] != len(sizes):
+        raise ValueError(f"`factors` must be (n, {len(sizes)}), got shape {factors.shape}.")
+    if (
+        not np.issubdtype(factors.dtype, np.integer)
+        or (factors < 0).any()
+        or (factors >= sizes).any()
+    ):
+        raise ValueError(f"`factors` must hold integer classes below {tuple(sizes)}.")
+    bins = np.broadcast_to(np.asarray(n_bins), sizes.shape)
+    if not np.issubdtype(bins.dtype, np.integer) or (bins < 1).any() or (bins > sizes).any():
+        raise ValueError(
+            f"`n_bins` must be integers in [1, factor size] {tuple(sizes)}, got {n_bins!r}."
+        )
+    return (factors * bins) // sizes
+
+
 @dataclass
 class InterventionalImages:
     """An interventional image data set with known truth.

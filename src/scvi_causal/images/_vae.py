@@ -427,18 +427,7 @@ class ImageVAE:
     # ------------------------------------------------------------------ inputs
     @staticmethod
     def _images(images) -> torch.Tensor:
-        arr = np.asarray(images)
-        if arr.ndim == 4 and arr.shape[1] == 1:
-            arr = arr[:, 0]
-        if arr.ndim != 3 or arr.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE):
-            raise ValueError(f"`images` must have shape (n, 64, 64), got {np.shape(images)}.")
-        if not np.isfinite(arr).all():
-            raise ValueError("`images` contains NaN or inf.")
-        if arr.min() < 0 or arr.max() > 1:
-            raise ValueError("`images` must be binary / in [0, 1] (Bernoulli likelihood).")
-        if np.array_equal(arr, arr.astype(np.uint8)):
-            return torch.from_numpy(arr.astype(np.uint8))
-        return torch.from_numpy(arr.astype(np.float32))
+        return _image_tensor(images)
 
     def _interventions(self, interventions, n: int) -> torch.Tensor:
         k = self.n_interventions
@@ -678,6 +667,23 @@ class ImageVAE:
         model.history_ = state["history"]
         model.is_trained_ = state["is_trained"]
         return model
+
+
+def _image_tensor(images) -> torch.Tensor:
+    """Validated ``(n, 64, 64)`` images in ``[0, 1]`` as a tensor (uint8 when binary, else
+    float32), shared by the image models and classifiers."""
+    arr = np.asarray(images)
+    if arr.ndim == 4 and arr.shape[1] == 1:
+        arr = arr[:, 0]
+    if arr.ndim != 3 or arr.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE):
+        raise ValueError(f"`images` must have shape (n, 64, 64), got {np.shape(images)}.")
+    if not np.isfinite(arr).all():
+        raise ValueError("`images` contains NaN or inf.")
+    if arr.size and (arr.min() < 0 or arr.max() > 1):
+        raise ValueError("`images` must be binary / in [0, 1] (Bernoulli likelihood).")
+    if np.array_equal(arr, arr.astype(np.uint8)):
+        return torch.from_numpy(arr.astype(np.uint8))
+    return torch.from_numpy(arr.astype(np.float32))
 
 
 def _training_loader(

@@ -11,6 +11,12 @@ from ._dag import descendant_depths, direct_target_scores, latent_graph_scores
 from ._disentanglement import dci, mig, modularity, mutual_information_matrix, sap
 from ._graph import binarize_top_k, target_graph_scores
 from ._identifiability import match_latents, mcc, r2
+from ._latent_edits import (
+    counterfactual_factor_scores,
+    label_intervention_scores,
+    moved_units,
+    unit_factor_assignment,
+)
 from ._lsbd import d_lsbd
 from ._prediction import (
     additive_baseline,
@@ -53,4 +59,8 @@ __all__ = [
     "mcc",
     "r2",
     "target_graph_scores",
+    "label_intervention_scores",
+    "unit_factor_assignment",
+    "moved_units",
+    "counterfactual_factor_scores",
 ]
