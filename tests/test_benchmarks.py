@@ -332,6 +332,47 @@ def test_images_quick(tmp_path):
     assert_renders_again(tmp_path, "images.run", "RESULTS.md")
 
 
+def test_images_weak_quick(tmp_path):
+    run("images.weak", "--quick", "--out", tmp_path, "--workers", "2")
+    df = pd.read_csv(tmp_path / "weak.csv")
+    assert list(df["method"]) == ["spike_slab", "ada_gvae", "beta_tcvae", "ccvae"]
+    assert (df["seed"] == 0).all()
+    # one budget: the same images (Ada-GVAE: half as many pairs) and optimisation steps
+    assert df["n_images"].nunique() == 1 and df["n_steps"].nunique() == 1
+    assert df["n_images"].iloc[0] == 4 * 40
+    scores = [
+        "mcc_pearson",
+        "mcc_spearman",
+        "mig",
+        "dci_disentanglement",
+        "dci_completeness",
+        "dci_informativeness",
+        "sap",
+        "modularity",
+        "d_lsbd",
+        "classifier_accuracy",
+        "cf_reconstruction_agrees",
+        "cf_fraction_flipped",
+    ]
+    for col in scores:
+        assert df[col].between(0, 1).all(), col
+    # scored over the explanations that changed the decision: NaN only when none did
+    flipped = df["cf_fraction_flipped"] > 0
+    for col in ["cf_fraction_only_causal", "cf_fraction_causal_moved"]:
+        assert df.loc[flipped, col].between(0, 1).all() and df.loc[~flipped, col].isna().all()
+    assert df.loc[flipped, "cf_mean_factors_moved"].between(0, 5).all()
+    assert (df["classifier_factor"] == "pos_x").all() and (df["classifier_classes"] == 2).all()
+    assert (df["train_seconds"] > 0).all() and (df["eval_seconds"] > 0).all()
+    assert (tmp_path / "models" / "weak" / "pos_x_classifier_seed0.pt").exists()
+    assert (tmp_path / "models" / "weak" / "ada_gvae_seed0.pt").exists()
+    md = (tmp_path / "WEAK.md").read_text()
+    assert "±" in md and "Rendered from `weak.csv` alone" in md
+    assert "160 training images per run" in md and "Ada-GVAE: 80 pairs" in md
+    assert "Counterfactual explanations of a pos_x classifier" in md
+    assert_run_json(tmp_path, "images.weak", seeds=[0])
+    assert_renders_again(tmp_path, "images.weak", "WEAK.md")
+
+
 def test_scale_quick(tmp_path):
     run(
         "scale.run", "--quick", "--out", tmp_path, "--data-dir", tmp_path / "data", "--threads", "1"
