@@ -245,7 +245,9 @@ class ResidualMixin:
         if not is_control.any():
             logger.info("No control cells: no residual effects fitted.")
             return empty
-        eligible = [p for p in wanted if (labels == p).sum() >= min_cells]
+        # cells of each label, in one pass (a genome-wide screen has thousands of labels)
+        by_label = pd.Series(np.arange(len(labels))).groupby(labels).indices
+        eligible = [p for p in wanted if len(by_label.get(p, ())) >= min_cells]
         rows = [names.index(p) for p in wanted]
         self.module.residual_effects[rows] = 0.0
         if not eligible:
@@ -293,10 +295,10 @@ class ResidualMixin:
             blocks = np.asarray(pred.X, dtype=np.float64).reshape(len(chunk) + 1, n_src, -1)
             base_by_batch = np.stack([blocks[-1][source_batch == b].mean(0) for b in batches])
             for j, p in enumerate(chunk):
-                own = np.flatnonzero(labels == p)
+                own = by_label[p]
                 obs_mean, obs_var, n = _moments(X, own)
                 # the perturbation's mix of batches; batches without controls are left out
-                counts = np.array([(batch[own] == b).sum() for b in batches], dtype=np.float64)
+                counts = np.bincount(batch[own], minlength=batch.max() + 1)[batches].astype(float)
                 if counts.sum() == 0:
                     counts = np.ones(len(batches))
                 w = counts / counts.sum()
