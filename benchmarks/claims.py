@@ -87,6 +87,7 @@ PAIRS = "task == 'simulated_pairs' and method == '{}'"
 ZHAO = "task == 'zhao_patient' and method == '{}'"
 FEW = "task == 'papalexi_fewshot' and shots == {} and method == '{}'"
 CIS = "counterfactual/cis.csv"
+CIS_DATA = "counterfactual/cis_data.csv"
 SVAE = "simulated/results.csv"
 SIM = "protocol == 'svae' and method == '{}'"
 DEFAULT_PROTOCOL = "simulated/default_protocol/results.csv"
@@ -769,6 +770,71 @@ CLAIMS: list[Claim] = [
         "perturbation == 'VAPA_TSS'",
         "predicted_lfc",
         fmt=".2f",
+    ),
+    # the positive controls in the data alone
+    Claim(
+        OWN,
+        "barely lower their own gene (VAPA -0.088",
+        "-0.088",
+        CIS_DATA,
+        "cells == 'all' and perturbation == 'VAPA_TSS'",
+        "observed_lfc",
+    ),
+    Claim(
+        OWN,
+        "VAPA -0.088, rank 58",
+        "58",
+        CIS_DATA,
+        "cells == 'all' and perturbation == 'VAPA_TSS'",
+        "rank_down",
+        fmt=".0f",
+    ),
+    Claim(
+        OWN,
+        "LARP1 -0.045, rank 126",
+        "-0.045",
+        CIS_DATA,
+        "cells == 'all' and perturbation == 'LARP1_TSS'",
+        "observed_lfc",
+    ),
+    Claim(
+        OWN,
+        "LARP1 -0.045, rank 126",
+        "126",
+        CIS_DATA,
+        "cells == 'all' and perturbation == 'LARP1_TSS'",
+        "rank_down",
+        fmt=".0f",
+    ),
+    Claim(
+        OWN,
+        "the data alone put 8 of 10 own genes",
+        "8",
+        CIS_DATA,
+        "cells == 'all' and down_in_top",
+        "n_cells",
+        fmt=".0f",
+        agg="count",
+    ),
+    Claim(  # the fewest of the 8 halves (test half of seed 4)
+        OWN,
+        "and one half of the cells 5 to 8",
+        "5",
+        CIS_DATA,
+        "cells == 'test' and seed == 4 and down_in_top",
+        "n_cells",
+        fmt=".0f",
+        agg="count",
+    ),
+    Claim(  # the most of the 8 halves (train half of seed 3)
+        OWN,
+        "and one half of the cells 5 to 8",
+        "8",
+        CIS_DATA,
+        "cells == 'train' and seed == 3 and down_in_top",
+        "n_cells",
+        fmt=".0f",
+        agg="count",
     ),
     # consensus
     Claim(

@@ -63,6 +63,7 @@ TABLES: dict[str, Callable[[Path], str]] = {
     "counterfactual/RESULTS.md": _counterfactual,
     "real/RESULTS.md": _real,
     "images/RESULTS.md": _from_csv("images.run", "results.csv"),
+    "counterfactual/CIS_DATA.md": _from_csv("counterfactual.cis_data", "cis_data.csv"),
     "causal_graph/RESULTS.md": _from_csv("causal_graph.run", "results.csv"),
     "scale/RESULTS.md": _from_csv("scale.run", "results.csv"),
     "scale/TIME_TO_QUALITY.md": _from_csv("scale.time_to_quality", "time_to_quality.csv"),

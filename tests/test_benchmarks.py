@@ -308,6 +308,27 @@ def test_real_quick(tmp_path):
     assert_renders_again(tmp_path, "real.run", "RESULTS.md")
 
 
+def test_cis_data(tmp_path):
+    """The positive controls' own-gene changes in the data alone, recomputed from the counts."""
+    require_data(GASPERINI)
+    run("counterfactual.cis_data", "--out", tmp_path)
+    df = pd.read_csv(tmp_path / "cis_data.csv")
+    # every positive control in every part: all cells, and both halves of each seed
+    assert len(df) == 10 * (1 + 2 * 4)
+    assert df["rank_down"].between(1, df["n_genes"]).all()
+    assert (df["down_in_top"] == ((df["observed_lfc"] < 0) & (df["rank_down"] <= 10))).all()
+    # the two halves hold every cell once: their cells add up to all cells
+    everything = df[df["cells"] == "all"].set_index("perturbation")["n_cells"]
+    for seed in range(1, 5):
+        halves = df[df["seed"] == seed].groupby("perturbation")["n_cells"].sum()
+        pd.testing.assert_series_equal(
+            halves.sort_index(), everything.sort_index(), check_names=False
+        )
+    assert "in the data itself" in (tmp_path / "CIS_DATA.md").read_text()
+    assert_run_json(tmp_path, "counterfactual.cis_data", seeds=[1, 2, 3, 4])
+    assert_renders_again(tmp_path, "counterfactual.cis_data", "CIS_DATA.md")
+
+
 def test_images_quick(tmp_path):
     run(
         "images.run",

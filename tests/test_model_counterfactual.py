@@ -265,7 +265,7 @@ def test_predict_context_carries_effects_to_unobserved_batches():
     SparseShiftVI.setup_anndata(adata, control_category="control", batch_key="batch")
     scvi.settings.seed = 0
     model = SparseShiftVI(adata, n_latent=4, n_hidden=32)
-    model.train(max_epochs=20, batch_size=128, **TRAIN_KWARGS)
+    model.train(max_epochs=20, batch_size=128, fit_residual=True, **TRAIN_KWARGS)
     observed = model._observed_batches()
     assert observed.tolist() == [[True, False], [True, True]]
 

@@ -37,7 +37,7 @@ def split():
     SparseShiftVI.setup_anndata(train, control_category="control")
     scvi.settings.seed = 0
     model = SparseShiftVI(train, n_latent=4, n_hidden=32)
-    model.train(max_epochs=60, batch_size=256, **TRAIN_KWARGS)
+    model.train(max_epochs=60, batch_size=256, fit_residual=True, **TRAIN_KWARGS)
     return model, heldout, held
 
 

@@ -37,7 +37,7 @@ def reference(screen):
     ref = _subset(screen, REF + ["control"])
     SparseShiftVI.setup_anndata(ref, perturbation_key="perturbation", control_category="control")
     model = SparseShiftVI(ref, n_latent=4, n_hidden=32)
-    model.train(max_epochs=150, batch_size=128, **TRAIN_KWARGS)
+    model.train(max_epochs=150, batch_size=128, fit_residual=True, **TRAIN_KWARGS)
     return model
 
 
@@ -72,7 +72,7 @@ def test_query_trains_only_new_perturbations(reference, query_adata):
     torch.testing.assert_close(start["direct.effects"][ref_rows], before_ref["direct.effects"])
     torch.testing.assert_close(start["residual_effects"][ref_rows], before_ref["residual_effects"])
     assert before_ref["direct.effects"].abs().sum() > 0  # the reference has direct effects
-    query.train(max_epochs=30, batch_size=64, **TRAIN_KWARGS)
+    query.train(max_epochs=30, batch_size=64, fit_residual=True, **TRAIN_KWARGS)
     after = _snapshot(query.module)
     for k, v in start.items():
         if k in (

@@ -77,7 +77,7 @@ def screen():
 def model(screen):
     scvi.settings.seed = 0
     model = SparseShiftVI(screen, n_latent=4, n_hidden=32)
-    model.train(max_epochs=60, batch_size=128, **TRAIN_KWARGS)
+    model.train(max_epochs=60, batch_size=128, fit_residual=True, **TRAIN_KWARGS)
     return model
 
 
@@ -178,7 +178,7 @@ def test_no_residual_without_controls_or_when_switched_off():
     SparseShiftVI.setup_anndata(adata, perturbation_key="perturbation", control_category="control")
     scvi.settings.seed = 0
     model = SparseShiftVI(adata, n_latent=3, n_hidden=16)
-    model.train(max_epochs=3, batch_size=64, fit_residual=False, **TRAIN_KWARGS)
+    model.train(max_epochs=3, batch_size=64, **TRAIN_KWARGS)  # fit_residual off by default
     assert torch.count_nonzero(model.module.residual_effects) == 0
     summary = model.fit_residual_effects(min_cells=1000)
     assert summary.empty and torch.count_nonzero(model.module.residual_effects) == 0

@@ -91,6 +91,9 @@ SHOTS = (10, 30)
 #: ``--model-kwargs`` of the default model, set in each worker by ``_run_job`` (spawned
 #: workers re-import this module, so the value travels as an argument).
 DEFAULT_MODEL_KWARGS: dict = {}
+#: ``--fit-residual``: the default model fits its residual effects after training (its
+#: ``predict`` then adds them) and is also scored without them (``-no-residual`` rows).
+RESIDUAL: dict = {"fit": False}
 
 
 def _train(adata, control, seed, max_epochs, batch_key=None, n_latent=10, obsm_key=None, **kwargs):
@@ -110,8 +113,13 @@ def _train(adata, control, seed, max_epochs, batch_key=None, n_latent=10, obsm_k
         SparseShiftVI.setup_anndata(
             adata, perturbation_obsm_key=obsm_key, control_category=control, batch_key=batch_key
         )
+    default = "intervention_prior" not in kwargs
     model = SparseShiftVI(adata, n_latent=n_latent, **kwargs)
-    model.train(max_epochs=max_epochs, enable_progress_bar=False)
+    model.train(
+        max_epochs=max_epochs,
+        enable_progress_bar=False,
+        fit_residual=default and RESIDUAL["fit"],
+    )
     return model
 
 
@@ -164,7 +172,7 @@ def papalexi_seen(seed: int, quick: bool, max_epochs, configs) -> dict:
         other_models=others,
         seed=seed,
         extra_shifts=EXTRA_SHIFTS,
-        residual_ablation=True,
+        residual_ablation=RESIDUAL["fit"],
     )
     graph = model.get_target_graph()
     return {"rows": table, "graph_density": float((graph.to_numpy() > 0.5).mean())}
@@ -197,7 +205,7 @@ def simulated_pairs(seed: int, quick: bool, max_epochs, configs) -> dict:
         other_models=others,
         seed=seed,
         extra_shifts=EXTRA_SHIFTS,
-        residual_ablation=True,
+        residual_ablation=RESIDUAL["fit"],
     )
     graph = model.get_target_graph()
     return {"rows": table, "graph_density": float((graph.to_numpy() > 0.5).mean())}
@@ -317,7 +325,7 @@ def papalexi_fewshot(seed: int, quick: bool, max_epochs, configs, fold: int = 0)
             other_models={k: v for k, v in fitted.items() if k != REFERENCE},
             seed=seed,
             extra_shifts=EXTRA_SHIFTS,
-            residual_ablation=True,
+            residual_ablation=RESIDUAL["fit"],
         )
         table["shots"] = shots
         rows.append(table)
@@ -419,10 +427,12 @@ def _run_job(
     configs,
     threads: int,
     model_kwargs: dict,
+    fit_residual: bool = False,
 ) -> dict:
     set_torch_threads(threads)
     DEFAULT_MODEL_KWARGS.clear()
     DEFAULT_MODEL_KWARGS.update(model_kwargs)
+    RESIDUAL["fit"] = fit_residual
     start = time.perf_counter()
     kwargs = {} if fold is None else {"fold": fold}
     out = JOBS[task](seed, quick, max_epochs, configs, **kwargs)
@@ -673,6 +683,12 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         default={},
         help="JSON of SparseShiftVI arguments (ablations of the default model)",
     )
+    parser.add_argument(
+        "--fit-residual",
+        action="store_true",
+        help="the default model fits its residual effects (fit_residual_effects) and is also "
+        "scored without them",
+    )
     add_output_args(parser, MODULE, HERE)
     parser.add_argument(
         "--render-only",
@@ -714,6 +730,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
             "workers": args.workers,
             "torch_threads_per_worker": args.threads,
             "model_kwargs": args.model_kwargs,
+            "fit_residual": args.fit_residual,
             "quick": args.quick,
         },
     )
@@ -735,6 +752,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
                 args.configs,
                 args.threads,
                 args.model_kwargs,
+                args.fit_residual,
             ): (t, s, f)
             for t, s, f in jobs
         }

@@ -242,9 +242,9 @@ class CounterfactualMixin:
            covariates, and, if the model has direct effects (``direct_penalty``), add the
            requested label's direct gene-level effects :math:`\sum_p a_p \delta_p` to the
            decoded log-proportions (the source cell's own direct effects are not carried
-           over), and the requested label's residual effects (:meth:`fit_residual_effects`,
-           the shrunk part of its observed change in training that the latents and direct
-           effects miss).
+           over), and, if they were fitted, the requested label's residual effects
+           (:meth:`fit_residual_effects`: the shrunk part of its observed change in training
+           that the latents and direct effects miss).
 
         The decoder conditions on batch. In a batch where the requested perturbation was
         never observed in training (a new patient, donor or cell line) the decoder has never
@@ -308,10 +308,11 @@ class CounterfactualMixin:
             posterior samples (default), or return each sample as a separate predicted cell, as
             counts are (posterior samples of the normalised expression).
         residual
-            Add the residual effects of the requested label's members
-            (:meth:`fit_residual_effects`, fitted by :meth:`train`; default). They are not
-            added to predictions carried to a batch where the label was never observed.
-            ``False``: what the latent shift and the direct effects alone predict.
+            Add the residual effects of the requested label's members, if they were fitted
+            (:meth:`fit_residual_effects` or ``train(fit_residual=True)``; they are zero
+            otherwise, and off by default, see ``train``). They are not added to predictions
+            carried to a batch where the label was never observed. ``False``: what the latent
+            shift and the direct effects alone predict.
 
         Returns
         -------
