@@ -60,7 +60,7 @@ class ImageClassifier:
     >>> images[labels == 0, :, :32] = 1.0  # class 0: left half lit
     >>> images[labels == 1, :, 32:] = 1.0  # class 1: right half lit
     >>> clf = ImageClassifier(n_classes=2)
-    >>> clf.train(images, labels, max_epochs=5, seed=0)
+    >>> clf.train(images, labels, max_epochs=20, seed=0)
     >>> bool((clf.predict(images) == labels).mean() > 0.9)
     True
     >>> clf.predict_proba(images).shape
