@@ -64,6 +64,8 @@ TABLES: dict[str, Callable[[Path], str]] = {
     "real/RESULTS.md": _real,
     "images/RESULTS.md": _from_csv("images.run", "results.csv"),
     "counterfactual/CIS_DATA.md": _from_csv("counterfactual.cis_data", "cis_data.csv"),
+    "counterfactual/residual/RESULTS.md": _counterfactual,
+    "images/WEAK.md": _from_csv("images.weak", "weak.csv"),
     "causal_graph/RESULTS.md": _from_csv("causal_graph.run", "results.csv"),
     "scale/RESULTS.md": _from_csv("scale.run", "results.csv"),
     "scale/TIME_TO_QUALITY.md": _from_csv("scale.time_to_quality", "time_to_quality.csv"),

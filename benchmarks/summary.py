@@ -856,6 +856,10 @@ def module_of(rel: str) -> str:
         return f"benchmarks.{by_name[name]}"
     if rel.startswith("scale/") and name in by_name:
         return f"benchmarks.{by_name[name]}"
+    if rel == "images/weak.csv":
+        return "benchmarks.images.weak"
+    if rel == "counterfactual/cis_data.csv":
+        return "benchmarks.counterfactual.cis_data"
     return f"benchmarks.{rel.split('/')[0]}.run"
 
 
