@@ -1,10 +1,8 @@
 """Loaders of the real screens (from ../shared/data) and prepare_screen."""
 
-from pathlib import Path
-
 import numpy as np
 import pytest
-from conftest import require_data
+from conftest import DATA, require_data
 from scipy import sparse
 
 from scvi_causal.data import (
@@ -16,8 +14,6 @@ from scvi_causal.data import (
     zhao_2021,
 )
 from scvi_causal.data._datasets import GASPERINI_URL, PAPALEXI_URL, ZHAO_URL, download
-
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 def _require(name):

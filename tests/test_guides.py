@@ -1,13 +1,12 @@
 """Guide calling (assign_guides) and label conventions (labels_from_matrix, read_condition)."""
 
 import warnings
-from pathlib import Path
 
 import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import require_data
+from conftest import DATA, require_data
 from scipy import sparse
 from scipy.stats import poisson
 
@@ -19,8 +18,6 @@ from scvi_causal.data import (
 )
 from scvi_causal.data._datasets import GASPERINI_FILE
 from scvi_causal.module._sparse_shift_vae import parse_interventions
-
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 def _ambient_and_signal(n_cells=4000, n_guides=3, carry=0.1, seed=0):

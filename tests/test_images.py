@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import require_data
+from conftest import DATA, require_data
 
 from scvi_causal.images import (
     FACTOR_NAMES,
@@ -16,7 +16,6 @@ from scvi_causal.images import (
 )
 from scvi_causal.images._dsprites import DSPRITES_URL
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 DSPRITES = DATA / "dsprites_downsampled_46080_fullgrid.npz"
 
 

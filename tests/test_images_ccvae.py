@@ -1,12 +1,10 @@
 """CCVAE on dSprites: labels as characteristics of latent subspaces, and interventions on them."""
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import require_data
+from conftest import DATA, require_data
 
 from scvi_causal.images import (
     CCVAE,
@@ -17,7 +15,6 @@ from scvi_causal.images import (
 )
 from scvi_causal.metrics import label_intervention_scores
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 DSPRITES = DATA / "dsprites_downsampled_46080_fullgrid.npz"
 LABELS = ("pos_x", "pos_y")
 

@@ -1,11 +1,9 @@
 """Latent counterfactual explanations of an image classifier, and the scores of their moves."""
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
-from conftest import require_data
+from conftest import DATA, require_data
 from torch import nn
 
 from scvi_causal.images import (
@@ -19,7 +17,6 @@ from scvi_causal.images import (
 )
 from scvi_causal.metrics import counterfactual_factor_scores, moved_units, unit_factor_assignment
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 DSPRITES = DATA / "dsprites_downsampled_46080_fullgrid.npz"
 POS_X = 3  # the factor the classifier reads (dSprites factor order)
 

@@ -1,15 +1,12 @@
 """Paired dSprites (weak supervision) and Ada-GVAE on top of the image VAE."""
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
-from conftest import require_data
+from conftest import DATA, require_data
 
 from scvi_causal.images import AdaGVAE, ImagePairs, ImageVAEModule, dsprites_pairs, load_dsprites
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 DSPRITES = DATA / "dsprites_downsampled_46080_fullgrid.npz"
 
 

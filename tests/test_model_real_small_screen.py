@@ -7,17 +7,14 @@ confident cells per target, and checks that the IFN-gamma pathway knockouts keep
 share latent units.
 """
 
-from pathlib import Path
-
 import anndata as ad
 import numpy as np
 import pytest
 import scvi
-from conftest import require_data
+from conftest import DATA, require_data
 
 from scvi_causal.model import SparseShiftVI
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 PAPALEXI = DATA / "papalexi2021_thp1_sceptredata_lowmoi.h5ad"
 PATHWAY = ["IFNGR1", "IFNGR2", "JAK2", "STAT1"]
 

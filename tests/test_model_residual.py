@@ -171,7 +171,7 @@ def test_residual_save_load_and_old_models(model, screen, tmp_path):
     assert torch.count_nonzero(loaded.module.residual_effects) == 0
 
 
-def test_no_residual_without_controls_or_when_switched_off():
+def test_no_residual_by_default_or_with_too_few_cells():
     adata = simulate_sparse_shift(
         n_perturbations=2, n_cells_per_perturbation=30, n_control_cells=40, n_genes=20, seed=4
     )

@@ -367,8 +367,12 @@ def gasperini_cis(seed: int, quick: bool, max_epochs, configs) -> dict:
     reported = report["perturbation_effects"]
     direct = model.get_direct_effects()
     residual = model.get_residual_effects()
-    no_residual = model.get_perturbation_gene_effects(
-        perturbations=list(pcs), max_cells=1000, seed=seed, residual=False
+    no_residual = (  # without fitted residuals the same prediction: not computed twice
+        model.get_perturbation_gene_effects(
+            perturbations=list(pcs), max_cells=1000, seed=seed, residual=False
+        )
+        if RESIDUAL["fit"]
+        else effects
     )
     expr = normalize_counts(adata.X)
     labels = adata.obs["perturbation"].astype(str).to_numpy()

@@ -54,7 +54,6 @@ class ImageClassifier:
     Examples
     --------
     >>> import numpy as np
-    >>> rng = np.random.default_rng(0)
     >>> images = np.zeros((40, 64, 64), dtype=np.float32)
     >>> labels = np.repeat([0, 1], 20)
     >>> images[labels == 0, :, :32] = 1.0  # class 0: left half lit

@@ -357,10 +357,12 @@ class CounterfactualMixin:
         category_shift = category_matrix @ atomic  # (n_categories, K)
         effect_batches = self._effect_batches(targets, context)
         residuals = self.module.residual_effects.to(atomic.device)
-        residual_rows = [
-            row if residual and row.abs().max() > 0 else None
-            for row in (target_rows.to(residuals.dtype) @ residuals)[:, None, :]
-        ]  # (1, G) log-rate offset per requested label, None when all zero
+        residual_rows: list[torch.Tensor | None] = [None] * len(perturbations)
+        if residual and residuals.any():  # none fitted (the default): nothing to add
+            residual_rows = [
+                row if row.any() else None
+                for row in (target_rows.to(residuals.dtype) @ residuals)[:, None, :]
+            ]  # (1, G) log-rate offset per requested label, None when all zero
 
         self.module.eval()
         dl = self._make_data_loader(adata=adata, indices=indices, batch_size=batch_size)

@@ -240,8 +240,9 @@ class ResidualMixin:
         adata = self.adata
         labels = self._perturbation_labels(adata).astype(str).to_numpy()
         names = list(self.perturbation_names_)
+        row_of = {name: i for i, name in enumerate(names)}
         wanted = names if perturbations is None else [str(p) for p in perturbations]
-        unknown = sorted(set(wanted) - set(names))
+        unknown = sorted(set(wanted) - set(row_of))
         if unknown:
             raise ValueError(f"Unknown perturbations {unknown[:10]}: not trained by this model.")
         is_control = np.isin(labels, self.control_categories_)
@@ -252,8 +253,7 @@ class ResidualMixin:
         # cells of each label, in one pass (a genome-wide screen has thousands of labels)
         by_label = pd.Series(np.arange(len(labels))).groupby(labels).indices
         eligible = [p for p in wanted if len(by_label.get(p, ())) >= min_cells]
-        rows = [names.index(p) for p in wanted]
-        self.module.residual_effects[rows] = 0.0
+        self.module.residual_effects[[row_of[p] for p in wanted]] = 0.0
         if not eligible:
             return empty
 
@@ -332,9 +332,10 @@ class ResidualMixin:
         tiny = np.finfo(np.float64).tiny
         offset = np.log(np.maximum(target, tiny)) - np.log(np.maximum(pred_mean, tiny))
         offset = np.clip(offset, -RESIDUAL_MAX_OFFSET, RESIDUAL_MAX_OFFSET)
-        rows = [names.index(p) for p in eligible]
         buffer = self.module.residual_effects
-        buffer[rows] = torch.as_tensor(offset, dtype=buffer.dtype, device=buffer.device)
+        buffer[[row_of[p] for p in eligible]] = torch.as_tensor(
+            offset, dtype=buffer.dtype, device=buffer.device
+        )
         return pd.DataFrame(
             {
                 "n_cells": n_cells,
