@@ -860,6 +860,8 @@ def module_of(rel: str) -> str:
         return "benchmarks.images.weak"
     if rel == "counterfactual/cis_data.csv":
         return "benchmarks.counterfactual.cis_data"
+    if rel == "causal_graph/warp.csv":
+        return "benchmarks.causal_graph.warp"
     return f"benchmarks.{rel.split('/')[0]}.run"
 
 

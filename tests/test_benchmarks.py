@@ -390,6 +390,11 @@ def test_images_weak_quick(tmp_path):
     assert "±" in md and "Rendered from `weak.csv` alone" in md
     assert "160 training images per run" in md and "Ada-GVAE: 80 pairs" in md
     assert "Counterfactual explanations of a pos_x classifier" in md
+    # MCC is the mean of the per-factor matched correlations; R^2 of a linear read-out <= 1
+    corr = df[[f"corr_{f}" for f in ("scale", "orientation", "pos_x", "pos_y")]]
+    np.testing.assert_allclose(corr.mean(1), df["mcc_pearson"], atol=1e-9)
+    assert df[[c for c in df if c.startswith("r2_")]].le(1).all().all()
+    assert "Per factor: what MCC is made of" in md
     assert_run_json(tmp_path, "images.weak", seeds=[0])
     assert_renders_again(tmp_path, "images.weak", "WEAK.md")
 
@@ -455,3 +460,27 @@ def test_output_folders(monkeypatch, tmp_path):
     assert set(runs) == {"benchmarks.a", "benchmarks.b"}
     assert runs["benchmarks.a"]["command"] == "python -m benchmarks.a --y"
     assert runs["benchmarks.a"]["previous_runs"][0]["seeds"] == [1]
+
+
+def test_causal_graph_quick(tmp_path):
+    """The DAG benchmark's moments method on a tiny screen, appended to an earlier run's rows,
+    and the encoder-warp analysis: both tables render again from their CSVs."""
+    run("causal_graph.run", "--quick", "--screens", "dag_do", "--methods", "dag", "--out", tmp_path)
+    run(
+        "causal_graph.run",
+        *("--quick", "--screens", "dag_do", "--methods", "dag_moments", "--append"),
+        *("--out", tmp_path),
+    )
+    df = pd.read_csv(tmp_path / "results.csv")
+    assert sorted(df["method"]) == ["dag", "dag_moments"]  # --append kept the first run
+    assert df["dag_auprc"].between(0, 1).all() and df["mcc"].between(0, 1).all()
+    record = assert_run_json(tmp_path, "causal_graph.run", seeds=[1])
+    assert "dag_moments" in record["command"] and record["previous_runs"]
+    assert_renders_again(tmp_path, "causal_graph.run", "RESULTS.md")
+    run("causal_graph.warp", "--quick", "--out", tmp_path)
+    warp = pd.read_csv(tmp_path / "warp.csv")
+    assert list(warp["latents"]) == ["true_mixed", "encoder", "encoder_linear_part"]
+    assert warp["r2_linear"].le(1).all() and warp["mcc_before"].between(0, 1).all()
+    assert "encoder" in (tmp_path / "WARP.md").read_text()
+    assert_run_json(tmp_path, "causal_graph.warp", seeds=[1])
+    assert_renders_again(tmp_path, "causal_graph.warp", "WARP.md")

@@ -129,3 +129,23 @@ def test_latent_graph_errors():
     model = SparseShiftVI(adata, n_latent=K, latent_graph="dag")
     with pytest.raises(ValueError, match="Unknown `graph_fit_kwargs`.*n_step"):
         model.train(max_epochs=1, plan_kwargs={"graph_fit_kwargs": {"n_step": 5}}, **TRAIN)
+
+
+def test_moments_alignment_keeps_its_graph_without_learn_graph():
+    """``graph_fit_kwargs={"method": "moments"}`` with ``learn_graph=False``: the edge
+    probabilities are the bootstrap frequencies of the alignment step (multiples of 1/3 for 3
+    resamples, clipped to [0.02, 0.98]) at the end of training, because the ELBO no longer moves
+    them; the masks and shifts still train."""
+    adata = _dag_screen(seed=2, n=80)
+    SparseShiftVI.setup_anndata(adata, control_category="control")
+    scvi.settings.seed = 0
+    model = SparseShiftVI(adata, n_latent=K, n_hidden=32, latent_graph="dag")
+    fit = {"method": "moments", "n_steps": 50, "n_bootstrap": 3}
+    model.train(max_epochs=8, plan_kwargs={"graph_fit_kwargs": fit, "learn_graph": False}, **TRAIN)
+    prior = model.module.prior
+    assert bool(prior.graph_active)
+    assert not prior.edges.logits.requires_grad and not prior.edge_weights.requires_grad
+    assert prior.shifts.requires_grad
+    probs = model.get_latent_graph().to_numpy()[~np.eye(K, dtype=bool)]
+    allowed = np.array([0.02, 1 / 3, 2 / 3, 0.98])
+    assert np.abs(probs[:, None] - allowed[None]).min(1).max() < 1e-5

@@ -288,6 +288,23 @@ def train_model(method: str, seed: int, settings: dict):
     return model, n_images, settings["max_epochs"] * max(n_batch, 1), seconds
 
 
+def per_factor_scores(ordinal: np.ndarray, z: np.ndarray) -> dict:
+    """Per ordinal factor: the absolute correlation of the unit that MCC matches to it
+    (``corr_<factor>``; MCC is their mean) and the R^2 of the best linear read-out of the factor
+    from all units (``r2_<factor>``: whether the latent space holds the factor linearly at all,
+    in any units)."""
+    from scvi_causal.metrics import match_latents
+
+    matching, corr = match_latents(ordinal, z)
+    design = np.c_[np.ones(len(z)), z]
+    out = {}
+    for i, name in enumerate(ORDINAL):
+        out[f"corr_{name}"] = float(corr[i, matching[i]]) if matching[i] >= 0 else 0.0
+        fit = design @ np.linalg.lstsq(design, ordinal[:, i], rcond=None)[0]
+        out[f"r2_{name}"] = float(1.0 - np.var(ordinal[:, i] - fit) / np.var(ordinal[:, i]))
+    return out
+
+
 def run_one(
     method: str, seed: int, quick: bool, settings: dict, model_dir: Path, save_model: bool
 ) -> dict:
@@ -341,6 +358,7 @@ def run_one(
         "seed": seed,
         "mcc_pearson": mcc(ordinal, z),
         "mcc_spearman": mcc(ordinal, z, method="spearman"),
+        **per_factor_scores(ordinal, z),
         "mig": float(mig(z, v, discrete_factors=discrete)),
         "dci_disentanglement": dci_scores["disentanglement"],
         "dci_completeness": dci_scores["completeness"],
@@ -489,6 +507,8 @@ def render(df: pd.DataFrame) -> str:
     )
     steps = sorted({int(n) for n in df["n_steps"]})
     representation = summarise(df, [*REPRESENTATION, *COST])
+    per_factor = [f"{kind}_{name}" for kind in ("corr", "r2") for name in ORDINAL]
+    factors = summarise(df, per_factor) if all(c in df for c in per_factor) else None
     counterfactual = summarise(df, ["classifier_accuracy", *COUNTERFACTUAL])
     md = [
         "# Weak supervision on dSprites: interventions, pairs, labels and none, on one budget",
@@ -511,6 +531,21 @@ def render(df: pd.DataFrame) -> str:
         "",
         best_per_column(df, REPRESENTATION),
         "",
+    ]
+    if factors is not None:
+        md += [
+            "## Per factor: what MCC is made of",
+            "",
+            "`corr_<factor>`: absolute correlation of the unit matched to the factor (MCC "
+            "is their mean over the four ordinal factors); `r2_<factor>`: R^2 of the best "
+            "linear read-out of the factor from all units together. A factor with a low "
+            "`r2` is not in the latent space linearly at all, in any unit, and caps MCC at "
+            "(number of ordinal factors - 1) / (number of ordinal factors) for every method.",
+            "",
+            factors.to_markdown(index=False),
+            "",
+        ]
+    md += [
         f"## Counterfactual explanations of a {factor} classifier",
         "",
         f"One {factor} classifier ({int(s['classifier_classes'])} equal-width bins) per "

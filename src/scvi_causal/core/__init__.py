@@ -10,7 +10,13 @@ from ._rotation import (
     sparse_alignment,
     sparse_rotation,
 )
-from ._scm import LinearSCMNormal, LinearSCMPrior, fit_latent_graph, notears_acyclicity
+from ._scm import (
+    LinearSCMNormal,
+    LinearSCMPrior,
+    fit_latent_graph,
+    latent_graph_from_moments,
+    notears_acyclicity,
+)
 from ._sparsity import bernoulli_kl, l1_penalty, l1_penalty_per_sample
 from ._tc import total_correlation
 from ._training import InterventionScheduleMixin, category_latent_sums, negative_elbo
@@ -34,6 +40,7 @@ __all__ = [
     "fit_latent_graph",
     "geometric_temperature",
     "l1_penalty",
+    "latent_graph_from_moments",
     "l1_penalty_per_sample",
     "make_prior",
     "negative_elbo",

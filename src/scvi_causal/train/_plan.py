@@ -126,9 +126,15 @@ class SparseShiftTrainingPlan(InterventionScheduleMixin, TrainingPlan):
         default prior. Default 0.75.
     graph_fit_kwargs
         Arguments of :func:`~scvi_causal.core.fit_latent_graph` for the graph-alignment step
-        (``n_steps``, ``n_restarts``, ``lr``, ``free_fraction``, ``seed``); None: its defaults
-        (4 restarts of 3,000 full-batch steps). Smaller fits are faster and find fewer true
-        edges (see the model guide).
+        (``method``, ``n_steps``, ``n_restarts``, ``n_bootstrap``, ...); None: its defaults
+        (likelihood, 4 restarts of 3,000 full-batch steps). Smaller fits are faster and find
+        fewer true edges (see the model guide).
+    learn_graph
+        Whether the graph's gates and weights keep learning with the ELBO (and their per-cell
+        costs) after the graph-alignment step (default True). False keeps the fitted graph and
+        lets only the networks, masks and shifts adapt to it (used with
+        ``graph_fit_kwargs={"method": "moments"}``, whose edges the ELBO would otherwise
+        re-learn).
     **kwargs
         Passed to :class:`scvi.train.TrainingPlan` (``lr``, ``n_epochs_kl_warmup``, ...).
 
@@ -157,9 +163,11 @@ class SparseShiftTrainingPlan(InterventionScheduleMixin, TrainingPlan):
         direct_start: float = DEFAULT_DIRECT_START,
         graph_start: float = DEFAULT_GRAPH_START,
         graph_fit_kwargs: dict | None = None,
+        learn_graph: bool = True,
         **kwargs,
     ):
         super().__init__(module, **kwargs)
+        self.learn_graph = bool(learn_graph)
         allowed = set(inspect.signature(fit_latent_graph).parameters) - {
             "prior",
             "latents",
@@ -331,6 +339,7 @@ class SparseShiftTrainingPlan(InterventionScheduleMixin, TrainingPlan):
             "direct_start": self.direct_start,
             "graph_start": self.graph_start,
             "graph_fit_kwargs": self.graph_fit_kwargs,
+            "learn_graph": self.learn_graph,
         }
 
     def _train_cells_digest(self) -> str | None:
@@ -425,6 +434,16 @@ class SparseShiftTrainingPlan(InterventionScheduleMixin, TrainingPlan):
             and self.current_epoch >= self._start_epoch(self.graph_start)
         ):
             self.fit_latent_graph()
+        self._fix_graph()
+
+    def _fix_graph(self) -> None:
+        """Without ``learn_graph``, a graph that is on stops learning (its gates and weights
+        leave the optimisation; they are never switched back on here, so a query model's
+        frozen graph stays frozen)."""
+        prior = self.module.prior
+        if not self.learn_graph and bool(getattr(prior, "graph_active", False)):
+            prior.edges.logits.requires_grad_(False)
+            prior.edge_weights.requires_grad_(False)
 
     def direct_start_epoch(self) -> int:
         """First epoch (0-based) with direct effects switched on (see ``direct_start``)."""
@@ -456,6 +475,7 @@ class SparseShiftTrainingPlan(InterventionScheduleMixin, TrainingPlan):
         prior = module.prior
         prior.activate_graph(True)
         frame = fit_latent_graph(prior, latents, interventions, **self.graph_fit_kwargs)
+        self._fix_graph()
         changed = module.change_latent_frame(frame)
         forget_optimizer_state(self.trainer.optimizers, changed + list(prior.parameters()))
         logger.info("Latent graph fitted: %d edges.", int(prior.dag().sum()))
