@@ -5,7 +5,14 @@ import pytest
 import torch
 from conftest import DATA, require_data
 
-from scvi_causal.images import AdaGVAE, ImagePairs, ImageVAEModule, dsprites_pairs, load_dsprites
+from scvi_causal.images import (
+    AdaGVAE,
+    ImagePairs,
+    ImageVAE,
+    ImageVAEModule,
+    dsprites_pairs,
+    load_dsprites,
+)
 
 DSPRITES = DATA / "dsprites_downsampled_46080_fullgrid.npz"
 
@@ -84,6 +91,9 @@ def test_ada_gvae_trains_and_loss_decreases(pairs, tmp_path):
     vae.save(tmp_path / "ada.pt")
     loaded = AdaGVAE.load(tmp_path / "ada.pt")
     assert isinstance(loaded, AdaGVAE) and loaded.is_trained_
+    # the parent class does not silently build a different model from the file
+    with pytest.raises(TypeError, match="saved by AdaGVAE; load it with AdaGVAE.load"):
+        ImageVAE.load(tmp_path / "ada.pt")
     assert np.allclose(loaded.get_latent_representation(pairs.images1[:50]), z)
     assert loaded.history.equals(history)
 

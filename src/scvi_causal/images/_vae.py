@@ -641,6 +641,7 @@ class ImageVAE:
         try:
             torch.save(
                 {
+                    "model_class": type(self).__name__,
                     "init_params": self.init_params_,
                     "state_dict": self.module.state_dict(),
                     "history": self.history_,
@@ -654,13 +655,17 @@ class ImageVAE:
 
     @classmethod
     def load(cls, path: str | Path) -> ImageVAE:
-        """Load a model written by :meth:`save`.
+        """Load a model written by :meth:`save` of the same class (``ImageVAE``, ``AdaGVAE``
+        and ``CCVAE`` files each load with their own class; another one raises ``TypeError``).
 
         Examples
         --------
         >>> vae = ImageVAE.load("dsprites_vae.pt")  # doctest: +SKIP
         """
         state = torch.load(Path(path), map_location="cpu", weights_only=False)
+        saved = state.get("model_class")  # absent in files saved before it was recorded
+        if saved is not None and saved != cls.__name__:
+            raise TypeError(f"{path} was saved by {saved}; load it with {saved}.load.")
         model = cls(**state["init_params"])
         model.module.load_state_dict(state["state_dict"])
         model.module.eval()
