@@ -475,7 +475,6 @@ class SparseShiftTrainingPlan(InterventionScheduleMixin, TrainingPlan):
         prior = module.prior
         prior.activate_graph(True)
         frame = fit_latent_graph(prior, latents, interventions, **self.graph_fit_kwargs)
-        self._fix_graph()
         changed = module.change_latent_frame(frame)
         forget_optimizer_state(self.trainer.optimizers, changed + list(prior.parameters()))
         logger.info("Latent graph fitted: %d edges.", int(prior.dag().sum()))
