@@ -79,6 +79,9 @@ DEFAULT_DIRECT_START = 0.75
 DEFAULT_GRAPH_START = 0.75
 #: Most cells whose posterior means the graph-alignment step fits.
 GRAPH_FIT_MAX_CELLS = 20_000
+#: Mask draws per distinct intervention row and step of the graph-alignment fit (its cells
+#: share them; fewer when there are fewer cells than draws).
+GRAPH_FIT_MASK_DRAWS = 8
 
 # ---------------------------------------------------------------- computation sizes
 #: Scale of log fold changes: ``log1p(LFC_SCALE * proportion)`` (counts per 10,000).

@@ -32,7 +32,7 @@ from torch import nn
 from torch.distributions import Distribution, Normal, constraints
 from torch.distributions.kl import register_kl
 
-from scvi_causal._constants import DEFAULT_MASK_INIT_PROB
+from scvi_causal._constants import DEFAULT_MASK_INIT_PROB, GRAPH_FIT_MASK_DRAWS
 
 from ._masks import InterventionMask
 from ._priors import SparseShiftPrior
@@ -533,6 +533,7 @@ def fit_latent_graph(
         )
     start = {name: value.clone() for name, value in prior.state_dict().items()}
     generator_state = torch.get_rng_state()
+    groups = _InterventionGroups(latents, intervention, n_draws=1)
     best = None
     try:
         for restart in range(n_restarts):
@@ -544,11 +545,8 @@ def fit_latent_graph(
             frame = _fit_frame_once(prior, latents, intervention, n_steps, free_fraction, lr)
             prior.eval()
             with torch.no_grad():
-                z = latents @ frame
                 objective = float(
-                    (-prior(intervention).log_prob(z).sum(-1) + prior.local_penalty(intervention))
-                    .mean()
-                    .sub(torch.linalg.slogdet(frame)[1])
+                    _grouped_objective(prior, frame, groups) - torch.linalg.slogdet(frame)[1]
                 )
             if best is None or objective < best[0]:
                 best = (objective, frame, {n: v.clone() for n, v in prior.state_dict().items()})
@@ -839,6 +837,7 @@ def _fit_frame_once(
         frame = fixed_frame.detach().to(latents)
         params = prior.intervention_parameters()
     optimizer = torch.optim.Adam(params, lr=lr)
+    groups = _InterventionGroups(latents, intervention, n_draws=GRAPH_FIT_MASK_DRAWS)
     final_temperature = float(prior.mask.temperature)
     decay = (final_temperature ** (1.0 / max(n_steps, 1))) if final_temperature < 1 else 1.0
     n_free = int(round(free_fraction * n_steps))
@@ -849,13 +848,73 @@ def _fit_frame_once(
                 prior.set_temperature(max(decay**step, final_temperature))
                 prior.edge_penalty = 0.0 if step < n_free else penalty
                 optimizer.zero_grad()
-                z = latents @ frame
-                nll = -prior(intervention).log_prob(z).sum(-1)
-                loss = (nll + prior.local_penalty(intervention)).mean()
-                loss = loss - torch.linalg.slogdet(frame)[1] + prior.kl_global() / len(z)
+                loss = _grouped_objective(prior, frame, groups)
+                loss = loss - torch.linalg.slogdet(frame)[1] + prior.kl_global() / len(latents)
                 loss.backward()
                 optimizer.step()
     finally:
         prior.edge_penalty = penalty
         prior.set_temperature(final_temperature)
     return frame.detach()
+
+
+class _InterventionGroups:
+    """Sufficient statistics of ``latents`` (``(n, K)``) per distinct intervention row and
+    mask draw: the Gaussian log-density of the samples of one row depends on them only
+    through their count, mean and covariance.
+
+    Each distinct row of ``intervention`` (``(n, P)``) is repeated ``n_draws`` times
+    (``rows``; fewer when the rows have fewer samples on average), and its samples are spread
+    evenly over the repeats, each of which draws its own masks during the fit.
+    """
+
+    def __init__(self, latents: torch.Tensor, intervention: torch.Tensor, n_draws: int):
+        distinct, inverse = torch.unique(intervention, dim=0, return_inverse=True)
+        n, k = latents.shape
+        n_draws = max(1, min(n_draws, n // len(distinct)))
+        counts = torch.bincount(inverse, minlength=len(distinct))
+        order = torch.argsort(inverse, stable=True)
+        rank = torch.empty_like(inverse)
+        first = torch.cumsum(counts, 0) - counts
+        rank[order] = torch.arange(n, device=inverse.device) - first[inverse[order]]
+        index = inverse * n_draws + rank % n_draws
+        n_rows = len(distinct) * n_draws
+        self.distinct = distinct
+        self.distinct_weights = counts.to(latents.dtype) / n
+        self.rows = distinct.repeat_interleave(n_draws, 0)
+        size = torch.bincount(index, minlength=n_rows).to(latents.dtype)
+        self.weights = size / n
+        self.mean = latents.new_zeros(n_rows, k).index_add(0, index, latents)
+        self.mean = self.mean / size.clamp(min=1).unsqueeze(-1)
+        centred = latents - self.mean[index]
+        outer = centred.unsqueeze(-1) * centred.unsqueeze(-2)
+        self.cov = latents.new_zeros(n_rows, k, k).index_add(0, index, outer)
+        self.cov = self.cov / size.clamp(min=1).view(-1, 1, 1)
+
+
+def _grouped_objective(
+    prior: LinearSCMPrior, frame: torch.Tensor, groups: _InterventionGroups
+) -> torch.Tensor:
+    r"""Mean over the samples of :math:`-\log p(z M \mid a)` plus the prior's per-sample
+    cost, from the statistics of :class:`_InterventionGroups`: for the samples of one row, with
+    mixing :math:`B` (:math:`e = z M B`), mean :math:`\bar z` and covariance :math:`C`,
+    :math:`\tfrac12 \operatorname{tr}(B^\top M^\top C M B) + \tfrac12 \|\bar z M B -
+    \text{loc}\|^2 + \tfrac K2 \log 2\pi - \log|\det B|` per sample. The same objective as
+    scoring every sample (in expectation over the masks), at a cost that grows with the number
+    of distinct intervention rows, not of samples."""
+    law = prior(groups.rows)
+    k = frame.shape[0]
+    mean = groups.mean @ frame
+    cov = frame.T @ groups.cov @ frame
+    if isinstance(law, LinearSCMNormal):
+        mixing = law.mixing.expand(len(mean), k, k)
+        logdet = torch.linalg.slogdet(mixing)[1]
+    else:  # the graph is off: independent units with unit variance
+        mixing = torch.eye(k, dtype=mean.dtype, device=mean.device).expand(len(mean), k, k)
+        logdet = mean.new_zeros(len(mean))
+    spread = ((cov @ mixing) * mixing).sum((-2, -1))
+    offset = ((mean.unsqueeze(-2) @ mixing).squeeze(-2) - law.loc).pow(2).sum(-1)
+    per_row = 0.5 * (spread + offset) + 0.5 * k * math.log(2 * math.pi) - logdet
+    out = (per_row * groups.weights).sum()
+    penalty = prior.local_penalty(groups.distinct)
+    return out if penalty is None else out + (penalty * groups.distinct_weights).sum()
