@@ -192,6 +192,8 @@ def test_fit_latent_graph_finds_the_frame_and_the_chain_of_hard_interventions():
     assert float(off.latent_graph().sum()) == 0.0 and off.can_reset_in_frame()
     with pytest.raises(ValueError, match="free_fraction"):
         fit_latent_graph(prior, noise_frame, a, free_fraction=2.0)
+    with pytest.raises(ValueError, match="n_mask_draws"):
+        fit_latent_graph(prior, noise_frame, a, n_mask_draws=0)
 
 
 @pytest.mark.parametrize("intervention_type", ["do", "shift"])

@@ -430,6 +430,7 @@ def fit_latent_graph(
     method: str = "likelihood",
     min_edge_weight: float = 0.3,
     n_bootstrap: int = 20,
+    n_mask_draws: int = GRAPH_FIT_MASK_DRAWS,
 ) -> torch.Tensor:
     r"""Fit the latent graph and the linear frame in which the latents follow it.
 
@@ -465,6 +466,12 @@ def fit_latent_graph(
     badly as the likelihood (measured in the model guide, "Latent causal graph"). The default
     stays the likelihood, which was benchmarked first.
 
+    Both methods score the cells of one intervention row (a perturbation, a combination, the
+    controls) together, from their count, mean and covariance: the objective is the same as
+    scoring every cell, and its cost per step grows with the number of distinct rows times
+    ``n_mask_draws``, not with the number of cells (measured: 0.19 s per step when every cell
+    was scored, 0.019 s with 8 draws, on 20,000 cells and 80 perturbations at one thread).
+
     ``prior`` is updated in place (edges, weights, masks, shifts); it is left in the mode it
     was in.
 
@@ -487,6 +494,9 @@ def fit_latent_graph(
     min_edge_weight, n_bootstrap
         ``"moments"``: the smallest absolute weight counted as an edge in a resample, and the
         number of resamples.
+    n_mask_draws
+        Relaxed mask draws per intervention row and step, each shared by a share of the row's
+        cells (more draws: lower-variance gradients for the masks, at a higher cost per step).
 
     Returns
     -------
@@ -506,6 +516,8 @@ def fit_latent_graph(
         raise ValueError(f"`free_fraction` must be in [0, 1], got {free_fraction}.")
     if n_restarts < 1:
         raise ValueError(f"`n_restarts` must be >= 1, got {n_restarts}.")
+    if n_mask_draws < 1:
+        raise ValueError(f"`n_mask_draws` must be >= 1, got {n_mask_draws}.")
     if method not in ("moments", "likelihood"):
         raise ValueError(f"`method` must be 'moments' or 'likelihood', got {method!r}.")
     k = prior.n_latent
@@ -519,7 +531,15 @@ def fit_latent_graph(
     intervention = intervention.detach().to(prior.shifts)
     if method == "moments" and prior.n_interventions > 0:
         frame = _moment_fit(
-            prior, latents, intervention, n_steps, lr, min_edge_weight, n_bootstrap, seed
+            prior,
+            latents,
+            intervention,
+            n_steps,
+            lr,
+            min_edge_weight,
+            n_bootstrap,
+            seed,
+            n_mask_draws,
         )
         if frame is not None:
             prior.train(was_training)
@@ -542,7 +562,9 @@ def fit_latent_graph(
             if restart > 0:
                 with torch.no_grad():
                     prior.edge_weights.normal_(0.0, 0.3)
-            frame = _fit_frame_once(prior, latents, intervention, n_steps, free_fraction, lr)
+            frame = _fit_frame_once(
+                prior, latents, intervention, n_steps, free_fraction, lr, n_mask_draws
+            )
             prior.eval()
             with torch.no_grad():
                 objective = float(
@@ -732,6 +754,7 @@ def _moment_fit(
     min_edge_weight: float,
     n_bootstrap: int,
     seed: int,
+    n_mask_draws: int,
 ) -> torch.Tensor | None:
     """``method="moments"`` of :func:`fit_latent_graph` (None when the moments do not
     determine a frame)."""
@@ -770,7 +793,7 @@ def _moment_fit(
             prior.shifts[p] = 0.0
             prior.shifts[p, unit] = z[rows, unit].mean()
     # the graph is fixed here, so its per-sample cost is a constant of this fit
-    _fit_frame_once(prior, latents, intervention, n_steps, 1.0, lr, fixed_frame=frame)
+    _fit_frame_once(prior, latents, intervention, n_steps, 1.0, lr, n_mask_draws, frame)
     return frame
 
 
@@ -824,6 +847,7 @@ def _fit_frame_once(
     n_steps: int,
     free_fraction: float,
     lr: float,
+    n_mask_draws: int,
     fixed_frame: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """One start of :func:`fit_latent_graph`: Adam on the frame and the prior; with
@@ -837,7 +861,7 @@ def _fit_frame_once(
         frame = fixed_frame.detach().to(latents)
         params = prior.intervention_parameters()
     optimizer = torch.optim.Adam(params, lr=lr)
-    groups = _InterventionGroups(latents, intervention, n_draws=GRAPH_FIT_MASK_DRAWS)
+    groups = _InterventionGroups(latents, intervention, n_draws=n_mask_draws)
     final_temperature = float(prior.mask.temperature)
     decay = (final_temperature ** (1.0 / max(n_steps, 1))) if final_temperature < 1 else 1.0
     n_free = int(round(free_fraction * n_steps))
