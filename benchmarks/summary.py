@@ -862,6 +862,8 @@ def module_of(rel: str) -> str:
         return "benchmarks.counterfactual.cis_data"
     if rel == "causal_graph/warp.csv":
         return "benchmarks.causal_graph.warp"
+    if rel == "causal_graph/images.csv":
+        return "benchmarks.causal_graph.images"
     return f"benchmarks.{rel.split('/')[0]}.run"
 
 

@@ -487,3 +487,40 @@ def test_causal_graph_quick(tmp_path):
     assert "encoder" in (tmp_path / "WARP.md").read_text()
     assert_run_json(tmp_path, "causal_graph.warp", seeds=[1])
     assert_renders_again(tmp_path, "causal_graph.warp", "WARP.md")
+
+
+def test_causal_graph_images_quick(tmp_path):
+    """The image DAG benchmark on tiny causal dSprites: one row per method, scores in range,
+    and IMAGES.md renders again from images.csv."""
+    require_data("dsprites_downsampled_46080_fullgrid.npz")
+    run("causal_graph.images", "--quick", "--out", tmp_path, "--workers", "2")
+    df = pd.read_csv(tmp_path / "images.csv")
+    assert list(df["method"]) == ["dag", "independent", "beta_tcvae"]
+    assert (df["seed"] == 0).all() and df["n_images"].nunique() == 1
+    columns = {
+        "mcc_pearson",
+        "mcc_spearman",
+        "direct_precision",
+        "direct_recall",
+        "direct_f1",
+        "direct_precision_with_descendants",
+        "dag_precision",
+        "dag_recall",
+        "dag_f1",
+        "dag_shd",
+        "dag_auprc",
+        "train_seconds",
+        "peak_rss_mb",
+    }
+    assert columns <= set(df.columns)
+    assert df["mcc_pearson"].between(0, 1).all()
+    regimes = df["method"] != "beta_tcvae"
+    assert df.loc[regimes, "direct_f1"].between(0, 1).all()
+    assert df.loc[~regimes, "direct_f1"].isna().all()
+    dag = df[df["method"] == "dag"].iloc[0]
+    assert 0 <= dag["dag_auprc"] <= 1 and 0 <= dag["dag_shd"] <= 6 and dag["graph_active"] == 1
+    assert df.loc[df["method"] != "dag", "dag_f1"].isna().all()
+    md = (tmp_path / "IMAGES.md").read_text()
+    assert "Rendered from `images.csv` alone" in md and "## Latent graph" in md
+    assert_run_json(tmp_path, "causal_graph.images", seeds=[0])
+    assert_renders_again(tmp_path, "causal_graph.images", "IMAGES.md")

@@ -4,19 +4,24 @@
 ``TrainingPlan``) and the image plan of :mod:`scvi_causal.images` (plain Lightning) both mix in
 :class:`InterventionScheduleMixin`: two learning-rate groups, the annealed mask temperature and
 the alignment steps that rotate the latent space onto the sparsest frame of the interventions'
-effects. :func:`category_latent_sums` is the one helper that accumulates mean latents per
-intervention category, and :func:`negative_elbo` assembles the loss of both modules.
+effects, and the graph-alignment step of a latent graph prior. :func:`category_latent_sums` is
+the one helper that accumulates mean latents per intervention category, and
+:func:`negative_elbo` assembles the loss of both modules.
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Callable, Iterable
 
 import torch
 
+from scvi_causal._constants import GRAPH_FIT_MAX_CELLS
+
 from ._masks import geometric_temperature
 from ._rotation import alignment_epochs, forget_optimizer_state, sparse_alignment
+from ._scm import fit_latent_graph
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +66,28 @@ def category_latent_sums(
         sums.index_add_(0, codes, latent.to(sums.device, sums.dtype))
         counts.index_add_(0, codes, torch.ones_like(codes, dtype=counts.dtype))
     return sums, counts
+
+
+def check_graph_fit_kwargs(graph_fit_kwargs: dict | None) -> dict:
+    """The arguments of :func:`~scvi_causal.core.fit_latent_graph` for a plan's graph-alignment
+    step, as a new dict (``{}`` for None); unknown names raise ``ValueError``.
+
+    Examples
+    --------
+    >>> check_graph_fit_kwargs({"method": "moments"})
+    {'method': 'moments'}
+    """
+    allowed = set(inspect.signature(fit_latent_graph).parameters) - {
+        "prior",
+        "latents",
+        "intervention",
+    }
+    unknown = set(graph_fit_kwargs or {}) - allowed
+    if unknown:
+        raise ValueError(
+            f"Unknown `graph_fit_kwargs` {sorted(unknown)}; allowed: {sorted(allowed)}."
+        )
+    return dict(graph_fit_kwargs or {})
 
 
 def negative_elbo(
@@ -115,8 +142,9 @@ class InterventionScheduleMixin:
     ``prior`` is a :class:`~scvi_causal.core.LatentPrior` and which has
     ``intervention_parameters()``, ``can_rotate_latent_space()`` and ``rotate_latent_space()``),
     ``trainer``, ``lr``, ``intervention_lr_factor``, ``temperature_start``, ``temperature_end``,
-    ``n_epochs_temperature``, ``align_at``, ``align_noise_z`` and ``align_threshold``. The plan
-    provides :meth:`latent_sums_by_category` (its data, its categories).
+    ``n_epochs_temperature``, ``align_at``, ``align_noise_z`` and ``align_threshold`` (and
+    ``graph_fit_kwargs`` for :meth:`fit_latent_graph_on`). The plan provides
+    :meth:`latent_sums_by_category` (its data, its categories).
     """
 
     def intervention_param_groups(self, params: Iterable[torch.nn.Parameter]) -> list[dict]:
@@ -193,3 +221,24 @@ class InterventionScheduleMixin:
         ratio = after / before if before > 0 else 1.0
         logger.info("Latent space rotated: l1 norm of the perturbation effects x %.3f.", ratio)
         return ratio
+
+    @torch.no_grad()
+    def fit_latent_graph_on(self, latents: torch.Tensor, interventions: torch.Tensor) -> None:
+        """The graph-alignment step of a latent graph prior (``module.prior`` a
+        :class:`~scvi_causal.core.LinearSCMPrior`, still off) on ``(n, K)`` posterior means and
+        their ``(n, P)`` interventions: the graph is switched on and fitted with the plan's
+        ``graph_fit_kwargs`` (:func:`~scvi_causal.core.fit_latent_graph`, on at most
+        ``GRAPH_FIT_MAX_CELLS`` samples, a fixed random subset), the networks are re-expressed
+        in the fitted frame (the module's ``change_latent_frame``) and the optimizer forgets
+        the state of every parameter that changed."""
+        module = self.module
+        if len(latents) > GRAPH_FIT_MAX_CELLS:
+            keep = torch.randperm(len(latents), generator=torch.Generator().manual_seed(0))
+            keep = keep[:GRAPH_FIT_MAX_CELLS].to(latents.device)
+            latents, interventions = latents[keep], interventions[keep]
+        prior = module.prior
+        prior.activate_graph(True)
+        frame = fit_latent_graph(prior, latents, interventions, **self.graph_fit_kwargs)
+        changed = module.change_latent_frame(frame)
+        forget_optimizer_state(self.trainer.optimizers, changed + list(prior.parameters()))
+        logger.info("Latent graph fitted: %d edges.", int(prior.dag().sum()))

@@ -12,6 +12,10 @@ regimes in which one or two factors are restricted to part of their range (a sto
 intervention on the factor's distribution), all other factors staying uniform. The regime x
 factor graph is known, so target identification can be scored as on a simulated screen.
 
+:func:`causal_dsprites` makes the factors causally related: the four ordinal factors follow a
+linear-Gaussian structural causal model on a known DAG, and each intervention regime is a hard
+intervention on one of them, so that it moves its target and the target's descendants.
+
 :func:`dsprites_pairs` draws pairs of images that share all but ``k`` factors, the weak
 supervision of Ada-GVAE :cite:p:`locatello2020weakly`.
 """
@@ -24,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy.special import ndtr
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +39,14 @@ DSPRITES_URL = (
 DSPRITES_FILE = "dsprites_downsampled_46080_fullgrid.npz"
 FACTOR_NAMES = ("shape", "scale", "orientation", "pos_x", "pos_y")
 FACTOR_SIZES = (3, 6, 10, 16, 16)
+#: The factors that :func:`causal_dsprites` relates causally (all but the shape).
+CAUSAL_FACTORS = ("scale", "orientation", "pos_x", "pos_y")
+#: Default causal graph of :func:`causal_dsprites` (parent, child): weight.
+CAUSAL_EDGES: dict[tuple[str, str], float] = {
+    ("scale", "orientation"): 1.0,
+    ("scale", "pos_x"): 1.0,
+    ("pos_x", "pos_y"): -1.0,
+}
 
 #: Catalogue of interventions, in the order :func:`interventional_dsprites` uses them: name ->
 #: {factor: allowed classes}. Each restricts one or two factors to part of their range.
@@ -167,6 +180,43 @@ class InterventionalImages:
             self.factors[index],
             self.graph,
             list(self.regime_names),
+        )
+
+
+@dataclass
+class CausalImages(InterventionalImages):
+    """An interventional image data set whose factors are causally related, with known truth.
+
+    The attributes of :class:`InterventionalImages` (``graph``: the factors each regime moves,
+    i.e. its direct target and the target's descendants), and
+
+    Attributes
+    ----------
+    dag
+        ``(4, 4)`` boolean DataFrame over :data:`CAUSAL_FACTORS` (scale, orientation, pos_x,
+        pos_y), rows = parent, columns = child: the true causal graph.
+    weights
+        ``(4, 4)`` float DataFrame of the edge weights (zero where there is no edge).
+    targets
+        ``(K, 4)`` boolean DataFrame, regimes x :data:`CAUSAL_FACTORS`: the direct target of
+        each intervention regime.
+    """
+
+    dag: pd.DataFrame = field(default_factory=pd.DataFrame)
+    weights: pd.DataFrame = field(default_factory=pd.DataFrame)
+    targets: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+    def subset(self, index) -> CausalImages:
+        """The images at ``index`` (same graphs and regime names)."""
+        return CausalImages(
+            self.images[index],
+            self.regimes[index],
+            self.factors[index],
+            self.graph,
+            list(self.regime_names),
+            self.dag,
+            self.weights,
+            self.targets,
         )
 
 
@@ -310,6 +360,166 @@ def interventional_dsprites(
         factors=factors[index],
         graph=pd.DataFrame(graph, index=names, columns=list(FACTOR_NAMES)),
         regime_names=["observational", *names],
+    )
+
+
+def _reachable(dag: np.ndarray) -> np.ndarray:
+    """``reach[i, j]``: a directed path leads from ``i`` to ``j`` in the boolean graph ``dag``."""
+    reach = dag.copy()
+    for _ in range(len(dag)):
+        reach = reach | ((reach.astype(int) @ dag.astype(int)) > 0)
+    return reach
+
+
+def _causal_graph(graph, weights) -> tuple[np.ndarray, np.ndarray]:
+    """Validated ``(4, 4)`` boolean DAG and float weights of :func:`causal_dsprites`."""
+    k = len(CAUSAL_FACTORS)
+    if graph is None:
+        dag = np.zeros((k, k), dtype=bool)
+        default = np.zeros((k, k))
+        for (parent, child), w in CAUSAL_EDGES.items():
+            i, j = CAUSAL_FACTORS.index(parent), CAUSAL_FACTORS.index(child)
+            dag[i, j], default[i, j] = True, w
+    else:
+        if isinstance(graph, pd.DataFrame):
+            if set(graph.index) != set(CAUSAL_FACTORS) or set(graph.columns) != set(CAUSAL_FACTORS):
+                raise ValueError(f"A `graph` DataFrame must be indexed by {CAUSAL_FACTORS}.")
+            graph = graph.loc[list(CAUSAL_FACTORS), list(CAUSAL_FACTORS)]
+        arr = np.asarray(graph)
+        if arr.shape != (k, k):
+            raise ValueError(
+                f"`graph` must be ({k}, {k}) over {CAUSAL_FACTORS} (rows = parent), got shape "
+                f"{arr.shape}."
+            )
+        if not np.isin(arr, (0, 1)).all():
+            raise ValueError("`graph` must be binary (0/1 or booleans).")
+        dag = arr.astype(bool)
+        default = dag.astype(float)  # weight 1 on every edge of an own graph
+    if dag.diagonal().any():
+        raise ValueError("`graph` must have a zero diagonal (no self-loops).")
+    if _reachable(dag).diagonal().any():
+        raise ValueError("`graph` must be a DAG; it has a directed cycle.")
+    if weights is None:
+        w = default
+    else:
+        w = np.asarray(weights, dtype=float)
+        if w.shape != (k, k) or not np.isfinite(w).all():
+            raise ValueError(f"`weights` must be a finite ({k}, {k}) array, got shape {w.shape}.")
+    return dag, np.where(dag, w, 0.0)
+
+
+def causal_dsprites(
+    n_per_regime: int = 2000,
+    n_observational: int | None = None,
+    graph=None,
+    weights=None,
+    shift: float = 3.0,
+    seed: int = 0,
+    path: str | Path | None = None,
+) -> CausalImages:
+    r"""dSprites whose factors follow a causal graph: observational and hard-intervention regimes.
+
+    Continuous causal variables :math:`c = (c_1, ..., c_4)` of the four ordinal factors
+    (:data:`CAUSAL_FACTORS`: scale, orientation, pos_x, pos_y) follow the linear-Gaussian SCM
+    :math:`c = c W + e`, :math:`e \sim \mathcal{N}(0, I)`, with :math:`W` on the DAG ``graph``
+    (rows = parent). The default graph (:data:`CAUSAL_EDGES`) is scale -> orientation (weight
+    1), scale -> pos_x (1) and pos_x -> pos_y (-1): larger sprites tend to be rotated further
+    and placed further along x, and the further along x, the lower their pos_y. Regime ``k``
+    (``1..4``) is the hard intervention :math:`do(c_k = \text{shift} + e_k)` on factor ``k``:
+    its incoming edges are cut and its noise has mean ``shift``; the effect propagates to its
+    descendants. Regime 0 is observational.
+
+    Each variable is standardised with the mean and standard deviation of its observational law
+    (mean 0, covariance :math:`(I - W)^{-\top} (I - W)^{-1}`) and mapped to the factor's class
+    by the normal CDF, ``class = floor(Phi(c) * n_classes)`` (clipped), so that observational
+    classes are uniform; the shape is uniform at random. Each image is the dSprites image with
+    these five classes.
+
+    Parameters
+    ----------
+    n_per_regime
+        Images per intervention regime.
+    n_observational
+        Images in the observational regime (default ``n_per_regime``).
+    graph
+        ``(4, 4)`` binary DAG over :data:`CAUSAL_FACTORS` (rows = parent; a DataFrame is read
+        by factor names); default :data:`CAUSAL_EDGES`.
+    weights
+        ``(4, 4)`` edge weights (only those on ``graph``'s edges are used); default the
+        weights of :data:`CAUSAL_EDGES` for the default graph, 1 on every edge of an own graph.
+    shift
+        Noise mean of the intervened variable, in units of the noise's standard deviation.
+    seed
+        Random seed.
+    path
+        dSprites file, see :func:`load_dsprites`.
+
+    Returns
+    -------
+    CausalImages
+        Images, regimes, factor classes, the factors each regime moves (``graph``), the true
+        DAG (``dag``, ``weights``) and the direct targets (``targets``).
+
+    Examples
+    --------
+    >>> data = causal_dsprites(n_per_regime=50)  # doctest: +SKIP
+    >>> len(data), data.targets.shape, int(data.dag.to_numpy().sum())  # doctest: +SKIP
+    (250, (4, 4), 3)
+    """
+    if isinstance(n_per_regime, bool) or not isinstance(n_per_regime, int | np.integer):
+        raise ValueError(f"`n_per_regime` must be an integer >= 1, got {n_per_regime!r}.")
+    if n_per_regime < 1:
+        raise ValueError(f"`n_per_regime` must be >= 1, got {n_per_regime}.")
+    n_observational = n_per_regime if n_observational is None else n_observational
+    if n_observational < 0:
+        raise ValueError(f"`n_observational` must be >= 0, got {n_observational}.")
+    if not np.isfinite(shift):
+        raise ValueError(f"`shift` must be finite, got {shift}.")
+    dag, w = _causal_graph(graph, weights)
+    k = len(CAUSAL_FACTORS)
+    images, factors = load_dsprites(path)
+    lookup = np.full(int(np.prod(FACTOR_SIZES)), -1, dtype=np.int64)
+    lookup[np.ravel_multi_index(tuple(factors.T), FACTOR_SIZES)] = np.arange(len(factors))
+    if (lookup < 0).any():
+        raise ValueError("The dSprites file does not hold the full factor grid.")
+
+    rng = np.random.default_rng(seed)
+    mixing = np.linalg.inv(np.eye(k) - w)  # c = e (I - W)^{-1}
+    sd = np.sqrt((mixing**2).sum(0))  # observational sd: diag of (I - W)^{-T} (I - W)^{-1}
+    causes, regimes = [], []
+    for regime, n in enumerate([n_observational] + [n_per_regime] * k):
+        noise = rng.standard_normal((n, k))
+        regime_w = w.copy()
+        if regime > 0:
+            regime_w[:, regime - 1] = 0.0  # hard intervention: incoming edges cut
+            noise[:, regime - 1] += shift
+        causes.append(noise @ np.linalg.inv(np.eye(k) - regime_w))
+        regimes.append(np.full(n, regime, dtype=np.int64))
+    causes, regimes = np.concatenate(causes), np.concatenate(regimes)
+    classes = np.empty((len(regimes), len(FACTOR_NAMES)), dtype=np.int64)
+    classes[:, 0] = rng.integers(0, FACTOR_SIZES[0], len(regimes))
+    for i, name in enumerate(CAUSAL_FACTORS):
+        j = FACTOR_NAMES.index(name)
+        size = FACTOR_SIZES[j]
+        classes[:, j] = np.clip(np.floor(ndtr(causes[:, i] / sd[i]) * size), 0, size - 1)
+    index = lookup[np.ravel_multi_index(tuple(classes.T), FACTOR_SIZES)]
+
+    names = [f"do({name})" for name in CAUSAL_FACTORS]
+    reach = _reachable(dag)
+    moves = np.zeros((k, len(FACTOR_NAMES)), dtype=bool)
+    for i, name in enumerate(CAUSAL_FACTORS):
+        moved = [name, *(CAUSAL_FACTORS[c] for c in np.flatnonzero(reach[i]))]
+        moves[i, [FACTOR_NAMES.index(m) for m in moved]] = True
+    cols = list(CAUSAL_FACTORS)
+    return CausalImages(
+        images=images[index].astype(np.float32),
+        regimes=regimes,
+        factors=factors[index],
+        graph=pd.DataFrame(moves, index=names, columns=list(FACTOR_NAMES)),
+        regime_names=["observational", *names],
+        dag=pd.DataFrame(dag, index=cols, columns=cols),
+        weights=pd.DataFrame(w, index=cols, columns=cols),
+        targets=pd.DataFrame(np.eye(k, dtype=bool), index=names, columns=cols),
     )
 
 

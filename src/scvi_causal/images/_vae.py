@@ -1,10 +1,12 @@
 """A convolutional VAE for 64x64 binary images whose latent prior comes from ``scvi_causal.core``.
 
 Plain torch + Lightning (no scvi, no AnnData): the proof that the causal priors are generic.
-The same :class:`~scvi_causal.core.SparseShiftPrior` (sVAE+), ``"l1"``, ``"dense"`` (iVAE) and
+The same :class:`~scvi_causal.core.SparseShiftPrior` (sVAE+), ``"l1"``, ``"dense"`` (iVAE),
 :class:`~scvi_causal.core.StandardNormalPrior` (VAE, beta-VAE, beta-TCVAE with
-:func:`~scvi_causal.core.total_correlation`) that the single-cell model uses drive the latent
-space; training uses the same two learning rates and the same mask temperature schedule.
+:func:`~scvi_causal.core.total_correlation`) and :class:`~scvi_causal.core.LinearSCMPrior` (a
+latent causal graph) that the single-cell model uses drive the latent space; training uses the
+same two learning rates, the same mask temperature schedule, the same alignment steps and the
+same graph-alignment step.
 """
 
 from __future__ import annotations
@@ -25,12 +27,14 @@ from torch.utils.data import DataLoader, TensorDataset
 from scvi_causal._constants import (
     DEFAULT_ALIGN_AT,
     DEFAULT_ALIGN_NOISE_Z,
+    DEFAULT_GRAPH_START,
     DEFAULT_INTERVENTION_LR_FACTOR,
     DEFAULT_TEMPERATURE_END,
     DEFAULT_TEMPERATURE_START,
 )
 from scvi_causal.core import (
     LatentRotationMixin,
+    LinearSCMPrior,
     SparseShiftPrior,
     ada_gvae_average,
     make_prior,
@@ -40,6 +44,7 @@ from scvi_causal.core._priors import check_intervention_prior
 from scvi_causal.core._training import (
     InterventionScheduleMixin,
     category_latent_sums,
+    check_graph_fit_kwargs,
     negative_elbo,
 )
 
@@ -121,7 +126,15 @@ class ImageVAEModule(LatentRotationMixin, nn.Module):
     reconstruction, ``beta`` times the KL to the (intervened) prior, the prior's per-sample
     sparsity cost, ``tc_weight`` times the total correlation, and the prior's global term
     divided by the number of training images.
+
+    With ``latent_graph="dag"`` the prior is a :class:`~scvi_causal.core.LinearSCMPrior`
+    (``prior_kwargs`` and ``graph_kwargs`` passed to it), created with its graph off: the units
+    are independent until the training plan's graph-alignment step switches it on.
     """
+
+    #: the encoder's ``log_scale`` head outputs log standard deviations (for
+    #: :meth:`~scvi_causal.core.LatentRotationMixin.change_latent_frame`)
+    _log_scale = "std"
 
     def __init__(
         self,
@@ -132,12 +145,35 @@ class ImageVAEModule(LatentRotationMixin, nn.Module):
         tc_weight: float = 0.0,
         channels: int = 32,
         hidden: int = 256,
+        latent_graph: str = "none",
+        graph_kwargs: dict | None = None,
         **prior_kwargs,
     ):
         super().__init__()
+        if latent_graph not in ("none", "dag"):
+            raise ValueError(f"`latent_graph` must be 'none' or 'dag', got {latent_graph!r}.")
+        if latent_graph == "dag" and intervention_prior == "none":
+            raise ValueError(
+                "latent_graph='dag' needs the intervention regimes (they shift the SCM's noise); "
+                "intervention_prior='none' ignores them."
+            )
+        if latent_graph == "none" and graph_kwargs:
+            raise ValueError("`graph_kwargs` need latent_graph='dag'.")
         self.encoder = ConvEncoder(n_latent, channels, hidden)
         self.decoder = ConvDecoder(n_latent, channels, hidden)
-        self.prior = make_prior(intervention_prior, n_interventions, n_latent, **prior_kwargs)
+        self.latent_graph = latent_graph
+        if latent_graph == "dag":
+            self.prior = LinearSCMPrior(
+                n_interventions,
+                n_latent,
+                intervention_prior,
+                **prior_kwargs,
+                **(graph_kwargs or {}),
+            )
+            # independent units until the training plan fits the graph (graph_start)
+            self.prior.activate_graph(False)
+        else:
+            self.prior = make_prior(intervention_prior, n_interventions, n_latent, **prior_kwargs)
         self.intervention_prior = intervention_prior
         self.beta = float(beta)
         self.tc_weight = float(tc_weight)
@@ -225,8 +261,9 @@ class ImageVAEModule(LatentRotationMixin, nn.Module):
 
 
 class _ImageTrainingPlan(InterventionScheduleMixin, pl.LightningModule):
-    """Lightning wrapper: KL warm-up and epoch history; two learning rates, mask temperature and
-    alignment steps from :class:`~scvi_causal.core.InterventionScheduleMixin`, as in
+    """Lightning wrapper: KL warm-up and epoch history; two learning rates, mask temperature,
+    alignment steps and the graph-alignment step from
+    :class:`~scvi_causal.core.InterventionScheduleMixin`, as in
     :class:`~scvi_causal.train.SparseShiftTrainingPlan`."""
 
     def __init__(
@@ -241,9 +278,15 @@ class _ImageTrainingPlan(InterventionScheduleMixin, pl.LightningModule):
         align_at: tuple[float, ...] = (),
         align_noise_z: float | None = 3.0,
         data: tuple[torch.Tensor, torch.Tensor] | None = None,
+        graph_start: float = DEFAULT_GRAPH_START,
+        graph_fit_kwargs: dict | None = None,
     ):
         super().__init__()
         self.module = module
+        if not 0.0 <= graph_start <= 1.0:
+            raise ValueError(f"`graph_start` must be in [0, 1], got {graph_start}.")
+        self.graph_start = float(graph_start)
+        self.graph_fit_kwargs = check_graph_fit_kwargs(graph_fit_kwargs)
         self.align_at = tuple(align_at)
         self.align_noise_z = align_noise_z
         self.align_threshold = None  # the prior's edge_threshold()
@@ -269,9 +312,23 @@ class _ImageTrainingPlan(InterventionScheduleMixin, pl.LightningModule):
         n_batches = max(int(self.trainer.num_training_batches), 1)
         return min(1.0, (self.current_epoch + batch_idx / n_batches) / self.n_epochs_kl_warmup)
 
+    def graph_start_epoch(self) -> int:
+        """First epoch (0-based) with the latent graph on: ``graph_start`` of ``max_epochs``,
+        at least 1 (after one epoch of training) when there are several epochs."""
+        n = max(int(getattr(self.trainer, "max_epochs", None) or 1), 1)
+        return max(min(int(round(self.graph_start * n)), n - 1), min(1, n - 1))
+
     def on_train_epoch_start(self):
         self.set_epoch_temperature()
         self._sums, self._count = {}, 0
+        prior = self.module.prior
+        if (
+            isinstance(prior, LinearSCMPrior)
+            and not bool(prior.graph_active)
+            and self.data is not None
+            and self.current_epoch >= self.graph_start_epoch()
+        ):
+            self.fit_latent_graph_on(*self.posterior_means())
 
     def batch_loss(self, batch, kl_weight: float) -> dict[str, torch.Tensor]:
         """The module's loss on one minibatch of ``(images, interventions)``."""
@@ -287,6 +344,28 @@ class _ImageTrainingPlan(InterventionScheduleMixin, pl.LightningModule):
         self._count += n
         self.log("loss", out["loss"], prog_bar=True, on_step=True, on_epoch=False)
         return out["loss"]
+
+    @torch.no_grad()
+    def posterior_means(self, batch_size: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
+        """Posterior means ``(n, K)`` of the training images and their ``(n, P)``
+        interventions, with the module in evaluation mode while they are computed."""
+        module = self.module
+        x, a = self.data
+        device = module.encoder.loc.weight.device
+        was_training = module.training
+        module.eval()
+        try:
+            loc = torch.cat(
+                [
+                    module.encoder(
+                        x[start : start + batch_size].to(device, torch.float32).unsqueeze(1)
+                    ).loc
+                    for start in range(0, len(x), batch_size)
+                ]
+            )
+        finally:
+            module.train(was_training)
+        return loc, a.to(loc)
 
     @torch.no_grad()
     def latent_sums_by_category(
@@ -328,8 +407,11 @@ class _ImageTrainingPlan(InterventionScheduleMixin, pl.LightningModule):
             ratio = self.align_latent_space()
             if ratio is not None:
                 row["alignment_l1_ratio_train"] = float(ratio)
-        for key, value in self.module.prior.extra_metrics().items():
+        prior = self.module.prior
+        for key, value in prior.extra_metrics().items():
             row[f"{key}_train"] = float(value)
+        if isinstance(prior, LinearSCMPrior):
+            row["graph_active_train"] = float(bool(prior.graph_active))
         row["epoch"] = self.current_epoch
         self.history.append(row)
 
@@ -343,6 +425,16 @@ class ImageVAE:
     ``"l1"`` (sVAE), ``"dense"`` (iVAE) and ``"none"`` (VAE; ``beta`` for beta-VAE,
     ``tc_weight`` for beta-TCVAE) are the baselines, exactly as in
     :class:`~scvi_causal.model.SparseShiftVI`.
+
+    With ``latent_graph="dag"`` the units follow a learned linear-Gaussian SCM
+    (:class:`~scvi_causal.core.LinearSCMPrior`) whose exogenous noise the regimes shift; by
+    default a regime is a hard intervention on its direct targets (their incoming edges are
+    cut), so the masks of :meth:`get_target_graph` select *direct* targets and
+    :meth:`get_latent_graph` returns the graph among the units. As in
+    :class:`~scvi_causal.model.SparseShiftVI`, the units are independent (and the alignment
+    steps run) until ``graph_start`` of :meth:`train`, where the graph-alignment step fits the
+    graph and its frame on the training images' posterior means
+    (:func:`~scvi_causal.core.fit_latent_graph`) and switches it on.
 
     Parameters
     ----------
@@ -359,6 +451,12 @@ class ImageVAE:
         Weight of the total-correlation penalty (beta-TCVAE :cite:p:`chen2018isolating`).
     channels, hidden
         Width of the convolutional and dense layers.
+    latent_graph
+        ``"none"`` (default): independent latent units under the prior. ``"dag"``: a learned
+        causal graph among the units (needs an intervention prior other than ``"none"``).
+    graph_kwargs
+        Passed to :class:`~scvi_causal.core.LinearSCMPrior` (``edge_penalty``,
+        ``acyclicity_weight``, ``intervention_type``, ...) with ``latent_graph="dag"``.
     **prior_kwargs
         Passed to :class:`~scvi_causal.core.SparseShiftPrior` (``sparsity_penalty``,
         ``prior_prob``, ...).
@@ -375,6 +473,14 @@ class ImageVAE:
     (64, 4)
     >>> vae.get_target_graph().shape
     (1, 4)
+
+    A latent causal graph, switched on after the first of two epochs (a short fit here):
+
+    >>> dag = ImageVAE(n_latent=3, n_interventions=1, latent_graph="dag", channels=8, hidden=32)
+    >>> dag.train(images, regimes, max_epochs=2, enable_progress_bar=False, graph_start=0.5,
+    ...           graph_fit_kwargs={"n_steps": 20, "n_restarts": 1})
+    >>> dag.get_latent_graph().shape
+    (3, 3)
     """
 
     def __init__(
@@ -386,6 +492,8 @@ class ImageVAE:
         tc_weight: float = 0.0,
         channels: int = 32,
         hidden: int = 256,
+        latent_graph: str = "none",
+        graph_kwargs: dict | None = None,
         **prior_kwargs,
     ):
         if check_intervention_prior(intervention_prior) != "none" and n_interventions < 1:
@@ -403,6 +511,8 @@ class ImageVAE:
             "tc_weight": tc_weight,
             "channels": channels,
             "hidden": hidden,
+            "latent_graph": latent_graph,
+            "graph_kwargs": dict(graph_kwargs) if graph_kwargs else None,
             **prior_kwargs,
         }
         self.module = ImageVAEModule(**self.init_params_)
@@ -416,7 +526,13 @@ class ImageVAE:
         return (
             f"ImageVAE(n_latent={p['n_latent']}, n_interventions={p['n_interventions']}, "
             f"intervention_prior={p['intervention_prior']!r}, beta={p['beta']}, "
-            f"tc_weight={p['tc_weight']}, trained={self.is_trained_})"
+            f"tc_weight={p['tc_weight']}"
+            + (
+                f", latent_graph={p['latent_graph']!r}"
+                if p.get("latent_graph", "none") != "none"
+                else ""
+            )
+            + f", trained={self.is_trained_})"
         )
 
     @property
@@ -465,6 +581,8 @@ class ImageVAE:
         num_workers: int = 0,
         align_at: tuple[float, ...] | None = None,
         align_noise_z: float | None = DEFAULT_ALIGN_NOISE_Z,
+        graph_start: float = DEFAULT_GRAPH_START,
+        graph_fit_kwargs: dict | None = None,
     ) -> None:
         """Fit the VAE with Lightning (Adam; a progress bar unless disabled).
 
@@ -503,6 +621,19 @@ class ImageVAE:
         align_noise_z
             At a rotation, a mask is switched on only where the shift reaches
             ``align_noise_z / sqrt(n)`` (``n`` images of the regime); ``None``: no floor.
+        graph_start
+            With ``latent_graph="dag"`` (graph still off): fraction of ``max_epochs`` at whose
+            epoch start the graph-alignment step runs (at least the second epoch when there are
+            several): :func:`~scvi_causal.core.fit_latent_graph` on the posterior means of all
+            training images with their interventions, the encoder and decoder re-expressed in
+            the fitted frame, the optimizer state of the changed parameters reset and the graph
+            switched on (``graph_active_train`` in :attr:`history`). From then on the alignment
+            steps no longer rotate the latent space. Default 0.75, as for
+            :class:`~scvi_causal.model.SparseShiftVI`. Ignored without a graph, or when the
+            graph is already on (a second call of ``train``).
+        graph_fit_kwargs
+            Arguments of :func:`~scvi_causal.core.fit_latent_graph` (``method``, ``n_steps``,
+            ``n_restarts``, ...); None: its defaults.
         """
         x = self._images(images)
         a = self._interventions(interventions, len(x))
@@ -536,6 +667,8 @@ class ImageVAE:
             align_at=align_at,
             align_noise_z=align_noise_z,
             data=(x, a),
+            graph_start=graph_start,
+            graph_fit_kwargs=graph_fit_kwargs,
         )
         self._fit(plan, loader, max_epochs, accelerator, devices, enable_progress_bar)
 
@@ -608,12 +741,43 @@ class ImageVAE:
         return -total / len(x)
 
     def get_target_graph(self) -> np.ndarray:
-        """Inclusion probabilities ``(n_interventions, n_latent)`` (``"none"``: zeros)."""
+        """Inclusion probabilities ``(n_interventions, n_latent)`` (``"none"``: zeros); with
+        ``latent_graph="dag"`` the regimes' *direct* targets (their effects on the targets'
+        descendants go through :meth:`get_latent_graph`)."""
         prior = self.module.prior
         if not isinstance(prior, SparseShiftPrior):
             return np.zeros((self.n_interventions, self.n_latent))
         with torch.no_grad():
             return prior.inclusion_probs().cpu().numpy()
+
+    def get_latent_graph(self, dag: bool = False) -> np.ndarray:
+        """Learned causal graph among the latent units (``latent_graph="dag"``).
+
+        Parameters
+        ----------
+        dag
+            Return the edges as booleans (inclusion probability >= 0.5), made acyclic by
+            removing the weakest edge of any remaining cycle (the prior's
+            :meth:`~scvi_causal.core.LinearSCMPrior.dag`); default the inclusion probabilities.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(n_latent, n_latent)``, rows = parent, columns = child: edge inclusion
+            probabilities in [0, 1] (booleans with ``dag=True``); zero diagonal. All zero
+            while the graph is off (before ``graph_start``).
+
+        Examples
+        --------
+        >>> graph = vae.get_latent_graph()  # doctest: +SKIP
+        >>> np.argwhere(vae.get_latent_graph(dag=True))  # parent, child pairs  # doctest: +SKIP
+        """
+        prior = self.module.prior
+        if not isinstance(prior, LinearSCMPrior):
+            raise ValueError("This model has no latent graph; create it with latent_graph='dag'.")
+        with torch.no_grad():
+            values = prior.dag() if dag else prior.latent_graph()
+        return values.cpu().numpy().copy()
 
     def get_shifts(self) -> np.ndarray:
         """Learned shifts ``(n_interventions, n_latent)`` (``"none"``: zeros)."""

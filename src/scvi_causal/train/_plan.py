@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import inspect
 import logging
 import re
 import warnings
@@ -23,13 +22,15 @@ from scvi_causal._constants import (
     DEFAULT_INTERVENTION_LR_FACTOR,
     DEFAULT_TEMPERATURE_END,
     DEFAULT_TEMPERATURE_START,
-    GRAPH_FIT_MAX_CELLS,
     PERTURBATION_KEY,
     PLAN_STATE_KEY,
 )
-from scvi_causal.core import fit_latent_graph, geometric_temperature
-from scvi_causal.core._rotation import forget_optimizer_state
-from scvi_causal.core._training import InterventionScheduleMixin, category_latent_sums
+from scvi_causal.core import geometric_temperature
+from scvi_causal.core._training import (
+    InterventionScheduleMixin,
+    category_latent_sums,
+    check_graph_fit_kwargs,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -168,17 +169,7 @@ class SparseShiftTrainingPlan(InterventionScheduleMixin, TrainingPlan):
     ):
         super().__init__(module, **kwargs)
         self.learn_graph = bool(learn_graph)
-        allowed = set(inspect.signature(fit_latent_graph).parameters) - {
-            "prior",
-            "latents",
-            "intervention",
-        }
-        unknown = set(graph_fit_kwargs or {}) - allowed
-        if unknown:
-            raise ValueError(
-                f"Unknown `graph_fit_kwargs` {sorted(unknown)}; allowed: {sorted(allowed)}."
-            )
-        self.graph_fit_kwargs = dict(graph_fit_kwargs or {})
+        self.graph_fit_kwargs = check_graph_fit_kwargs(graph_fit_kwargs)
         if not 0.0 <= graph_start <= 1.0:
             raise ValueError(f"`graph_start` must be in [0, 1], got {graph_start}.")
         self.graph_start = float(graph_start)
@@ -467,17 +458,7 @@ class SparseShiftTrainingPlan(InterventionScheduleMixin, TrainingPlan):
         for loc, codes in self._posterior_means():
             latents.append(loc)
             interventions.append(module.intervention_matrix[codes.long().view(-1)])
-        latents, interventions = torch.cat(latents), torch.cat(interventions)
-        if len(latents) > GRAPH_FIT_MAX_CELLS:
-            keep = torch.randperm(len(latents), generator=torch.Generator().manual_seed(0))
-            keep = keep[:GRAPH_FIT_MAX_CELLS].to(latents.device)
-            latents, interventions = latents[keep], interventions[keep]
-        prior = module.prior
-        prior.activate_graph(True)
-        frame = fit_latent_graph(prior, latents, interventions, **self.graph_fit_kwargs)
-        changed = module.change_latent_frame(frame)
-        forget_optimizer_state(self.trainer.optimizers, changed + list(prior.parameters()))
-        logger.info("Latent graph fitted: %d edges.", int(prior.dag().sum()))
+        self.fit_latent_graph_on(torch.cat(latents), torch.cat(interventions))
 
     def _posterior_means(self):
         """Posterior means and perturbation codes of the training cells, batch by batch, with
