@@ -68,6 +68,7 @@ TABLES: dict[str, Callable[[Path], str]] = {
     "images/WEAK.md": _from_csv("images.weak", "weak.csv"),
     "causal_graph/RESULTS.md": _from_csv("causal_graph.run", "results.csv"),
     "causal_graph/WARP.md": _from_csv("causal_graph.warp", "warp.csv"),
+    "causal_graph/IMAGES.md": _from_csv("causal_graph.images", "images.csv"),
     "scale/RESULTS.md": _from_csv("scale.run", "results.csv"),
     "scale/TIME_TO_QUALITY.md": _from_csv("scale.time_to_quality", "time_to_quality.csv"),
     "scale/PROFILE.md": _from_csv("scale.profile_step", "profile.csv"),
