@@ -61,6 +61,25 @@ def _trace_exp_excess(nonnegative: torch.Tensor) -> torch.Tensor:
     )
 
 
+def check_latent_graph(latent_graph: str, intervention_prior: str, what: str) -> str:
+    """Validate a model's ``latent_graph`` option (``"none"`` or ``"dag"``); a graph needs
+    interventions (``what``: how the model calls them) to shift the SCM's noise.
+
+    Examples
+    --------
+    >>> check_latent_graph("dag", "spike_slab", "perturbations")
+    'dag'
+    """
+    if latent_graph not in ("none", "dag"):
+        raise ValueError(f"`latent_graph` must be 'none' or 'dag', got {latent_graph!r}.")
+    if latent_graph == "dag" and intervention_prior == "none":
+        raise ValueError(
+            f"latent_graph='dag' needs the {what} (they shift the SCM's noise); "
+            "intervention_prior='none' ignores them."
+        )
+    return latent_graph
+
+
 class LinearSCMNormal(Distribution):
     r"""Law of :math:`z = e (I - W)^{-1}` with rows :math:`e \sim \mathcal{N}(\text{loc}, I)`.
 

@@ -23,7 +23,7 @@ supervision of Ada-GVAE :cite:p:`locatello2020weakly`.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -173,13 +173,13 @@ class InterventionalImages:
         return len(self.regimes)
 
     def subset(self, index) -> InterventionalImages:
-        """The images at ``index`` (same graph and regime names)."""
-        return InterventionalImages(
-            self.images[index],
-            self.regimes[index],
-            self.factors[index],
-            self.graph,
-            list(self.regime_names),
+        """The images at ``index`` (same graphs and regime names, same class)."""
+        return replace(
+            self,
+            images=self.images[index],
+            regimes=self.regimes[index],
+            factors=self.factors[index],
+            regime_names=list(self.regime_names),
         )
 
 
@@ -205,19 +205,6 @@ class CausalImages(InterventionalImages):
     dag: pd.DataFrame = field(default_factory=pd.DataFrame)
     weights: pd.DataFrame = field(default_factory=pd.DataFrame)
     targets: pd.DataFrame = field(default_factory=pd.DataFrame)
-
-    def subset(self, index) -> CausalImages:
-        """The images at ``index`` (same graphs and regime names)."""
-        return CausalImages(
-            self.images[index],
-            self.regimes[index],
-            self.factors[index],
-            self.graph,
-            list(self.regime_names),
-            self.dag,
-            self.weights,
-            self.targets,
-        )
 
 
 def _find_file() -> Path | None:

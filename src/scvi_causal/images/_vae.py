@@ -41,6 +41,7 @@ from scvi_causal.core import (
     total_correlation,
 )
 from scvi_causal.core._priors import check_intervention_prior
+from scvi_causal.core._scm import check_latent_graph
 from scvi_causal.core._training import (
     InterventionScheduleMixin,
     category_latent_sums,
@@ -150,13 +151,7 @@ class ImageVAEModule(LatentRotationMixin, nn.Module):
         **prior_kwargs,
     ):
         super().__init__()
-        if latent_graph not in ("none", "dag"):
-            raise ValueError(f"`latent_graph` must be 'none' or 'dag', got {latent_graph!r}.")
-        if latent_graph == "dag" and intervention_prior == "none":
-            raise ValueError(
-                "latent_graph='dag' needs the intervention regimes (they shift the SCM's noise); "
-                "intervention_prior='none' ignores them."
-            )
+        check_latent_graph(latent_graph, intervention_prior, "intervention regimes")
         if latent_graph == "none" and graph_kwargs:
             raise ValueError("`graph_kwargs` need latent_graph='dag'.")
         self.encoder = ConvEncoder(n_latent, channels, hidden)

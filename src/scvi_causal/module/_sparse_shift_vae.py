@@ -20,7 +20,7 @@ from scvi_causal.core import (
     total_correlation,
 )
 from scvi_causal.core._priors import InterventionPrior
-from scvi_causal.core._scm import LinearSCMPrior
+from scvi_causal.core._scm import LinearSCMPrior, check_latent_graph
 from scvi_causal.core._training import negative_elbo
 
 __all__ = [
@@ -104,14 +104,7 @@ class SparseShiftVAE(LatentRotationMixin, VAE):
         **vae_kwargs,
     ):
         super().__init__(n_input, **vae_kwargs)
-        if latent_graph not in ("none", "dag"):
-            raise ValueError(f"`latent_graph` must be 'none' or 'dag', got {latent_graph!r}.")
-        if latent_graph == "dag" and intervention_prior == "none":
-            raise ValueError(
-                "latent_graph='dag' needs the perturbations (they shift the SCM's noise); "
-                "intervention_prior='none' ignores them."
-            )
-        self.latent_graph = latent_graph
+        self.latent_graph = check_latent_graph(latent_graph, intervention_prior, "perturbations")
         matrix = torch.as_tensor(np.asarray(intervention_matrix), dtype=torch.float32)
         if matrix.ndim != 2:
             raise ValueError("`intervention_matrix` must be 2-d (n_categories, n_interventions).")
