@@ -6,6 +6,16 @@ One command reproduces the table::
     python -m benchmarks.images.weak --quick --out /tmp/weak    # tiny CI smoke run
     python -m benchmarks.images.weak --render-only --update     # WEAK.md from weak.csv
 
+The longer budget (4x the images and steps) with an Ada-GVAE beta sweep, committed in
+``weak_long/``::
+
+    python -m benchmarks.images.weak --methods spike_slab ada_gvae beta_tcvae \
+        --settings '{"n_per_regime": 3000, "ada_gvae_beta": [1, 4, 16]}' \
+        --out benchmarks/images/weak_long
+
+(``ada_gvae_beta`` takes one number or a list: one Ada-GVAE run per value and seed, shown as
+``ada_gvae (beta b)`` rows.)
+
 The same convolutional encoder and decoder (16 channels, 6 latent units) learn from four kinds
 of supervision, on the same number of training images, minibatches of 64 images, lr 5e-4 and
 the same number of epochs (so the same number of optimisation steps):
@@ -181,6 +191,27 @@ def check_settings(settings: dict) -> None:
         )
     if settings["n_latent"] < len(N_BINS):
         raise SystemExit(f"n_latent must be >= {len(N_BINS)} (CCVAE: one unit per label).")
+    betas = ada_gvae_betas(settings)
+    if not betas or any(not np.isfinite(b) or b <= 0 for b in betas):
+        raise SystemExit(f"ada_gvae_beta must be a positive number or a list of them: {betas}")
+
+
+def ada_gvae_betas(settings: dict) -> list[float]:
+    """The Ada-GVAE KL weights of ``settings`` (``ada_gvae_beta``: one number, or a list for a
+    sweep: one Ada-GVAE run per value and seed)."""
+    beta = settings["ada_gvae_beta"]
+    return [float(b) for b in (beta if isinstance(beta, (list, tuple)) else [beta])]
+
+
+def method_label(df: pd.DataFrame) -> pd.Series:
+    """The row's method, with its beta where the runs hold Ada-GVAE at several betas."""
+    label = df["method"].astype(str)
+    if "beta" not in df:
+        return label
+    ada = df["method"] == "ada_gvae"
+    if df.loc[ada, "beta"].nunique() > 1:
+        label = label.where(~ada, [f"ada_gvae (beta {b:g})" for b in df["beta"]])
+    return label
 
 
 # ----------------------------------------------------------------------------- workers
@@ -257,8 +288,8 @@ def train_model(method: str, seed: int, settings: dict):
     )
     n_latent, channels = settings["n_latent"], settings["channels"]
     config = dict(CONFIGS[method])
-    if method == "ada_gvae":  # the paper searches 1 to 16
-        config["beta"] = float(settings["ada_gvae_beta"])
+    if method == "ada_gvae":  # the paper searches 1 to 16; one value per worker
+        (config["beta"],) = ada_gvae_betas(settings)
     fit = {"max_epochs": settings["max_epochs"], "lr": LR, "enable_progress_bar": False}
     if method == "ada_gvae":  # as many images as the interventional data set, in pairs
         pairs = dsprites_pairs(n_pairs=len(data) // 2, seed=seed)
@@ -355,7 +386,8 @@ def run_one(
         )
     eval_seconds = time.perf_counter() - start
     if save_model:
-        model.save(Path(model_dir) / f"{method}_seed{seed}.pt", overwrite=True)
+        name = method if method != "ada_gvae" else settings.get("ada_gvae_model_name", method)
+        model.save(Path(model_dir) / f"{name}_seed{seed}.pt", overwrite=True)
     return {
         "method": method,
         "supervision": SUPERVISION[method],
@@ -396,12 +428,17 @@ def run_one(
     }
 
 
-def _worker_args(args, job: str, seed: int) -> list[str]:
+def _worker_args(args, job: str, seed: int, beta: float | None = None) -> list[str]:
+    settings = dict(args.settings)
+    if beta is not None:  # one Ada-GVAE run of a sweep: its beta, and its own model file
+        settings["ada_gvae_beta"] = beta
+        if len(ada_gvae_betas(args.settings)) > 1:
+            settings["ada_gvae_model_name"] = f"ada_gvae_beta{beta:g}"
     cmd = [
         "--worker",
         json.dumps([job, seed]),
         "--settings",
-        json.dumps(args.settings),
+        json.dumps(settings),
         "--model-dir",
         str((args.out / "models" / "weak").resolve()),
         *(["--quick"] if args.quick else []),
@@ -421,11 +458,12 @@ def _classifier_worker(args, seed: int) -> dict:
     return row
 
 
-def _worker(args, method: str, seed: int) -> dict:
+def _worker(args, method: str, seed: int, beta: float | None = None) -> dict:
     """One run in a fresh process (one torch thread, its own peak-memory reading)."""
-    row = run_worker(MODULE, _worker_args(args, method, seed))
+    row = run_worker(MODULE, _worker_args(args, method, seed, beta))
+    name = method if beta is None else f"{method} b{beta:g}"
     print(
-        f"  {method:11s} seed {seed}: MCC {row['mcc_pearson']:.3f}, "
+        f"  {name:11s} seed {seed}: MCC {row['mcc_pearson']:.3f}, "
         f"DCI-D {row['dci_disentanglement']:.3f}, D_LSBD {row['d_lsbd']:.3f}, "
         f"CF only-causal {row['cf_fraction_only_causal']:.2f}, "
         f"{row['train_seconds']:.0f} + {row['eval_seconds']:.0f} s",
@@ -466,7 +504,7 @@ def _cell(mean: float, sd: float, digits: int) -> str:
 def summarise(df: pd.DataFrame, cols: list[str]) -> pd.DataFrame:
     """Mean ± sd over seeds per method (in the order of ``df``)."""
     cols = [c for c in cols if c in df]
-    grouped = df.groupby("method", sort=False)
+    grouped = df.groupby(method_label(df).rename("method"), sort=False)
     mean, sd = grouped[cols].mean(), grouped[cols].std(ddof=1)
     out = pd.DataFrame(index=mean.index)
     out["supervision"] = grouped["supervision"].first()
@@ -480,7 +518,9 @@ def summarise(df: pd.DataFrame, cols: list[str]) -> pd.DataFrame:
 def best_per_column(df: pd.DataFrame, compared: dict[str, bool]) -> str:
     """One line: per column, the best mean over all methods (ties listed, columns where all
     methods tie left out) and, where the fully supervised reference wins, over the others."""
-    means = df.groupby("method", sort=False)[[c for c in compared if c in df]].mean()
+    means = df.groupby(method_label(df).rename("method"), sort=False)[
+        [c for c in compared if c in df]
+    ].mean()
     cells = []
     for col, higher in compared.items():
         values = means[col].dropna() if col in means else pd.Series(dtype=float)
@@ -587,7 +627,8 @@ def write_tables(df: pd.DataFrame, out: Path, csv: bool = True) -> pd.DataFrame:
     if csv:
         order = {m: i for i, m in enumerate(METHODS)}
         df = df.sort_values(
-            ["method", "seed"], key=lambda c: c.map(order) if c.name == "method" else c
+            ["method", "beta", "seed"] if "beta" in df else ["method", "seed"],
+            key=lambda c: c.map(order) if c.name == "method" else c,
         )
         df.to_csv(out / CSV, index=False)
     df = pd.read_csv(out / CSV)
@@ -636,7 +677,12 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     if args.quick:
         args.seeds = args.seeds[:1]
     args.out.mkdir(parents=True, exist_ok=True)
-    jobs = [(m, s) for s in args.seeds for m in args.methods]
+    jobs = [
+        (m, s, b) if m == "ada_gvae" else (m, s)
+        for s in args.seeds
+        for m in args.methods
+        for b in (ada_gvae_betas(args.settings) if m == "ada_gvae" else [None])
+    ]
     print(f"{len(args.seeds)} classifiers, then {len(jobs)} runs on {args.workers} workers")
     write_run_json(
         args.out,
