@@ -51,6 +51,7 @@ import torch
 import scvi_causal
 from scvi_causal.core import latent_graph_from_moments
 from scvi_causal.data import simulate_sparse_shift
+from scvi_causal.images import CAUSAL_FACTORS, FACTOR_NAMES, ImageVAE, causal_dsprites
 from scvi_causal.metrics import direct_target_scores, latent_graph_scores, match_latents, mcc
 from scvi_causal.model import SparseShiftVI
 
@@ -161,6 +162,50 @@ for name, latents in {"true, linearly mixed": mixed, "posterior means": z}.items
     found, _ = match_latents(z_true, latents @ frame)
     scores = latent_graph_scores(true_dag.to_numpy(), np.abs(weights), found)
     print(f"{name}: AUPRC of the edges ranked by |weight| {scores['auprc']:.2f}")
+
+# %% [markdown]
+# ## The same prior on images
+#
+# {func}`~scvi_causal.images.causal_dsprites` draws dSprites whose four ordinal factors follow
+# a linear-Gaussian SCM (by default scale -> orientation, scale -> pos_x, pos_x -> pos_y), with
+# an observational regime and one hard intervention per factor. `ImageVAE(...,
+# latent_graph="dag")` puts the latent SCM prior on the convolutional VAE and runs the same
+# graph-alignment step at `graph_start` (three quarters of the epochs by default);
+# `get_latent_graph()` returns the learned graph among the units (an array: image units have no
+# names). On these images the measured
+# figures are MCC 0.685 for the DAG prior against 0.543 for independent units, but directed-edge
+# F1 0.111 (`benchmarks/causal_graph/IMAGES.md`): the units improve, the graph is not recovered.
+
+# %%
+scenes = causal_dsprites(n_per_regime=30 if FAST else 750, seed=0)
+print(scenes.dag)
+image_model = ImageVAE(
+    n_latent=4 if FAST else 6,
+    n_interventions=len(scenes.regime_names) - 1,
+    latent_graph="dag",
+    channels=8 if FAST else 16,
+)
+image_model.train(
+    scenes.images,
+    scenes.regimes,
+    max_epochs=2 if FAST else 18,
+    enable_progress_bar=False,
+    seed=0,
+    graph_fit_kwargs={"n_restarts": 1, "n_steps": 100} if FAST else {},
+)
+observational = scenes.regimes == 0
+z_images = image_model.get_latent_representation(scenes.images[observational])
+columns = [FACTOR_NAMES.index(f) for f in CAUSAL_FACTORS]
+factors = scenes.factors[observational][:, columns].astype(float)
+found, _ = match_latents(factors, z_images)
+print(f"MCC {mcc(factors, z_images):.3f}")
+print(
+    "latent DAG:",
+    latent_graph_scores(scenes.dag.to_numpy(), image_model.get_latent_graph(), found),
+)
+
+# %%
+scvi_causal.pl.latent_graph(image_model.get_latent_graph(), title="learned graph, images")
 
 # %% [markdown]
 # ## What not to conclude
