@@ -66,6 +66,7 @@ TABLES: dict[str, Callable[[Path], str]] = {
     "counterfactual/CIS_DATA.md": _from_csv("counterfactual.cis_data", "cis_data.csv"),
     "counterfactual/residual/RESULTS.md": _counterfactual,
     "images/WEAK.md": _from_csv("images.weak", "weak.csv"),
+    "images/weak_long/WEAK.md": _from_csv("images.weak", "weak.csv"),
     "causal_graph/RESULTS.md": _from_csv("causal_graph.run", "results.csv"),
     "causal_graph/WARP.md": _from_csv("causal_graph.warp", "warp.csv"),
     "causal_graph/IMAGES.md": _from_csv("causal_graph.images", "images.csv"),

@@ -856,7 +856,7 @@ def module_of(rel: str) -> str:
         return f"benchmarks.{by_name[name]}"
     if rel.startswith("scale/") and name in by_name:
         return f"benchmarks.{by_name[name]}"
-    if rel == "images/weak.csv":
+    if rel.startswith("images/") and name == "weak.csv":  # weak.csv and weak_long/weak.csv
         return "benchmarks.images.weak"
     if rel == "counterfactual/cis_data.csv":
         return "benchmarks.counterfactual.cis_data"

@@ -399,6 +399,34 @@ def test_images_weak_quick(tmp_path):
     assert_renders_again(tmp_path, "images.weak", "WEAK.md")
 
 
+def test_images_weak_beta_sweep_labels_and_checks(monkeypatch):
+    """A beta sweep (``ada_gvae_beta`` a list) gives one Ada-GVAE row label per beta, summarised
+    apart; one beta keeps the plain label; a non-positive beta is refused."""
+    monkeypatch.syspath_prepend(str(ROOT))
+    weak = importlib.import_module("benchmarks.images.weak")
+    assert weak.ada_gvae_betas({"ada_gvae_beta": 4}) == [4.0]
+    assert weak.ada_gvae_betas({"ada_gvae_beta": [1, 16]}) == [1.0, 16.0]
+    rows = pd.DataFrame(
+        {
+            "method": ["ada_gvae"] * 4 + ["beta_tcvae"] * 2,
+            "beta": [1.0, 1.0, 4.0, 4.0, 1.0, 1.0],
+            "supervision": ["pairs"] * 4 + ["none"] * 2,
+            "mig": [0.1, 0.3, 0.5, 0.7, 0.2, 0.2],
+        }
+    )
+    labels = list(weak.method_label(rows))
+    assert labels[:4] == ["ada_gvae (beta 1)"] * 2 + ["ada_gvae (beta 4)"] * 2
+    assert labels[4:] == ["beta_tcvae"] * 2
+    table = weak.summarise(rows, ["mig"])
+    assert list(table["method"]) == ["ada_gvae (beta 1)", "ada_gvae (beta 4)", "beta_tcvae"]
+    assert list(table["mig"]) == ["0.200 ± 0.141", "0.600 ± 0.141", "0.200 ± 0.000"]
+    one_beta = rows[rows["beta"] == 1.0]
+    assert list(weak.method_label(one_beta).unique()) == ["ada_gvae", "beta_tcvae"]
+    settings = dict(weak.QUICK, ada_gvae_beta=[1, 0])
+    with pytest.raises(SystemExit, match="ada_gvae_beta must be a positive"):
+        weak.check_settings(settings)
+
+
 def test_scale_quick(tmp_path):
     run(
         "scale.run", "--quick", "--out", tmp_path, "--data-dir", tmp_path / "data", "--threads", "1"

@@ -563,9 +563,13 @@ def render(df: pd.DataFrame) -> str:
         "",
         f"{provenance_line(CSV)} Seeds {seeds}; mean ± sd over seeds. {settings}; "
         f"optimisation steps per run: {', '.join(map(str, steps))}. "
-        "Runs shared the machine, one torch thread each (how many at a time: `run.json`). "
-        f"`{REFERENCE}` is given the binned factors themselves: the fully supervised reference "
-        "point, not a competitor.",
+        "Runs shared the machine, one torch thread each (how many at a time: `run.json`)."
+        + (
+            f" `{REFERENCE}` is given the binned factors themselves: the fully supervised "
+            "reference point, not a competitor."
+            if (df["method"] == REFERENCE).any()
+            else ""
+        ),
         "",
         "## Representation",
         "",
