@@ -35,7 +35,7 @@ from torch.distributions.kl import register_kl
 from scvi_causal._constants import DEFAULT_MASK_INIT_PROB, GRAPH_FIT_MASK_DRAWS
 
 from ._masks import InterventionMask
-from ._priors import SparseShiftPrior
+from ._priors import SparseShiftPrior, make_prior
 from ._sparsity import bernoulli_kl
 
 
@@ -78,6 +78,37 @@ def check_latent_graph(latent_graph: str, intervention_prior: str, what: str) ->
             "intervention_prior='none' ignores them."
         )
     return latent_graph
+
+
+def make_latent_prior(
+    latent_graph: str,
+    intervention_prior: str,
+    n_interventions: int,
+    n_latent: int,
+    prior_kwargs: dict | None = None,
+    graph_kwargs: dict | None = None,
+):
+    """The prior of a model's latent units: :class:`LinearSCMPrior` with its graph off (the
+    units are independent until the training plan's graph-alignment step switches it on) for
+    ``latent_graph="dag"``, else :func:`~scvi_causal.core.make_prior`'s.
+
+    Examples
+    --------
+    >>> prior = make_latent_prior("dag", "spike_slab", 2, 3)
+    >>> type(prior).__name__, bool(prior.graph_active)
+    ('LinearSCMPrior', False)
+    """
+    if latent_graph == "dag":
+        prior = LinearSCMPrior(
+            n_interventions,
+            n_latent,
+            intervention_prior,
+            **(prior_kwargs or {}),
+            **(graph_kwargs or {}),
+        )
+        prior.activate_graph(False)
+        return prior
+    return make_prior(intervention_prior, n_interventions, n_latent, **(prior_kwargs or {}))
 
 
 class LinearSCMNormal(Distribution):

@@ -90,6 +90,20 @@ def check_graph_fit_kwargs(graph_fit_kwargs: dict | None) -> dict:
     return dict(graph_fit_kwargs or {})
 
 
+def check_graph_start(graph_start: float) -> float:
+    """A plan's ``graph_start`` (the fraction of the epochs after which the graph-alignment step
+    runs), checked to lie in [0, 1].
+
+    Examples
+    --------
+    >>> check_graph_start(0.75)
+    0.75
+    """
+    if not 0.0 <= graph_start <= 1.0:
+        raise ValueError(f"`graph_start` must be in [0, 1], got {graph_start}.")
+    return float(graph_start)
+
+
 def negative_elbo(
     reconstruction: torch.Tensor,
     kl_z: torch.Tensor,

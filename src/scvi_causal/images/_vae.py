@@ -37,15 +37,15 @@ from scvi_causal.core import (
     LinearSCMPrior,
     SparseShiftPrior,
     ada_gvae_average,
-    make_prior,
     total_correlation,
 )
 from scvi_causal.core._priors import check_intervention_prior
-from scvi_causal.core._scm import check_latent_graph
+from scvi_causal.core._scm import check_latent_graph, make_latent_prior
 from scvi_causal.core._training import (
     InterventionScheduleMixin,
     category_latent_sums,
     check_graph_fit_kwargs,
+    check_graph_start,
     negative_elbo,
 )
 
@@ -157,18 +157,10 @@ class ImageVAEModule(LatentRotationMixin, nn.Module):
         self.encoder = ConvEncoder(n_latent, channels, hidden)
         self.decoder = ConvDecoder(n_latent, channels, hidden)
         self.latent_graph = latent_graph
-        if latent_graph == "dag":
-            self.prior = LinearSCMPrior(
-                n_interventions,
-                n_latent,
-                intervention_prior,
-                **prior_kwargs,
-                **(graph_kwargs or {}),
-            )
-            # independent units until the training plan fits the graph (graph_start)
-            self.prior.activate_graph(False)
-        else:
-            self.prior = make_prior(intervention_prior, n_interventions, n_latent, **prior_kwargs)
+        # with a graph: independent units until the training plan fits it (graph_start)
+        self.prior = make_latent_prior(
+            latent_graph, intervention_prior, n_interventions, n_latent, prior_kwargs, graph_kwargs
+        )
         self.intervention_prior = intervention_prior
         self.beta = float(beta)
         self.tc_weight = float(tc_weight)
@@ -278,9 +270,7 @@ class _ImageTrainingPlan(InterventionScheduleMixin, pl.LightningModule):
     ):
         super().__init__()
         self.module = module
-        if not 0.0 <= graph_start <= 1.0:
-            raise ValueError(f"`graph_start` must be in [0, 1], got {graph_start}.")
-        self.graph_start = float(graph_start)
+        self.graph_start = check_graph_start(graph_start)
         self.graph_fit_kwargs = check_graph_fit_kwargs(graph_fit_kwargs)
         self.align_at = tuple(align_at)
         self.align_noise_z = align_noise_z
@@ -371,29 +361,14 @@ class _ImageTrainingPlan(InterventionScheduleMixin, pl.LightningModule):
         module = self.module
         if self.data is None:
             return None
-        x, a = self.data
-        categories, codes = torch.unique(a, dim=0, return_inverse=True)
-        device = module.encoder.loc.weight.device
-        was_training = module.training
-        module.eval()
-        try:
-            batches = (
-                (
-                    module.encoder(
-                        x[start : start + batch_size].to(device, torch.float32).unsqueeze(1)
-                    ).loc,
-                    codes[start : start + batch_size],
-                )
-                for start in range(0, len(x), batch_size)
-            )
-            sums, counts = category_latent_sums(
-                batches,
-                len(categories),
-                module.encoder.loc.out_features,
-                module.encoder.loc.weight,
-            )
-        finally:
-            module.train(was_training)
+        categories, codes = torch.unique(self.data[1], dim=0, return_inverse=True)
+        loc, _ = self.posterior_means(batch_size)
+        sums, counts = category_latent_sums(
+            [(loc, codes.to(loc.device))],
+            len(categories),
+            module.encoder.loc.out_features,
+            module.encoder.loc.weight,
+        )
         return sums, counts, categories.to(sums)
 
     def on_train_epoch_end(self):

@@ -16,11 +16,10 @@ from scvi_causal.core import (
     DirectEffects,
     LatentRotationMixin,
     apply_log_offset,
-    make_prior,
     total_correlation,
 )
 from scvi_causal.core._priors import InterventionPrior
-from scvi_causal.core._scm import LinearSCMPrior, check_latent_graph
+from scvi_causal.core._scm import check_latent_graph, make_latent_prior
 from scvi_causal.core._training import negative_elbo
 
 __all__ = [
@@ -119,20 +118,15 @@ class SparseShiftVAE(LatentRotationMixin, VAE):
         self.register_buffer("intervention_matrix", matrix)
         self.intervention_prior = intervention_prior
         self.beta = beta
-        if latent_graph == "dag":
-            self.prior = LinearSCMPrior(
-                matrix.shape[1],
-                self.n_latent,
-                intervention_prior,
-                **(prior_kwargs or {}),
-                **(graph_kwargs or {}),
-            )
-            # independent units until the training plan fits the graph (graph_start)
-            self.prior.activate_graph(False)
-        else:
-            self.prior = make_prior(
-                intervention_prior, matrix.shape[1], self.n_latent, **(prior_kwargs or {})
-            )
+        # with a graph: independent units until the training plan fits it (graph_start)
+        self.prior = make_latent_prior(
+            latent_graph,
+            intervention_prior,
+            matrix.shape[1],
+            self.n_latent,
+            prior_kwargs,
+            graph_kwargs,
+        )
         if direct_penalty is not None and intervention_prior == "none":
             raise ValueError(
                 "Direct effects need perturbation labels; intervention_prior='none' "

@@ -30,6 +30,7 @@ from scvi_causal.core._training import (
     InterventionScheduleMixin,
     category_latent_sums,
     check_graph_fit_kwargs,
+    check_graph_start,
 )
 
 logger = logging.getLogger(__name__)
@@ -170,9 +171,7 @@ class SparseShiftTrainingPlan(InterventionScheduleMixin, TrainingPlan):
         super().__init__(module, **kwargs)
         self.learn_graph = bool(learn_graph)
         self.graph_fit_kwargs = check_graph_fit_kwargs(graph_fit_kwargs)
-        if not 0.0 <= graph_start <= 1.0:
-            raise ValueError(f"`graph_start` must be in [0, 1], got {graph_start}.")
-        self.graph_start = float(graph_start)
+        self.graph_start = check_graph_start(graph_start)
         if not 0.0 <= direct_start <= 1.0:
             raise ValueError(f"`direct_start` must be in [0, 1], got {direct_start}.")
         self.direct_start = float(direct_start)
