@@ -510,7 +510,14 @@ def test_causal_graph_quick(tmp_path):
     assert_renders_again(tmp_path, "causal_graph.run", "RESULTS.md")
     run("causal_graph.warp", "--quick", "--out", tmp_path)
     warp = pd.read_csv(tmp_path / "warp.csv")
-    assert list(warp["latents"]) == ["true_mixed", "encoder", "encoder_linear_part"]
+    assert list(warp["latents"]) == [
+        "true_mixed",
+        "encoder",
+        "encoder_linear_part",
+        "encoder_smooth_part",
+        "linear_part_plus_noise",
+    ]
+    assert warp["r2_smooth"].le(1).all()
     assert warp["r2_linear"].le(1).all() and warp["mcc_before"].between(0, 1).all()
     assert "encoder" in (tmp_path / "WARP.md").read_text()
     assert_run_json(tmp_path, "causal_graph.warp", seeds=[1])
