@@ -90,18 +90,19 @@ def check_graph_fit_kwargs(graph_fit_kwargs: dict | None) -> dict:
     return dict(graph_fit_kwargs or {})
 
 
-def check_graph_start(graph_start: float) -> float:
-    """A plan's ``graph_start`` (the fraction of the epochs after which the graph-alignment step
-    runs), checked to lie in [0, 1].
+def check_fraction(value: float, name: str) -> float:
+    """A plan's fraction of the epochs (``graph_start``, ``direct_start``,
+    ``sparsity_anneal_start``), checked to lie in [0, 1]; ``name`` is the argument's name for the
+    error.
 
     Examples
     --------
-    >>> check_graph_start(0.75)
+    >>> check_fraction(0.75, "graph_start")
     0.75
     """
-    if not 0.0 <= graph_start <= 1.0:
-        raise ValueError(f"`graph_start` must be in [0, 1], got {graph_start}.")
-    return float(graph_start)
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"`{name}` must be in [0, 1], got {value}.")
+    return float(value)
 
 
 def negative_elbo(

@@ -44,8 +44,8 @@ from scvi_causal.core._scm import check_latent_graph, make_latent_prior
 from scvi_causal.core._training import (
     InterventionScheduleMixin,
     category_latent_sums,
+    check_fraction,
     check_graph_fit_kwargs,
-    check_graph_start,
     negative_elbo,
 )
 
@@ -270,7 +270,7 @@ class _ImageTrainingPlan(InterventionScheduleMixin, pl.LightningModule):
     ):
         super().__init__()
         self.module = module
-        self.graph_start = check_graph_start(graph_start)
+        self.graph_start = check_fraction(graph_start, "graph_start")
         self.graph_fit_kwargs = check_graph_fit_kwargs(graph_fit_kwargs)
         self.align_at = tuple(align_at)
         self.align_noise_z = align_noise_z

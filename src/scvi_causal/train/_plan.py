@@ -29,8 +29,8 @@ from scvi_causal.core import geometric_temperature
 from scvi_causal.core._training import (
     InterventionScheduleMixin,
     category_latent_sums,
+    check_fraction,
     check_graph_fit_kwargs,
-    check_graph_start,
 )
 
 logger = logging.getLogger(__name__)
@@ -171,10 +171,8 @@ class SparseShiftTrainingPlan(InterventionScheduleMixin, TrainingPlan):
         super().__init__(module, **kwargs)
         self.learn_graph = bool(learn_graph)
         self.graph_fit_kwargs = check_graph_fit_kwargs(graph_fit_kwargs)
-        self.graph_start = check_graph_start(graph_start)
-        if not 0.0 <= direct_start <= 1.0:
-            raise ValueError(f"`direct_start` must be in [0, 1], got {direct_start}.")
-        self.direct_start = float(direct_start)
+        self.graph_start = check_fraction(graph_start, "graph_start")
+        self.direct_start = check_fraction(direct_start, "direct_start")
         if intervention_lr_factor <= 0:
             raise ValueError("`intervention_lr_factor` must be positive.")
         if temperature_start <= 0 or temperature_end <= 0:
@@ -185,10 +183,8 @@ class SparseShiftTrainingPlan(InterventionScheduleMixin, TrainingPlan):
         self.n_epochs_temperature = n_epochs_temperature
         if sparsity_penalty_end is not None and sparsity_penalty_end < 0:
             raise ValueError("`sparsity_penalty_end` must be >= 0.")
-        if not 0.0 <= sparsity_anneal_start <= 1.0:
-            raise ValueError("`sparsity_anneal_start` must be in [0, 1].")
         self.sparsity_penalty_end = sparsity_penalty_end
-        self.sparsity_anneal_start = float(sparsity_anneal_start)
+        self.sparsity_anneal_start = check_fraction(sparsity_anneal_start, "sparsity_anneal_start")
         align_at = tuple(float(f) for f in align_at)
         if any(not 0.0 < f <= 1.0 for f in align_at):
             raise ValueError(f"`align_at` fractions must be in (0, 1], got {align_at}.")
